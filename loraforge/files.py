@@ -1,0 +1,108 @@
+"""Small file helpers: atomic writes and JSON Lines."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from loraforge.errors import ConfigError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """Write all rows at once, atomically."""
+    text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    atomic_write_text(path, text)
+
+
+def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
+    """Append rows and flush them to disk; a torn last line is skipped by `read_jsonl(tolerant=True)`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def iter_jsonl(path: Path, *, tolerant: bool = False) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, row). A bad line raises a ConfigError naming the file and line.
+
+    With `tolerant`, an unparsable last line (a write cut short by a kill) is skipped.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file.", fix="Check the path and try again.")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if tolerant and number == len(lines):
+                return
+            raise ConfigError(
+                f"{path}, line {number}: not valid JSON ({exc.msg} at column {exc.colno}).",
+                fix="Each line must hold one JSON object.",
+            ) from None
+        if not isinstance(row, dict):
+            raise ConfigError(
+                f"{path}, line {number}: expected a JSON object, got {type(row).__name__}.",
+                fix="Each line must hold one JSON object.",
+            )
+        yield number, row
+
+
+def read_jsonl(path: Path, *, tolerant: bool = False) -> list[dict]:
+    return [row for _, row in iter_jsonl(path, tolerant=tolerant)]
+
+
+def read_json(path: Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file.") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}).") from None
+
+
+def inside(root: Path, candidate: Path) -> Path:
+    """Resolve `candidate` against `root` and refuse it if it escapes `root`."""
+    root = Path(root).resolve()
+    resolved = (root / candidate).resolve()
+    if resolved != root and root not in resolved.parents:
+        raise ConfigError(
+            f"The path {candidate} points outside the run folder {root}.",
+            fix="Use a path inside the run folder.",
+        )
+    return resolved

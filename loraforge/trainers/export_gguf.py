@@ -1,0 +1,130 @@
+"""Write a PEFT LoRA adapter as a llama.cpp GGUF adapter.
+
+Tensor names come from gguf's own name map for the base's architecture. For llama-family models,
+llama.cpp stores the q and k projection rows permuted for its RoPE layout; since the permutation acts
+on output rows, it is applied to lora_B of q_proj (with the head count) and of k_proj (with the KV head
+count), never to lora_A. Forgetting it gives an adapter that loads and quietly produces garbage.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from loraforge.errors import ConfigError
+from loraforge.gguf_info import GGUFInfo
+
+# Architectures whose converter permutes q/k rows (llama.cpp's LlamaModel and its subclasses).
+PERMUTED_QK_ARCHS = {"llama", "granite", "granitemoe"}
+
+_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<which>[AB])(?:\.default)?\.weight$")
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    path: Path
+    tensors: int
+    alpha: float
+    rank: int
+
+
+def permute_rows(weight: np.ndarray, n_head: int) -> np.ndarray:
+    """Reorder output rows from the Hugging Face rotary layout to llama.cpp's interleaved one.
+
+    Within each head, rows are split into two halves; llama.cpp wants them interleaved pairwise.
+    """
+    rows = weight.shape[0]
+    head_dim = rows // n_head
+    return weight.reshape(n_head, 2, head_dim // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
+
+
+def read_adapter(adapter_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(adapter_config, tensors) from a PEFT folder, with clear errors for what is missing."""
+    from safetensors.numpy import load_file
+
+    adapter_dir = Path(adapter_dir)
+    if not adapter_dir.is_dir():
+        raise ConfigError(f"Adapter folder {adapter_dir} does not exist.")
+    config_path = adapter_dir / "adapter_config.json"
+    weights_path = adapter_dir / "adapter_model.safetensors"
+    if not config_path.is_file():
+        raise ConfigError(f"{adapter_dir} has no adapter_config.json; it is not a PEFT adapter folder.")
+    if not weights_path.is_file():
+        raise ConfigError(f"{adapter_dir} has no adapter_model.safetensors (weights missing).")
+    config = json.loads(config_path.read_text())
+    if config.get("peft_type", "LORA") != "LORA":
+        raise ConfigError(f"{adapter_dir} holds a {config.get('peft_type')} adapter; only LoRA can be exported.")
+    for key, label in (("use_rslora", "rsLoRA"), ("use_dora", "DoRA")):
+        if config.get(key):
+            raise ConfigError(f"{adapter_dir} uses {label}, which a llama.cpp GGUF adapter cannot express.")
+    if config.get("modules_to_save"):
+        raise ConfigError(f"{adapter_dir} trains full modules ({config['modules_to_save']}); GGUF cannot hold them.")
+    return config, load_file(str(weights_path))
+
+
+def export_adapter(adapter_dir: Path, base: GGUFInfo, out_path: Path, outtype: str = "f32") -> ExportSummary:
+    """Convert the PEFT adapter in `adapter_dir` for the base described by `base`, into `out_path`."""
+    import gguf
+
+    config, tensors = read_adapter(adapter_dir)
+    rank = int(config["r"])
+    alpha = float(config.get("lora_alpha", rank))
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise ConfigError("Per-module ranks or alphas cannot be expressed in one GGUF adapter alpha.")
+    arch = next((a for a, name in gguf.MODEL_ARCH_NAMES.items() if name == base.architecture), None)
+    if arch is None:
+        raise ConfigError(f"The gguf package does not know the architecture {base.architecture!r}.")
+    names = gguf.get_tensor_name_map(arch, base.n_layers)
+    dtype = {"f32": np.float32, "f16": np.float16}.get(outtype)
+    if dtype is None:
+        raise ConfigError(f"outtype must be 'f32' or 'f16', got {outtype!r}.")
+
+    pairs: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in tensors.items():
+        match = _KEY.match(key)
+        if not match:
+            raise ConfigError(f"Unexpected tensor {key!r} in the adapter; only lora_A/lora_B are supported.")
+        pairs.setdefault(match["module"], {})[match["which"]] = value
+
+    tmp = out_path.with_name(f".{out_path.name}.tmp")
+    writer = gguf.GGUFWriter(str(tmp), base.architecture)
+    writer.add_string(gguf.Keys.General.TYPE, gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
+    invocation = config.get("alora_invocation_tokens")
+    if invocation:
+        writer.add_array(gguf.Keys.Adapter.ALORA_INVOCATION_TOKENS, [int(t) for t in invocation])
+    count = 0
+    for module in sorted(pairs, key=_natural):
+        pair = pairs[module]
+        if set(pair) != {"A", "B"}:
+            raise ConfigError(f"Module {module} has lora_{''.join(pair)} but not both A and B.")
+        base_name = names.get_name(module + ".weight", try_suffixes=(".weight",))
+        if base_name is None:
+            raise ConfigError(f"No llama.cpp tensor corresponds to {module} for {base.architecture}.")
+        lora_a, lora_b = pair["A"].astype(np.float32), pair["B"].astype(np.float32)
+        if base.architecture in PERMUTED_QK_ARCHS:
+            if module.endswith("q_proj"):
+                lora_b = permute_rows(lora_b, base.n_head)
+            elif module.endswith("k_proj"):
+                lora_b = permute_rows(lora_b, base.n_kv_head)
+        writer.add_tensor(f"{base_name}.lora_a", np.ascontiguousarray(lora_a.astype(dtype)))
+        writer.add_tensor(f"{base_name}.lora_b", np.ascontiguousarray(lora_b.astype(dtype)))
+        count += 2
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        tmp.replace(out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportSummary(path=out_path, tensors=count, alpha=alpha, rank=rank)
+
+
+def _natural(name: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
