@@ -1,1 +1,1 @@
-"""preflight"""
+"""The preflight (`loraforge check`): is this machine ready to run loraforge?"""

@@ -26,7 +26,7 @@ class TrainConfig:
     )
     epochs: int = field(default=3, metadata={"help": "Passes over the training data."})
     learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate, e.g. 5e-4."})
-    batch_size: int = field(default=4, metadata={"help": "Sequences per micro-batch."})
+    batch_size: int = field(default=8, metadata={"help": "Sequences per micro-batch."})
     grad_accum: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
     max_length: int = field(default=1024, metadata={"help": "Longest sequence in tokens; longer ones are skipped."})
     warmup_steps: int = field(default=4, metadata={"help": "Linear warm-up steps before the cosine decay."})

@@ -82,13 +82,46 @@ def collate(batch: list[Encoded], pad_id: int, device: str):
     return ids.to(device), labels.to(device), mask.to(device)
 
 
-def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any):
-    """Cross-entropy at supervised positions only: the LM head runs on those rows, not on every token."""
+def shared_prefix_length(ids: Any, mask: Any) -> int:
+    """How many leading tokens every row of the batch has in common (and not padding)."""
+    same = (ids == ids[:1]).all(0) & (mask == 1).all(0)
+    return min(int(same.long().cumprod(0).sum()), ids.shape[1] - 1)
+
+
+def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: int = 16):
+    """Summed cross-entropy at supervised positions, and how many positions there were.
+
+    Two savings that keep results identical:
+    - the LM head runs only on supervised rows, not on every token;
+    - tokens that every row shares (the system prompt listing the tools) run once, and the other rows
+      attend to that single copy of the keys and values; gradients flow through it to the adapter.
+    """
+    import torch
     import torch.nn.functional as F
 
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone = getattr(causal_lm, causal_lm.base_model_prefix)
-    hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+    batch, width = ids.shape
+    prefix = shared_prefix_length(ids, mask) if batch > 1 else 0
+    if prefix >= min_prefix:
+        from transformers import DynamicCache
+
+        head = backbone(input_ids=ids[:1, :prefix], use_cache=True)
+        shared = DynamicCache()
+        for index, layer in enumerate(head.past_key_values.layers):
+            shared.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), index)
+        positions = torch.arange(prefix, width, device=ids.device)
+        tail = backbone(
+            input_ids=ids[:, prefix:],
+            attention_mask=mask,
+            past_key_values=shared,
+            position_ids=positions.unsqueeze(0).expand(batch, -1),
+            cache_position=positions,
+            use_cache=True,
+        )
+        hidden = torch.cat([head.last_hidden_state.expand(batch, -1, -1), tail.last_hidden_state], dim=1)
+    else:
+        hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
     targets = labels[:, 1:]
     keep = targets != IGNORE
     logits = causal_lm.get_output_embeddings()(hidden[:, :-1][keep])
@@ -110,7 +143,7 @@ def evaluate_loss(model: Any, examples: list[Encoded], config: TrainConfig, pad_
     with torch.no_grad(), torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
         for batch in length_batches(examples, config.batch_size, random.Random(0)):
             loss, n = supervised_loss(model, *collate(batch, pad_id, device))
-            total, count = total + float(loss), count + n
+            total, count = total + loss.item(), count + n
     model.train()
     return total / max(1, count)
 
@@ -181,7 +214,7 @@ def train_lora(
                 with torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
                     loss, n = supervised_loss(model, *collate(batch, pad_id, device))
                 (loss / max(1, group_tokens)).backward()
-                loss_sum, tokens = loss_sum + float(loss), tokens + n
+                loss_sum, tokens = loss_sum + loss.item(), tokens + n
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

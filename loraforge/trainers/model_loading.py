@@ -27,6 +27,7 @@ def _build_cache(gguf_path: Path, target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
@@ -66,11 +67,24 @@ def hf_folder_for(model_path: Path, *, progress: Any = None) -> Path:
     return target
 
 
+def quiet_transformers() -> None:
+    """loraforge draws its own progress bars; the library's own bars and notices would tear them."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+
+
 def load_base_model(model_path: Path, *, dtype: Any = None, device: str = "cpu", progress: Any = None):
     """(model, tokenizer) ready for PEFT. Never runs remote code."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     folder = hf_folder_for(model_path, progress=progress)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     model = AutoModelForCausalLM.from_pretrained(

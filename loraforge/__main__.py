@@ -1,0 +1,4 @@
+from loraforge.cli import main
+import sys
+
+sys.exit(main())

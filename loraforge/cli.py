@@ -1,0 +1,123 @@
+"""The `loraforge` command: check, run."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from loraforge.errors import LoraforgeError
+
+
+def _add_server_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, help="base GGUF model (default: the embedded SmolLM2-135M-Instruct)")
+    parser.add_argument("--llama-server", type=Path, help="llama-server binary to start (default: embedded server)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="loraforge",
+        description="Turn a base model and a task into a verified LoRA adapter for llama.cpp.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("check", help="check that this machine can run loraforge")
+    _add_server_flags(check)
+    check.add_argument("--out", type=Path, default=Path("runs"), help="output folder to test (default: runs)")
+    check.add_argument("--json", action="store_true", help="print the results as JSON")
+    check.add_argument("--deep", action="store_true", help="also start the server and run one completion")
+
+    run = sub.add_parser("run", help="generate data, train, export and evaluate, unattended")
+    run.add_argument("--tools", type=Path, help="tools file (YAML or JSON)")
+    run.add_argument("--out", type=Path, help="run folder (default: runs/demo)")
+    run.add_argument("--examples", type=int, help="verified examples to generate (default: 80)")
+    run.add_argument("--iterations", type=int, help="generate-train-evaluate rounds (default: 1)")
+    run.add_argument("--epochs", type=int, help="training epochs per iteration (default: 3)")
+    run.add_argument("--seed", type=int, help="seed (default: 0)")
+    run.add_argument("--teacher-model", type=Path, help="GGUF model that writes the data (default: --model)")
+    run.add_argument("--server-url", help="a running llama-server to use as the teacher")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_server_flags(run)
+    return parser
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from loraforge.preflight.checks import run_checks
+
+    def show(result) -> None:
+        if not args.json:
+            line = f"[{result.status:>4}] {result.name}: {result.detail}"
+            if result.fix and result.status != "ok":
+                line += f"\n       fix: {result.fix}"
+            print(line, flush=True)
+
+    results = run_checks(args.model, args.out, args.llama_server, args.deep, on_result=show)
+    failed = [r for r in results if r.status == "fail"]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        warned = sum(r.status == "warn" for r in results)
+        print(f"\n{len(results)} checks: {len(failed)} failed, {warned} warnings.")
+    return 1 if failed else 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from loraforge.agent.config import RunConfig
+    from loraforge.agent.orchestrator import Orchestrator
+    from loraforge.files import read_json
+    from loraforge.ui import UI
+
+    values: dict = {}
+    if args.resume:
+        saved = read_json(args.resume / "config.json")["config"]
+        values.update({k: v for k, v in saved.items()})
+        values["out"] = args.resume
+    for name in ("tools", "out", "examples", "iterations", "seed", "model", "teacher_model", "server_url",
+                 "llama_server"):  # fmt: skip
+        value = getattr(args, name)
+        if value is not None:
+            values[name] = value
+    if args.epochs is not None:
+        training = dict(values.get("training") or {})
+        training["epochs"] = args.epochs
+        values["training"] = training
+    config = RunConfig(**values)
+    ui = UI(quiet=args.quiet)
+    orchestrator = Orchestrator(config, ui)
+    ui.info(f"loraforge run -> {config.out} (model {orchestrator.model.name}, {len(orchestrator.tools)} tools)")
+    final = asyncio.run(orchestrator.run())
+    print_summary(config.out, final, ui)
+    return 0
+
+
+def print_summary(run_dir: Path, final: dict, ui) -> None:
+    if not final:
+        ui.warn(f"No iteration beat the base model; no final adapter was promoted. See {run_dir}/history.jsonl.")
+        return
+    base, adapter = final["base"], final["adapter"]
+    rows = [[metric, base.get(metric, 0.0), adapter.get(metric, 0.0)] for metric in ("exact_match", "tool_name_accuracy")]
+    print()
+    ui.table(["held-out metric", "base", "adapter"], rows)
+    print(f"\n{final['heldout_examples']} held-out examples, measured through llama.cpp.")
+    print(f"Best adapter (iteration {final['iteration']}): {run_dir / 'final_adapter'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"check": cmd_check, "run": cmd_run}
+    try:
+        return handlers[args.command](args)
+    except LoraforgeError as exc:
+        print(f"loraforge: error: {exc.paragraph()}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nloraforge: stopped. Finished phases are saved; continue with `loraforge run --resume RUN_DIR`.",
+              file=sys.stderr)  # fmt: skip
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

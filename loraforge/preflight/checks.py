@@ -1,0 +1,240 @@
+"""The preflight: every check returns a small result with a status and a one-line fix."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+from loraforge.errors import LoraforgeError
+
+Status = Literal["ok", "warn", "fail"]
+
+# (import name, distribution name) of what `loraforge run` needs.
+REQUIRED = [
+    ("torch", "torch"),
+    ("transformers", "transformers"),
+    ("peft", "peft"),
+    ("gguf", "gguf"),
+    ("safetensors", "safetensors"),
+    ("numpy", "numpy"),
+    ("aiohttp", "aiohttp"),
+    ("jsonschema", "jsonschema"),
+    ("tqdm", "tqdm"),
+    ("psutil", "psutil"),
+    ("yaml", "pyyaml"),
+    ("jinja2", "jinja2"),
+]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: Status
+    detail: str
+    fix: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def check_python() -> CheckResult:
+    version = ".".join(map(str, sys.version_info[:3]))
+    if sys.version_info < (3, 10):
+        return CheckResult("python", "fail", f"Python {version}", "Use Python 3.10 or newer.")
+    return CheckResult("python", "ok", f"Python {version} at {sys.executable}")
+
+
+def check_package(module: str, dist: str) -> CheckResult:
+    name = f"package {dist}"
+    try:
+        version = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return CheckResult(name, "fail", "not installed", f"pip install {dist}  (or run `make setup`)")
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # a broken install raises anything at import
+        return CheckResult(name, "fail", f"{version} installed but does not import: {exc}",
+                           f"pip install --force-reinstall {dist}")  # fmt: skip
+    return CheckResult(name, "ok", version)
+
+
+def check_torch() -> CheckResult:
+    try:
+        import torch
+    except Exception as exc:
+        return CheckResult("torch device", "fail", f"torch does not import: {exc}", "pip install torch")
+    build = f"torch {torch.__version__}"
+    if torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        free, total = torch.cuda.mem_get_info(index)
+        name = torch.cuda.get_device_name(index)
+        return CheckResult("torch device", "ok",
+                           f"{build}, CUDA {torch.version.cuda}: {name}, {free / 2**30:.1f} of {total / 2**30:.1f} GiB free")  # fmt: skip
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return CheckResult("torch device", "ok", f"{build}, Apple MPS available")
+    cuda = "CUDA build, but no GPU is visible" if torch.version.cuda else "CPU build"
+    return CheckResult("torch device", "ok", f"{build} ({cuda}); training runs on {os.cpu_count()} CPU cores")
+
+
+def check_bitsandbytes() -> CheckResult:
+    try:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    except Exception:
+        cuda = False
+    try:
+        version = importlib.metadata.version("bitsandbytes")
+    except importlib.metadata.PackageNotFoundError:
+        if cuda:
+            return CheckResult("bitsandbytes", "warn", "not installed; QLoRA is unavailable",
+                               "pip install bitsandbytes")  # fmt: skip
+        return CheckResult("bitsandbytes", "ok", "not needed without CUDA (QLoRA needs a GPU)")
+    return CheckResult("bitsandbytes", "ok", version)
+
+
+def check_ram() -> CheckResult:
+    import psutil
+
+    mem = psutil.virtual_memory()
+    detail = f"{mem.available / 2**30:.1f} GiB available of {mem.total / 2**30:.1f} GiB"
+    if mem.available < 2 * 2**30:
+        return CheckResult("ram", "fail", detail, "Free memory: the default model needs about 2 GiB to train.")
+    if mem.available < 4 * 2**30:
+        return CheckResult("ram", "warn", detail, "Close other programs; larger models need more memory.")
+    return CheckResult("ram", "ok", detail)
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_disk(out: Path) -> CheckResult:
+    usage = shutil.disk_usage(_existing_parent(out))
+    detail = f"{usage.free / 2**30:.1f} GiB free at {_existing_parent(out)}"
+    if usage.free < 1 * 2**30:
+        return CheckResult("disk", "fail", detail, "Free at least 1 GiB, or choose another --out folder.")
+    if usage.free < 5 * 2**30:
+        return CheckResult("disk", "warn", detail, "A run with several iterations can use a few GiB.")
+    return CheckResult("disk", "ok", detail)
+
+
+def check_engine(llama_server: Path | None) -> CheckResult:
+    binary = llama_server or (Path(os.environ["LLAMA_CPP_PATH"]) if os.environ.get("LLAMA_CPP_PATH") else None)
+    if binary is not None:
+        from loraforge.runtime.config import find_llama_server
+        from loraforge.runtime.server import llama_server_version
+
+        try:
+            found = find_llama_server(binary)
+            version = llama_server_version(found)
+        except LoraforgeError as exc:
+            return CheckResult("llama.cpp engine", "fail", str(exc), exc.fix or "")
+        except Exception as exc:
+            return CheckResult("llama.cpp engine", "fail", f"{binary} --version failed: {exc}",
+                               "Point --llama-server at a working llama-server binary.")  # fmt: skip
+        return CheckResult("llama.cpp engine", "ok", f"{found}: {version}")
+    try:
+        version = importlib.metadata.version("xllamacpp")
+        importlib.import_module("xllamacpp")
+    except Exception as exc:
+        return CheckResult("llama.cpp engine", "fail", f"xllamacpp unavailable ({exc})",
+                           "pip install xllamacpp, or pass --llama-server PATH to a llama-server binary.")  # fmt: skip
+    return CheckResult("llama.cpp engine", "ok", f"embedded server (xllamacpp {version})")
+
+
+def check_model(model: Path | None) -> CheckResult:
+    from loraforge.models import DEFAULT_MODEL_PACKAGE, default_model_path, is_gguf
+
+    path = model or default_model_path()
+    if path is None:
+        return CheckResult("model", "fail", f"no --model given and {DEFAULT_MODEL_PACKAGE} is not installed",
+                           f"pip install --no-deps {DEFAULT_MODEL_PACKAGE}, or pass --model PATH to a GGUF file.")  # fmt: skip
+    path = Path(path).expanduser()
+    if not path.exists():
+        return CheckResult("model", "fail", f"{path} does not exist", "Pass --model PATH to an existing GGUF file.")
+    if not path.is_file():
+        return CheckResult("model", "fail", f"{path} is not a file", "Pass --model PATH to a .gguf file.")
+    if not os.access(path, os.R_OK):
+        return CheckResult("model", "fail", f"{path} is not readable", f"chmod a+r {path}")
+    if not is_gguf(path):
+        return CheckResult("model", "fail", f"{path} is not a GGUF file (no GGUF magic bytes)",
+                           "Convert it with llama.cpp's convert_hf_to_gguf.py, or pass a .gguf file.")  # fmt: skip
+    size = path.stat().st_size / 2**20
+    return CheckResult("model", "ok", f"{path} ({size:.0f} MiB, GGUF)")
+
+
+def check_output(out: Path) -> CheckResult:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        return CheckResult("output folder", "fail", f"{out} is not writable: {exc.strerror}",
+                           "Choose another --out folder, or fix its permissions.")  # fmt: skip
+    return CheckResult("output folder", "ok", f"{out.resolve()} is writable")
+
+
+def check_deep(model: Path | None, llama_server: Path | None) -> CheckResult:
+    """Start the server and run one short completion."""
+    import asyncio
+
+    from loraforge.models import resolve_model
+    from loraforge.runtime import LlamaClient, ServerConfig, make_server
+
+    async def probe() -> str:
+        config = ServerConfig(model_path=resolve_model(model), llama_server=llama_server, n_parallel=1, n_ctx=512)
+        async with make_server(config) as server:
+            async with LlamaClient(server.base_url, concurrency=1) as client:
+                start = time.perf_counter()
+                text = await client.complete("The capital of France is", max_tokens=8, temperature=0.0)
+                return f"answered {text.strip()[:40]!r} in {time.perf_counter() - start:.2f} s"
+
+    try:
+        return CheckResult("server round trip", "ok", asyncio.run(probe()))
+    except LoraforgeError as exc:
+        return CheckResult("server round trip", "fail", str(exc), exc.fix or "Run with --verbose for the server log.")
+    except Exception as exc:
+        return CheckResult("server round trip", "fail", f"{type(exc).__name__}: {exc}",
+                           "Run `loraforge check` without --deep first and fix what fails.")  # fmt: skip
+
+
+def run_checks(model: Path | None, out: Path, llama_server: Path | None = None, deep: bool = False,
+               on_result: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:  # fmt: skip
+    checks: list[Callable[[], CheckResult]] = [check_python]
+    checks += [lambda m=m, d=d: check_package(m, d) for m, d in REQUIRED]
+    checks += [
+        check_torch,
+        check_bitsandbytes,
+        check_ram,
+        lambda: check_disk(out),
+        lambda: check_engine(llama_server),
+        lambda: check_model(model),
+        lambda: check_output(out),
+    ]
+    results = []
+    for check in checks:
+        result = check()
+        results.append(result)
+        if on_result:
+            on_result(result)
+    if deep:
+        ready = all(r.status != "fail" for r in results if r.name in ("model", "llama.cpp engine"))
+        result = check_deep(model, llama_server) if ready else CheckResult(
+            "server round trip", "fail", "skipped: the model or the engine check failed", "Fix those first.")  # fmt: skip
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results
