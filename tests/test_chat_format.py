@@ -1,0 +1,54 @@
+import json
+
+from loraforge.trainers.chat_format import ChatFormat, builtin_template, normalise_messages
+
+TOOLS = [{"type": "function", "function": {"name": "get_time", "description": "Time in a zone.",
+          "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}}}}]  # fmt: skip
+CHAT = [
+    {"role": "user", "content": "Time in Tokyo?"},
+    {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "get_time", "arguments": {"zone": "Asia/Tokyo"}}}]},
+    {"role": "tool", "content": '{"time": "09:00"}'},
+    {"role": "assistant", "content": "It is 09:00 in Tokyo."},
+]  # fmt: skip
+
+
+def test_tools_and_calls_are_rendered():
+    text = ChatFormat(builtin_template()).render(CHAT, TOOLS)
+    assert text.startswith("<|im_start|>system\n")
+    assert json.dumps(TOOLS[0]["function"], ensure_ascii=False) in text
+    assert '<tool_call>{"name": "get_time", "arguments": {"zone": "Asia/Tokyo"}}</tool_call><|im_end|>' in text
+    assert "<|im_start|>tool\n" in text and text.endswith("It is 09:00 in Tokyo.<|im_end|>\n")
+
+
+def test_segments_train_only_assistant_turns_and_join_to_the_rendering():
+    fmt = ChatFormat(builtin_template())
+    segments = fmt.segments(CHAT, TOOLS)
+    assert "".join(text for text, _ in segments) == fmt.render(CHAT, TOOLS)
+    trained = [text for text, is_trained in segments if is_trained]
+    assert trained == [
+        '<tool_call>{"name": "get_time", "arguments": {"zone": "Asia/Tokyo"}}</tool_call><|im_end|>',
+        "It is 09:00 in Tokyo.<|im_end|>",
+    ]
+    assert all("<|im_start|>" not in text for text in trained)
+
+
+def test_generation_prompt_is_a_prefix_of_the_full_chat():
+    fmt = ChatFormat(builtin_template())
+    prompt = fmt.render(CHAT[:1], TOOLS, add_generation_prompt=True)
+    assert prompt.endswith("<|im_start|>assistant\n")
+    assert fmt.render(CHAT, TOOLS).startswith(prompt)
+
+
+def test_string_arguments_render_like_objects():
+    fmt = ChatFormat(builtin_template())
+    as_string = [CHAT[0], {"role": "assistant", "tool_calls": [
+        {"type": "function", "function": {"name": "get_time", "arguments": '{"zone": "Asia/Tokyo"}'}}]}]  # fmt: skip
+    assert fmt.render(as_string, TOOLS) == fmt.render(CHAT[:2], TOOLS)
+    assert normalise_messages(as_string)[1]["content"] == ""
+
+
+def test_system_message_is_kept_and_default_used_otherwise():
+    fmt = ChatFormat(builtin_template())
+    assert "Be brief." in fmt.render([{"role": "system", "content": "Be brief."}, CHAT[0]])
+    assert "You are a helpful assistant." in fmt.render([CHAT[0]])

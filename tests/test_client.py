@@ -1,0 +1,124 @@
+"""Fault injection at the HTTP boundary: a fake server that fails, then recovers."""
+
+import asyncio
+
+import pytest
+from aiohttp import web
+
+from loraforge.errors import ServerError
+from loraforge.runtime.client import LlamaClient, Timeouts
+
+
+async def start(app):
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, f"http://127.0.0.1:{port}"
+
+
+def completion_app(failures: int, seen: list):
+    async def handler(request):
+        body = await request.json()
+        seen.append(body)
+        if len(seen) <= failures:
+            return web.Response(status=503, text="loading")
+        return web.json_response({"choices": [{"text": "ok"}]})
+
+    app = web.Application()
+    app.router.add_post("/v1/completions", handler)
+    return app
+
+
+def test_retries_server_errors_then_succeeds():
+    async def scenario():
+        seen = []
+        runner, url = await start(completion_app(2, seen))
+        try:
+            async with LlamaClient(url, retries=3) as client:
+                assert await client.complete("hi") == "ok"
+        finally:
+            await runner.cleanup()
+        return seen
+
+    assert len(asyncio.run(scenario())) == 3
+
+
+def test_gives_up_with_a_server_error():
+    async def scenario():
+        runner, url = await start(completion_app(99, []))
+        try:
+            async with LlamaClient(url, retries=1) as client:
+                await client.complete("hi")
+        finally:
+            await runner.cleanup()
+
+    with pytest.raises(ServerError, match="failed after 2 attempts"):
+        asyncio.run(scenario())
+
+
+def test_dead_server_is_recovered_and_request_continues():
+    async def scenario():
+        seen = []
+        runner, url = await start(completion_app(0, seen))
+        calls = []
+
+        async def recover():
+            calls.append(1)
+            return url
+
+        try:
+            async with LlamaClient("http://127.0.0.1:9", retries=2, recover=recover) as client:
+                text = await client.complete("hi")
+        finally:
+            await runner.cleanup()
+        return text, calls
+
+    text, calls = asyncio.run(scenario())
+    assert text == "ok" and calls == [1]
+
+
+def test_adapter_scales_are_explicit_per_request():
+    async def scenario():
+        seen = []
+        runner, url = await start(completion_app(0, seen))
+        try:
+            async with LlamaClient(url, adapter_count=2) as client:
+                await client.complete("a", adapter=1)
+                await client.complete("b")
+        finally:
+            await runner.cleanup()
+        return seen
+
+    first, second = asyncio.run(scenario())
+    assert first["lora"] == [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 1.0}]
+    assert second["lora"] == [{"id": 0, "scale": 0.0}, {"id": 1, "scale": 0.0}]
+
+
+def test_concurrency_limit_and_pool_timeout():
+    async def scenario():
+        active, peak = 0, 0
+
+        async def slow(request):
+            nonlocal active, peak
+            active += 1
+            peak = max(peak, active)
+            await asyncio.sleep(0.05)
+            active -= 1
+            return web.json_response({"choices": [{"text": "x"}]})
+
+        app = web.Application()
+        app.router.add_post("/v1/completions", slow)
+        runner, url = await start(app)
+        try:
+            async with LlamaClient(url, concurrency=2) as client:
+                await asyncio.gather(*(client.complete(str(i)) for i in range(6)))
+            async with LlamaClient(url, concurrency=1, timeouts=Timeouts(pool=0.01)) as client:
+                with pytest.raises(ServerError, match="No free request slot"):
+                    await asyncio.gather(*(client.complete(str(i)) for i in range(3)))
+        finally:
+            await runner.cleanup()
+        return peak
+
+    assert asyncio.run(scenario()) == 2

@@ -1,0 +1,132 @@
+"""GGUF export on a tiny llama-shaped model: names, shapes, metadata and the q/k permutation."""
+
+import json
+
+import numpy as np
+import pytest
+
+from loraforge.errors import ConfigError
+from loraforge.gguf_info import GGUFInfo
+from loraforge.trainers.export_gguf import export_adapter, permute_rows
+
+N_HEAD, N_KV, HIDDEN, LAYERS, RANK = 4, 2, 64, 2, 4
+HEAD_DIM = HIDDEN // N_HEAD
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=HIDDEN, intermediate_size=96, num_attention_heads=N_HEAD,
+                         num_key_value_heads=N_KV, num_hidden_layers=LAYERS, vocab_size=128)  # fmt: skip
+    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(
+        r=RANK, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))  # fmt: skip
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_()
+    path = tmp_path_factory.mktemp("adapter")
+    model.save_pretrained(path)
+    return path
+
+
+def read_back(path):
+    import gguf
+
+    reader = gguf.GGUFReader(str(path))
+    fields = {}
+    for key, field in reader.fields.items():
+        if field.types and field.types[0] == gguf.GGUFValueType.STRING:
+            fields[key] = bytes(field.parts[field.data[0]]).decode()
+        elif field.data:
+            fields[key] = field.parts[field.data[0]].tolist()
+    tensors = {t.name: np.array(t.data).reshape([int(d) for d in reversed(t.shape)]) for t in reader.tensors}
+    return fields, tensors
+
+
+def peft_tensor(adapter_dir, module, which):
+    from safetensors.numpy import load_file
+
+    weights = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    return weights[f"base_model.model.model.{module}.lora_{which}.weight"]
+
+
+def test_names_shapes_and_metadata(adapter_dir, tmp_path):
+    info = GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False)
+    summary = export_adapter(adapter_dir, info, tmp_path / "a.gguf")
+    fields, tensors = read_back(tmp_path / "a.gguf")
+    assert fields["general.architecture"] == "llama"
+    assert fields["general.type"] == "adapter"
+    assert fields["adapter.type"] == "lora"
+    assert fields["adapter.lora.alpha"] == [8.0]
+    assert summary.tensors == len(tensors) == LAYERS * 7 * 2
+    expected = {"attn_q": (HIDDEN, HIDDEN), "attn_k": (N_KV * HEAD_DIM, HIDDEN), "attn_v": (N_KV * HEAD_DIM, HIDDEN),
+                "attn_output": (HIDDEN, HIDDEN), "ffn_gate": (96, HIDDEN), "ffn_up": (96, HIDDEN),
+                "ffn_down": (HIDDEN, 96)}  # fmt: skip
+    for layer in range(LAYERS):
+        for short, (out_dim, in_dim) in expected.items():
+            assert tensors[f"blk.{layer}.{short}.weight.lora_a"].shape == (RANK, in_dim)
+            assert tensors[f"blk.{layer}.{short}.weight.lora_b"].shape == (out_dim, RANK)
+
+
+def test_q_and_k_lora_b_are_permuted_and_nothing_else(adapter_dir, tmp_path):
+    info = GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False)
+    export_adapter(adapter_dir, info, tmp_path / "a.gguf")
+    _, tensors = read_back(tmp_path / "a.gguf")
+    for proj, short, heads in (("self_attn.q_proj", "attn_q", N_HEAD), ("self_attn.k_proj", "attn_k", N_KV)):
+        hf_b = peft_tensor(adapter_dir, f"layers.1.{proj}", "B")
+        ours = tensors[f"blk.1.{short}.weight.lora_b"]
+        # llama.cpp row 2i + half of a head holds Hugging Face row half * head_dim / 2 + i of that head
+        for head in range(heads):
+            for i in range(HEAD_DIM // 2):
+                for half in (0, 1):
+                    assert np.array_equal(ours[head * HEAD_DIM + 2 * i + half],
+                                          hf_b[head * HEAD_DIM + half * HEAD_DIM // 2 + i])  # fmt: skip
+        assert not np.array_equal(ours, hf_b)
+        assert np.array_equal(tensors[f"blk.1.{short}.weight.lora_a"], peft_tensor(adapter_dir, f"layers.1.{proj}", "A"))
+    assert np.array_equal(tensors["blk.0.attn_v.weight.lora_b"], peft_tensor(adapter_dir, "layers.0.self_attn.v_proj", "B"))
+
+
+def test_architectures_without_permutation_keep_rows(adapter_dir, tmp_path):
+    info = GGUFInfo("qwen2", LAYERS, N_HEAD, N_KV, None, False)
+    export_adapter(adapter_dir, info, tmp_path / "q.gguf")
+    fields, tensors = read_back(tmp_path / "q.gguf")
+    assert fields["general.architecture"] == "qwen2"
+    assert np.array_equal(tensors["blk.0.attn_q.weight.lora_b"], peft_tensor(adapter_dir, "layers.0.self_attn.q_proj", "B"))
+
+
+def test_permute_rows_is_a_permutation():
+    weight = np.arange(32 * 3, dtype=np.float32).reshape(32, 3)
+    permuted = permute_rows(weight, 2)
+    assert sorted(permuted[:, 0].tolist()) == weight[:, 0].tolist()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"use_dora": True}, "DoRA"),
+        ({"use_rslora": True}, "rsLoRA"),
+        ({"modules_to_save": ["lm_head"]}, "full modules"),
+    ],
+)
+def test_inexpressible_adapters_are_refused(adapter_dir, tmp_path, change, message):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(adapter_dir, copy)
+    config = json.loads((copy / "adapter_config.json").read_text())
+    config.update(change)
+    (copy / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=message):
+        export_adapter(copy, GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False), tmp_path / "x.gguf")
+
+
+def test_missing_pieces_give_clear_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        export_adapter(tmp_path / "nope", GGUFInfo("llama", 1, 1, 1, None, False), tmp_path / "x.gguf")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match="adapter_config.json"):
+        export_adapter(tmp_path / "empty", GGUFInfo("llama", 1, 1, 1, None, False), tmp_path / "x.gguf")

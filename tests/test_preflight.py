@@ -1,0 +1,73 @@
+import json
+
+from loraforge.cli import main
+from loraforge.preflight import checks
+
+
+def test_missing_model_fails_with_a_fix(tmp_path):
+    result = checks.check_model(tmp_path / "missing.gguf")
+    assert result.status == "fail" and "does not exist" in result.detail and result.fix
+
+
+def test_non_gguf_model_fails_with_a_fix(tmp_path):
+    fake = tmp_path / "model.gguf"
+    fake.write_bytes(b"PK\x03\x04 not a gguf file")
+    result = checks.check_model(fake)
+    assert result.status == "fail" and "GGUF" in result.detail and "convert" in result.fix.lower()
+
+
+def test_real_gguf_header_passes(tmp_path):
+    fake = tmp_path / "tiny.gguf"
+    fake.write_bytes(b"GGUF" + b"\x00" * 16)
+    assert checks.check_model(fake).status == "ok"
+
+
+def test_unwritable_output_fails(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")  # a folder cannot be made under a file, even by root
+    result = checks.check_output(blocker / "out")
+    assert result.status == "fail" and result.fix
+
+
+def test_missing_package_is_reported():
+    result = checks.check_package("surely_not_a_module_xyz", "surely-not-a-dist-xyz")
+    assert result.status == "fail" and "pip install surely-not-a-dist-xyz" in result.fix
+
+
+def test_cli_json_lists_every_item_and_exits_1_on_failure(tmp_path, capsys):
+    fake = tmp_path / "model.bin"
+    fake.write_text("hello")
+    code = main(["check", "--model", str(fake), "--out", str(tmp_path / "out"), "--json"])
+    results = json.loads(capsys.readouterr().out)
+    assert code == 1
+    names = {r["name"] for r in results}
+    for expected in ("python", "package torch", "package transformers", "package peft", "torch device", "ram",
+                     "disk", "llama.cpp engine", "model", "output folder"):  # fmt: skip
+        assert expected in names
+    assert all(set(r) == {"name", "status", "detail", "fix"} for r in results)
+    model = next(r for r in results if r["name"] == "model")
+    assert model["status"] == "fail" and model["fix"]
+
+
+def test_cli_text_output_shows_status_and_fix(tmp_path, capsys):
+    code = main(["check", "--model", str(tmp_path / "none.gguf"), "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "[fail] model:" in out and "fix: Pass --model PATH" in out
+
+
+def test_run_with_bad_model_is_one_paragraph_not_a_traceback(tmp_path, capsys):
+    fake = tmp_path / "model.gguf"
+    fake.write_text("not gguf")
+    code = main(["run", "--tools", "examples/assistant-tools.yaml", "--model", str(fake), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "is not a GGUF file" in err and "Traceback" not in err
+
+
+def test_run_with_bad_tools_file_names_it(tmp_path, capsys):
+    bad = tmp_path / "t.yaml"
+    bad.write_text("- {name: x, description: d, parameters: {type: object, properties: {a: {type: nope}}}}\n")
+    code = main(["run", "--tools", str(bad), "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and str(bad) in err and "'x'" in err and "parameters.properties.a.type" in err
