@@ -178,7 +178,7 @@ class LlamaClient:
 
     async def complete(
         self,
-        prompt: str,
+        prompt: str | list[int],
         *,
         stop: list[str] | None = None,
         max_tokens: int = 64,
