@@ -1,4 +1,5 @@
-from loraforge.cli import main
 import sys
+
+from loraforge.cli import main
 
 sys.exit(main())

@@ -75,8 +75,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         saved = read_json(args.resume / "config.json")["config"]
         values.update({k: v for k, v in saved.items()})
         values["out"] = args.resume
-    for name in ("tools", "out", "examples", "iterations", "seed", "model", "teacher_model", "server_url",
-                 "llama_server"):  # fmt: skip
+    for name in (
+        "tools",
+        "out",
+        "examples",
+        "iterations",
+        "seed",
+        "model",
+        "teacher_model",
+        "server_url",
+        "llama_server",
+    ):
         value = getattr(args, name)
         if value is not None:
             values[name] = value
@@ -98,7 +107,9 @@ def print_summary(run_dir: Path, final: dict, ui) -> None:
         ui.warn(f"No iteration beat the base model; no final adapter was promoted. See {run_dir}/history.jsonl.")
         return
     base, adapter = final["base"], final["adapter"]
-    rows = [[metric, base.get(metric, 0.0), adapter.get(metric, 0.0)] for metric in ("exact_match", "tool_name_accuracy")]
+    rows = [
+        [metric, base.get(metric, 0.0), adapter.get(metric, 0.0)] for metric in ("exact_match", "tool_name_accuracy")
+    ]
     print()
     ui.table(["held-out metric", "base", "adapter"], rows)
     print(f"\n{final['heldout_examples']} held-out examples, measured through llama.cpp.")
@@ -114,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loraforge: error: {exc.paragraph()}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\nloraforge: stopped. Finished phases are saved; continue with `loraforge run --resume RUN_DIR`.",
-              file=sys.stderr)  # fmt: skip
+        print(
+            "\nloraforge: stopped. Finished phases are saved; continue with `loraforge run --resume RUN_DIR`.",
+            file=sys.stderr,
+        )
         return 130
 
 

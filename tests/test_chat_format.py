@@ -2,15 +2,26 @@ import json
 
 from loraforge.trainers.chat_format import ChatFormat, builtin_template, normalise_messages
 
-TOOLS = [{"type": "function", "function": {"name": "get_time", "description": "Time in a zone.",
-          "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}}}}]  # fmt: skip
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "Time in a zone.",
+            "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}},
+        },
+    }
+]
 CHAT = [
     {"role": "user", "content": "Time in Tokyo?"},
-    {"role": "assistant", "content": "", "tool_calls": [
-        {"type": "function", "function": {"name": "get_time", "arguments": {"zone": "Asia/Tokyo"}}}]},
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [{"type": "function", "function": {"name": "get_time", "arguments": {"zone": "Asia/Tokyo"}}}],
+    },
     {"role": "tool", "content": '{"time": "09:00"}'},
     {"role": "assistant", "content": "It is 09:00 in Tokyo."},
-]  # fmt: skip
+]
 
 
 def test_tools_and_calls_are_rendered():
@@ -42,8 +53,15 @@ def test_generation_prompt_is_a_prefix_of_the_full_chat():
 
 def test_string_arguments_render_like_objects():
     fmt = ChatFormat(builtin_template())
-    as_string = [CHAT[0], {"role": "assistant", "tool_calls": [
-        {"type": "function", "function": {"name": "get_time", "arguments": '{"zone": "Asia/Tokyo"}'}}]}]  # fmt: skip
+    as_string = [
+        CHAT[0],
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {"type": "function", "function": {"name": "get_time", "arguments": '{"zone": "Asia/Tokyo"}'}}
+            ],
+        },
+    ]
     assert fmt.render(as_string, TOOLS) == fmt.render(CHAT[:2], TOOLS)
     assert normalise_messages(as_string)[1]["content"] == ""
 

@@ -41,19 +41,31 @@ def test_exact_call_is_valid():
     [
         (answer(("get_time", {})), [want("get_weather", city="Paris")], ErrorCode.WRONG_FUNC_NAME),
         (answer(("get_weather", {"unit": "celsius"})), [want("get_weather", city="Paris")], ErrorCode.MISSING_REQUIRED),
-        (answer(("get_weather", {"city": "Paris", "colour": "red"})), [want("get_weather", city="Paris")],
-         ErrorCode.UNEXPECTED_PARAM),
-        (answer(("get_weather", {"city": "Paris", "days": "3"})), [want("get_weather", city="Paris", days=3)],
-         ErrorCode.TYPE_ERROR),
+        (
+            answer(("get_weather", {"city": "Paris", "colour": "red"})),
+            [want("get_weather", city="Paris")],
+            ErrorCode.UNEXPECTED_PARAM,
+        ),
+        (
+            answer(("get_weather", {"city": "Paris", "days": "3"})),
+            [want("get_weather", city="Paris", days=3)],
+            ErrorCode.TYPE_ERROR,
+        ),
         (answer(("get_weather", {"city": "Rome"})), [want("get_weather", city="Paris")], ErrorCode.VALUE_ERROR),
-        (ParsedAnswer(malformed=True, raw="<tool_call>{oops"), [want("get_weather", city="Paris")],
-         ErrorCode.MALFORMED_JSON),
+        (
+            ParsedAnswer(malformed=True, raw="<tool_call>{oops"),
+            [want("get_weather", city="Paris")],
+            ErrorCode.MALFORMED_JSON,
+        ),
         (ParsedAnswer(text="It is sunny."), [want("get_weather", city="Paris")], ErrorCode.NO_CALL),
         (answer(("get_weather", {"city": "Paris"})), [], ErrorCode.SPURIOUS_CALL),
-        (answer(("get_weather", {"city": "Paris"})),
-         [want("get_weather", city="Paris"), want("get_time", zone="CET")], ErrorCode.WRONG_COUNT),
+        (
+            answer(("get_weather", {"city": "Paris"})),
+            [want("get_weather", city="Paris"), want("get_time", zone="CET")],
+            ErrorCode.WRONG_COUNT,
+        ),
     ],
-)  # fmt: skip
+)
 def test_every_error_code(got, expected, error):
     assert code(got, expected) == error
 
@@ -73,19 +85,29 @@ def test_parallel_calls_match_in_any_order():
 
 def test_type_rules():
     # an integer is a valid number, a boolean is not an integer
-    assert check_call({"name": "get_weather", "arguments": {"city": "x", "threshold": 3}},
-                      want("get_weather", city="x", threshold=3.0), WEATHER).valid  # fmt: skip
-    result = check_call({"name": "get_weather", "arguments": {"city": "x", "days": True}},
-                        want("get_weather", city="x", days=1), WEATHER)  # fmt: skip
+    assert check_call(
+        {"name": "get_weather", "arguments": {"city": "x", "threshold": 3}},
+        want("get_weather", city="x", threshold=3.0),
+        WEATHER,
+    ).valid
+    result = check_call(
+        {"name": "get_weather", "arguments": {"city": "x", "days": True}},
+        want("get_weather", city="x", days=1),
+        WEATHER,
+    )
     assert result.error == ErrorCode.TYPE_ERROR
-    result = check_call({"name": "get_weather", "arguments": {"city": "x", "days": 2.5}},
-                        want("get_weather", city="x", days=2), WEATHER)  # fmt: skip
+    result = check_call(
+        {"name": "get_weather", "arguments": {"city": "x", "days": 2.5}}, want("get_weather", city="x", days=2), WEATHER
+    )
     assert result.error == ErrorCode.TYPE_ERROR
 
 
 def test_acceptable_values_list():
-    expected = {"name": "get_weather", "arguments": {"city": "New York"},
-                "acceptable": {"city": ["New York", "NYC", "New York City"]}}  # fmt: skip
+    expected = {
+        "name": "get_weather",
+        "arguments": {"city": "New York"},
+        "acceptable": {"city": ["New York", "NYC", "New York City"]},
+    }
     for city in ("nyc", "new-york", "New York City"):
         assert check_call({"name": "get_weather", "arguments": {"city": city}}, expected, WEATHER).valid
     assert not check_call({"name": "get_weather", "arguments": {"city": "Boston"}}, expected, WEATHER).valid
@@ -95,16 +117,23 @@ def test_optional_parameter_rules():
     # omitted in the expected call and absent: fine; present with the default: fine; other value: error
     expected = want("get_weather", city="Paris")
     assert check_call({"name": "get_weather", "arguments": {"city": "Paris"}}, expected, WEATHER).valid
-    assert check_call({"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}, expected,
-                      WEATHER).valid  # fmt: skip
+    assert check_call(
+        {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}, expected, WEATHER
+    ).valid
     bad = check_call({"name": "get_weather", "arguments": {"city": "Paris", "unit": "fahrenheit"}}, expected, WEATHER)
     assert bad.error == ErrorCode.UNEXPECTED_PARAM
     # expected names the default: leaving it out is fine
-    assert check_call({"name": "get_weather", "arguments": {"city": "Paris"}},
-                      want("get_weather", city="Paris", unit="celsius"), WEATHER).valid  # fmt: skip
+    assert check_call(
+        {"name": "get_weather", "arguments": {"city": "Paris"}},
+        want("get_weather", city="Paris", unit="celsius"),
+        WEATHER,
+    ).valid
     # expected names a non-default value: leaving it out is an error
-    missing = check_call({"name": "get_weather", "arguments": {"city": "Paris"}},
-                         want("get_weather", city="Paris", unit="fahrenheit"), WEATHER)  # fmt: skip
+    missing = check_call(
+        {"name": "get_weather", "arguments": {"city": "Paris"}},
+        want("get_weather", city="Paris", unit="fahrenheit"),
+        WEATHER,
+    )
     assert missing.error == ErrorCode.VALUE_ERROR
     # "" among the acceptable values means omission is acceptable
     loose = {"name": "get_weather", "arguments": {"city": "Paris", "days": 3}, "acceptable": {"days": [3, ""]}}

@@ -20,10 +20,22 @@ def adapter_dir(tmp_path_factory):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=HIDDEN, intermediate_size=96, num_attention_heads=N_HEAD,
-                         num_key_value_heads=N_KV, num_hidden_layers=LAYERS, vocab_size=128)  # fmt: skip
-    model = get_peft_model(LlamaForCausalLM(config), LoraConfig(
-        r=RANK, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))  # fmt: skip
+    config = LlamaConfig(
+        hidden_size=HIDDEN,
+        intermediate_size=96,
+        num_attention_heads=N_HEAD,
+        num_key_value_heads=N_KV,
+        num_hidden_layers=LAYERS,
+        vocab_size=128,
+    )
+    model = get_peft_model(
+        LlamaForCausalLM(config),
+        LoraConfig(
+            r=RANK,
+            lora_alpha=8,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        ),
+    )
     with torch.no_grad():
         for name, param in model.named_parameters():
             if "lora_B" in name:
@@ -63,9 +75,15 @@ def test_names_shapes_and_metadata(adapter_dir, tmp_path):
     assert fields["adapter.type"] == "lora"
     assert fields["adapter.lora.alpha"] == [8.0]
     assert summary.tensors == len(tensors) == LAYERS * 7 * 2
-    expected = {"attn_q": (HIDDEN, HIDDEN), "attn_k": (N_KV * HEAD_DIM, HIDDEN), "attn_v": (N_KV * HEAD_DIM, HIDDEN),
-                "attn_output": (HIDDEN, HIDDEN), "ffn_gate": (96, HIDDEN), "ffn_up": (96, HIDDEN),
-                "ffn_down": (HIDDEN, 96)}  # fmt: skip
+    expected = {
+        "attn_q": (HIDDEN, HIDDEN),
+        "attn_k": (N_KV * HEAD_DIM, HIDDEN),
+        "attn_v": (N_KV * HEAD_DIM, HIDDEN),
+        "attn_output": (HIDDEN, HIDDEN),
+        "ffn_gate": (96, HIDDEN),
+        "ffn_up": (96, HIDDEN),
+        "ffn_down": (HIDDEN, 96),
+    }
     for layer in range(LAYERS):
         for short, (out_dim, in_dim) in expected.items():
             assert tensors[f"blk.{layer}.{short}.weight.lora_a"].shape == (RANK, in_dim)
@@ -83,11 +101,16 @@ def test_q_and_k_lora_b_are_permuted_and_nothing_else(adapter_dir, tmp_path):
         for head in range(heads):
             for i in range(HEAD_DIM // 2):
                 for half in (0, 1):
-                    assert np.array_equal(ours[head * HEAD_DIM + 2 * i + half],
-                                          hf_b[head * HEAD_DIM + half * HEAD_DIM // 2 + i])  # fmt: skip
+                    assert np.array_equal(
+                        ours[head * HEAD_DIM + 2 * i + half], hf_b[head * HEAD_DIM + half * HEAD_DIM // 2 + i]
+                    )
         assert not np.array_equal(ours, hf_b)
-        assert np.array_equal(tensors[f"blk.1.{short}.weight.lora_a"], peft_tensor(adapter_dir, f"layers.1.{proj}", "A"))
-    assert np.array_equal(tensors["blk.0.attn_v.weight.lora_b"], peft_tensor(adapter_dir, "layers.0.self_attn.v_proj", "B"))
+        assert np.array_equal(
+            tensors[f"blk.1.{short}.weight.lora_a"], peft_tensor(adapter_dir, f"layers.1.{proj}", "A")
+        )
+    assert np.array_equal(
+        tensors["blk.0.attn_v.weight.lora_b"], peft_tensor(adapter_dir, "layers.0.self_attn.v_proj", "B")
+    )
 
 
 def test_architectures_without_permutation_keep_rows(adapter_dir, tmp_path):
@@ -95,7 +118,9 @@ def test_architectures_without_permutation_keep_rows(adapter_dir, tmp_path):
     export_adapter(adapter_dir, info, tmp_path / "q.gguf")
     fields, tensors = read_back(tmp_path / "q.gguf")
     assert fields["general.architecture"] == "qwen2"
-    assert np.array_equal(tensors["blk.0.attn_q.weight.lora_b"], peft_tensor(adapter_dir, "layers.0.self_attn.q_proj", "B"))
+    assert np.array_equal(
+        tensors["blk.0.attn_q.weight.lora_b"], peft_tensor(adapter_dir, "layers.0.self_attn.q_proj", "B")
+    )
 
 
 def test_permute_rows_is_a_permutation():

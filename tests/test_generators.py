@@ -39,11 +39,25 @@ def test_request_form_checks():
 
 SCHEMAS = [
     {"type": "object", "properties": {"n": {"type": "integer", "minimum": 3, "maximum": 5}}, "required": ["n"]},
-    {"type": "object", "properties": {"d": {"type": "string", "format": "date"}, "e": {"type": "string", "format": "email"}}},
-    {"type": "object", "properties": {"u": {"enum": ["a", "b"]}, "x": {"type": "number", "minimum": 0.5, "maximum": 2}}},
-    {"type": "object", "properties": {"list": {"type": "array", "items": {"type": "boolean"}, "minItems": 1, "maxItems": 2}}},
-    {"type": "object", "properties": {"nested": {"type": "object", "properties": {"k": {"type": "string", "maxLength": 3}}, "required": ["k"]}}},
-]  # fmt: skip
+    {
+        "type": "object",
+        "properties": {"d": {"type": "string", "format": "date"}, "e": {"type": "string", "format": "email"}},
+    },
+    {
+        "type": "object",
+        "properties": {"u": {"enum": ["a", "b"]}, "x": {"type": "number", "minimum": 0.5, "maximum": 2}},
+    },
+    {
+        "type": "object",
+        "properties": {"list": {"type": "array", "items": {"type": "boolean"}, "minItems": 1, "maxItems": 2}},
+    },
+    {
+        "type": "object",
+        "properties": {
+            "nested": {"type": "object", "properties": {"k": {"type": "string", "maxLength": 3}}, "required": ["k"]}
+        },
+    },
+]
 
 
 @pytest.mark.parametrize("schema", SCHEMAS)
@@ -78,14 +92,22 @@ def test_tool_definitions_are_never_executed(tmp_path):
 
 def test_prompts_list_shots_and_end_with_the_new_values():
     tool = load_tools("examples/assistant-tools.yaml")[1]
-    text = prompts.request_prompt(tool, [({"minutes": 10}, "Set a timer for 10 minutes.")], {"minutes": 7, "label": "tea"})
+    text = prompts.request_prompt(
+        tool, [({"minutes": 10}, "Set a timer for 10 minutes.")], {"minutes": 7, "label": "tea"}
+    )
     assert text.splitlines()[-1] == "- minutes=7, label=tea:"
     assert "- minutes=10: Set a timer for 10 minutes." in text
 
 
 def test_row_format_is_openai_chat_jsonl():
-    row = tool_call_row([{"type": "function", "function": {"name": "f"}}], "do f", [("f", {"a": 1})], [{"ok": True}],
-                        "Done.", {"style": "single"})  # fmt: skip
+    row = tool_call_row(
+        [{"type": "function", "function": {"name": "f"}}],
+        "do f",
+        [("f", {"a": 1})],
+        [{"ok": True}],
+        "Done.",
+        {"style": "single"},
+    )
     roles = [m["role"] for m in row["messages"]]
     assert roles == ["user", "assistant", "tool", "assistant"]
     call = row["messages"][1]["tool_calls"][0]

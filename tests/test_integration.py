@@ -28,8 +28,13 @@ NEW_TOKENS = 16
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    config = RunConfig(tools="examples/assistant-tools.yaml", out=out, examples=30, seed=1,
-                       training=TrainConfig(epochs=4, learning_rate=1e-3))  # fmt: skip
+    config = RunConfig(
+        tools="examples/assistant-tools.yaml",
+        out=out,
+        examples=30,
+        seed=1,
+        training=TrainConfig(epochs=4, learning_rate=1e-3),
+    )
     final = asyncio.run(Orchestrator(config, UI(quiet=True)).run())
     return out, final
 
@@ -44,8 +49,15 @@ def base_model():
 def test_run_writes_every_artifact(tiny_run):
     out, _ = tiny_run
     it = out / "iteration_1"
-    for name in (Artifact.ADAPTER_WEIGHTS, Artifact.ADAPTER_CONFIG, Artifact.ADAPTER_GGUF, Artifact.METRICS,
-                 Artifact.TRAIN, Artifact.HELDOUT, Artifact.PREDICTIONS):  # fmt: skip
+    for name in (
+        Artifact.ADAPTER_WEIGHTS,
+        Artifact.ADAPTER_CONFIG,
+        Artifact.ADAPTER_GGUF,
+        Artifact.METRICS,
+        Artifact.TRAIN,
+        Artifact.HELDOUT,
+        Artifact.PREDICTIONS,
+    ):
         assert (it / name.value).is_file(), name
     metrics = json.loads((it / "metrics.json").read_text())
     assert 0.0 <= metrics["base"]["exact_match"] <= 1.0 and 0.0 <= metrics["adapter"]["exact_match"] <= 1.0
@@ -83,9 +95,14 @@ def test_gguf_adapter_in_llama_cpp_matches_peft_and_differs_from_base(tiny_run, 
     peft_texts = []
     with torch.no_grad():
         for ids in prompts:
-            generated = peft_model.generate(torch.tensor([ids]), max_new_tokens=NEW_TOKENS, do_sample=False,
-                                            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
-            new = generated[0, len(ids):].tolist()
+            generated = peft_model.generate(
+                torch.tensor([ids]),
+                max_new_tokens=NEW_TOKENS,
+                do_sample=False,
+                eos_token_id=tokenizer.eos_token_id,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            new = generated[0, len(ids) :].tolist()
             peft_texts.append(tokenizer.decode(new, skip_special_tokens=True))
     peft_model.unload()
 
@@ -95,8 +112,10 @@ def test_gguf_adapter_in_llama_cpp_matches_peft_and_differs_from_base(tiny_run, 
             async with LlamaClient(server.base_url, concurrency=1, adapter_count=1) as client:
                 texts = {}
                 for label, adapter in (("adapter", 0), ("base", None)):
-                    texts[label] = [await client.complete(ids, max_tokens=NEW_TOKENS, temperature=0.0,
-                                                          adapter=adapter) for ids in prompts]  # fmt: skip
+                    texts[label] = [
+                        await client.complete(ids, max_tokens=NEW_TOKENS, temperature=0.0, adapter=adapter)
+                        for ids in prompts
+                    ]
                 return texts
 
     texts = asyncio.run(served())
@@ -112,8 +131,11 @@ def test_token_parity_with_llama_cpp(tiny_run, base_model):
     _, tokenizer = base_model
     fmt = ChatFormat(builtin_template())
     rows = read_jsonl(out / "iteration_1" / "train.jsonl")[:3]
-    multi_turn = rows[0]["messages"] + [{"role": "user", "content": "Thanks! And one more, same again?"}] + \
-        rows[1]["messages"][1:]  # fmt: skip
+    multi_turn = (
+        rows[0]["messages"]
+        + [{"role": "user", "content": "Thanks! And one more, same again?"}]
+        + rows[1]["messages"][1:]
+    )
     conversations = [(row["messages"], row["tools"]) for row in rows] + [
         (multi_turn, rows[0]["tools"]),
         (rows[2]["messages"], None),

@@ -41,8 +41,18 @@ def test_cli_json_lists_every_item_and_exits_1_on_failure(tmp_path, capsys):
     results = json.loads(capsys.readouterr().out)
     assert code == 1
     names = {r["name"] for r in results}
-    for expected in ("python", "package torch", "package transformers", "package peft", "torch device", "ram",
-                     "disk", "llama.cpp engine", "model", "output folder"):  # fmt: skip
+    for expected in (
+        "python",
+        "package torch",
+        "package transformers",
+        "package peft",
+        "torch device",
+        "ram",
+        "disk",
+        "llama.cpp engine",
+        "model",
+        "output folder",
+    ):
         assert expected in names
     assert all(set(r) == {"name", "status", "detail", "fix"} for r in results)
     model = next(r for r in results if r["name"] == "model")

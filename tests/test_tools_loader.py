@@ -21,11 +21,24 @@ def test_example_file_loads_every_tool():
 
 def test_openai_form_in_json(tmp_path):
     path = tmp_path / "tools.json"
-    path.write_text(json.dumps([{
-        "type": "function",
-        "function": {"name": "ping", "description": "Ping a host.",
-                     "parameters": {"type": "object", "properties": {"host": {"type": "string"}}, "required": ["host"]}},
-    }]))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "ping",
+                        "description": "Ping a host.",
+                        "parameters": {
+                            "type": "object",
+                            "properties": {"host": {"type": "string"}},
+                            "required": ["host"],
+                        },
+                    },
+                }
+            ]
+        )
+    )
     (tool,) = load_tools(path)
     assert tool.name == "ping" and tool.required == ["host"]
     assert tool.to_openai()["function"]["parameters"]["properties"]["host"]["type"] == "string"

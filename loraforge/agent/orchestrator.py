@@ -7,6 +7,7 @@ training starts, and the evaluation server starts after it ends.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import shutil
@@ -210,8 +211,13 @@ class Orchestrator:
                 for label, adapter in (("base", None), ("adapter", 0)):
                     bar = self.ui.progress(len(heldout), f"evaluate {label}", "ex")
                     try:
-                        preds = await predict(client, heldout, adapter=adapter,
-                                              max_tokens=self.config.eval_max_tokens, on_done=lambda: bar.update(1))  # fmt: skip
+                        preds = await predict(
+                            client,
+                            heldout,
+                            adapter=adapter,
+                            max_tokens=self.config.eval_max_tokens,
+                            on_done=functools.partial(bar.update, 1),
+                        )
                     finally:
                         bar.close()
                     results[label] = summarise(preds)
@@ -248,8 +254,14 @@ class Orchestrator:
             + (f" and best so far {best_score:.3f}" if best_score is not None else "")
             + ("; promoted to final_adapter" if promoted else "; not promoted")
         )
-        entry = {"iteration": iteration, "adapter": score, "base": base, "promoted": promoted, "reason": reason,
-                 "time": time.time()}  # fmt: skip
+        entry = {
+            "iteration": iteration,
+            "adapter": score,
+            "base": base,
+            "promoted": promoted,
+            "reason": reason,
+            "time": time.time(),
+        }
         self.state.history.append(entry)
         record_history(self.run_dir, entry)
         self.ui.info(f"[iteration {iteration}] {reason}")

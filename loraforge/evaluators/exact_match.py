@@ -87,9 +87,7 @@ def values_equal(got: Any, want: Any) -> bool:
     return got == want
 
 
-def check_call(
-    got: dict[str, Any], want: dict[str, Any], schema: dict[str, Any] | None = None
-) -> CallCheck:
+def check_call(got: dict[str, Any], want: dict[str, Any], schema: dict[str, Any] | None = None) -> CallCheck:
     """One predicted call against one expected call, stopping at the first difference.
 
     `want` is {"name", "arguments", optional "acceptable": {param: [values...]}}.
@@ -140,9 +138,7 @@ def check_call(
         if param in args:
             continue
         default = props.get(param, {}).get("default", _MISSING)
-        omittable = _OMIT in acceptable.get(param, []) or (
-            default is not _MISSING and values_equal(default, value)
-        )
+        omittable = _OMIT in acceptable.get(param, []) or (default is not _MISSING and values_equal(default, value))
         if not omittable:
             error = ErrorCode.MISSING_REQUIRED if param in required else ErrorCode.VALUE_ERROR
             return _fail(error, f"parameter {param!r} is missing (expected {value!r})", name, param)
@@ -175,15 +171,14 @@ def check_example(
     got = answer.calls
     if not expected:
         if got:
-            return _fail(ErrorCode.SPURIOUS_CALL, f"called {got[0]['name']!r} where a text answer was expected",
-                         got[0]["name"])  # fmt: skip
+            return _fail(
+                ErrorCode.SPURIOUS_CALL, f"called {got[0]['name']!r} where a text answer was expected", got[0]["name"]
+            )
         return CallCheck.ok()
     if not got:
         return _fail(ErrorCode.NO_CALL, "answered in text instead of calling a tool", expected[0]["name"])
     if len(got) != len(expected):
-        return _fail(
-            ErrorCode.WRONG_COUNT, f"expected {len(expected)} call(s), got {len(got)}", expected[0]["name"]
-        )
+        return _fail(ErrorCode.WRONG_COUNT, f"expected {len(expected)} call(s), got {len(got)}", expected[0]["name"])
     if len(expected) == 1:
         return check_call(got[0], expected[0], schemas.get(expected[0]["name"]))
     # Parallel calls match in any order: take the ordering with the most matching calls.

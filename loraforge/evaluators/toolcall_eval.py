@@ -67,8 +67,9 @@ async def predict(
 
     async def one(index: int, row: dict[str, Any]) -> Prediction:
         prompt, expected = eval_turn(row)
-        result = await client.chat(prompt, tools=row.get("tools"), adapter=adapter, temperature=0.0,
-                                   max_tokens=max_tokens, seed=0)  # fmt: skip
+        result = await client.chat(
+            prompt, tools=row.get("tools"), adapter=adapter, temperature=0.0, max_tokens=max_tokens, seed=0
+        )
         answer = parse_answer(result.content, result.tool_calls)
         check = check_example(answer, expected, schemas_of(row))
         if on_done:

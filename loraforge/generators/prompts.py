@@ -43,15 +43,23 @@ def request_prompt(tool: ToolDefinition, shots: list[tuple[dict[str, Any], str]]
 
 
 _ANSWER_SHOTS = [
-    ("What's the weather in Rome?", {"city": "Rome", "temperature": 24, "condition": "sunny"},
-     "It is 24 degrees and sunny in Rome right now."),
-    ("Book a table for two at Luigi's at 8pm.", {"booking_id": 5521, "status": "confirmed"},
-     "Your table for two at Luigi's is confirmed for 8pm (booking 5521)."),
-    ("How many steps did I walk today?", {"steps": 8412},
-     "You walked 8412 steps today."),
-    ("Find me a flight to Oslo.", {"results": [{"airline": "SAS", "price": 129}]},
-     "The best option I found is an SAS flight to Oslo for 129."),
-]  # fmt: skip
+    (
+        "What's the weather in Rome?",
+        {"city": "Rome", "temperature": 24, "condition": "sunny"},
+        "It is 24 degrees and sunny in Rome right now.",
+    ),
+    (
+        "Book a table for two at Luigi's at 8pm.",
+        {"booking_id": 5521, "status": "confirmed"},
+        "Your table for two at Luigi's is confirmed for 8pm (booking 5521).",
+    ),
+    ("How many steps did I walk today?", {"steps": 8412}, "You walked 8412 steps today."),
+    (
+        "Find me a flight to Oslo.",
+        {"results": [{"airline": "SAS", "price": 129}]},
+        "The best option I found is an SAS flight to Oslo for 129.",
+    ),
+]
 
 
 def answer_prompt(request: str, result: Any, rng: random.Random) -> str:

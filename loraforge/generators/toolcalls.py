@@ -67,16 +67,22 @@ class Rejected(Exception):
 
 
 def tool_call_row(
-    tool_list: list[dict[str, Any]], request: str, calls: list[tuple[str, dict[str, Any]]],
-    results: list[Any], answer: str, meta: dict[str, Any],
-) -> dict[str, Any]:  # fmt: skip
+    tool_list: list[dict[str, Any]],
+    request: str,
+    calls: list[tuple[str, dict[str, Any]]],
+    results: list[Any],
+    answer: str,
+    meta: dict[str, Any],
+) -> dict[str, Any]:
     """A conversation in the OpenAI/TRL chat format."""
     messages: list[dict[str, Any]] = [{"role": "user", "content": request}]
-    messages.append({
-        "role": "assistant",
-        "content": "",
-        "tool_calls": [{"type": "function", "function": {"name": n, "arguments": a}} for n, a in calls],
-    })  # fmt: skip
+    messages.append(
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"type": "function", "function": {"name": n, "arguments": a}} for n, a in calls],
+        }
+    )
     for result in results:
         messages.append({"role": "tool", "content": json.dumps(result, ensure_ascii=False)})
     messages.append({"role": "assistant", "content": answer})
@@ -143,8 +149,10 @@ class ToolCallGenerator:
 
     async def _arguments(self, tool: ToolDefinition, rng: random.Random, seed: int) -> dict[str, Any]:
         shots = [ex.arguments for ex in tool.examples]
-        shots += [args for args, _ in rng.sample(self._accepted_shots[tool.name],
-                                                  k=min(2, len(self._accepted_shots[tool.name])))]  # fmt: skip
+        shots += [
+            args
+            for args, _ in rng.sample(self._accepted_shots[tool.name], k=min(2, len(self._accepted_shots[tool.name])))
+        ]
         rng.shuffle(shots)
         text = await self.client.complete(
             prompts.arguments_prompt(tool, shots[:4]),

@@ -6,8 +6,20 @@ import datetime as dt
 import re
 from typing import Any
 
-_MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september",
-           "october", "november", "december"]  # fmt: skip
+_MONTHS = [
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+]
 
 
 def _norm(text: str) -> str:
@@ -29,8 +41,15 @@ def _date_forms(value: str) -> list[str]:
     except ValueError:
         return [value]
     month = _MONTHS[day.month - 1]
-    return [value, f"{month} {day.day}", f"{day.day} {month}", f"{month} {day.day}th",
-            f"{month} {day.day}st", f"{month} {day.day}nd", f"{month} {day.day}rd"]  # fmt: skip
+    return [
+        value,
+        f"{month} {day.day}",
+        f"{day.day} {month}",
+        f"{month} {day.day}th",
+        f"{month} {day.day}st",
+        f"{month} {day.day}nd",
+        f"{month} {day.day}rd",
+    ]
 
 
 def value_grounded(value: Any, text: str) -> bool:

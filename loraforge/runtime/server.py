@@ -155,15 +155,22 @@ class BinaryServer(LlamaServer):
         cfg = self.config
         cmd = [
             str(cfg.llama_server),
-            "-m", str(cfg.model_path),
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "-c", str(cfg.n_ctx),
-            "-np", str(cfg.n_parallel),
-            "-t", str(cfg.resolved_threads),
-            "--cache-ram", "0",
+            "-m",
+            str(cfg.model_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "-c",
+            str(cfg.n_ctx),
+            "-np",
+            str(cfg.n_parallel),
+            "-t",
+            str(cfg.resolved_threads),
+            "--cache-ram",
+            "0",
             "--jinja",
-        ]  # fmt: skip
+        ]
         if cfg.chat_template:
             assert self._tmpdir is not None
             template = Path(self._tmpdir.name) / "chat_template.jinja"

@@ -85,10 +85,7 @@ def _example_from_dict(raw: Any) -> ToolExample:
     request = raw.get("request", raw.get("input"))
     arguments = raw.get("arguments", raw.get("args"))
     if not isinstance(request, str) or not isinstance(arguments, dict):
-        raise ConfigError(
-            "An example needs 'request' (a string) and 'arguments' (a mapping); "
-            f"got keys {sorted(raw)}."
-        )
+        raise ConfigError(f"An example needs 'request' (a string) and 'arguments' (a mapping); got keys {sorted(raw)}.")
     return ToolExample(request=request, arguments=arguments, response=raw.get("response", raw.get("output")))
 
 

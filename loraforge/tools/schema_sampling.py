@@ -61,9 +61,7 @@ def _number(schema: dict[str, Any], rng: random.Random, integer: bool) -> int | 
     return round(rng.uniform(float(low), float(high)), 2)
 
 
-def sample_value(
-    schema: Any, rng: random.Random, name: str = "", depth: int = 0, optional_rate: float = 0.7
-) -> Any:
+def sample_value(schema: Any, rng: random.Random, name: str = "", depth: int = 0, optional_rate: float = 0.7) -> Any:
     """One value that satisfies common schemas (enum, const, types, ranges, formats, objects, arrays)."""
     if not isinstance(schema, dict) or depth > 6:
         return None
@@ -93,9 +91,7 @@ def sample_value(
         low = int(schema.get("minItems", 1))
         high = int(schema.get("maxItems", max(low, 3)))
         count = rng.randint(low, max(low, high))
-        return [
-            sample_value(schema.get("items", {}), rng, name, depth + 1, optional_rate) for _ in range(count)
-        ]
+        return [sample_value(schema.get("items", {}), rng, name, depth + 1, optional_rate) for _ in range(count)]
     if kind == "object":
         props = schema.get("properties", {}) or {}
         required = set(schema.get("required", []) or [])

@@ -85,7 +85,9 @@ class ChatFormat:
             add_generation_prompt=add_generation_prompt,
         )
 
-    def segments(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[tuple[str, bool]]:
+    def segments(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[tuple[str, bool]]:
         """Split a conversation into (text, trained) pieces.
 
         Each assistant turn is trained from the start of its content up to and including the end-of-turn

@@ -223,8 +223,14 @@ def train_lora(
             last_loss = loss_sum / max(1, tokens)
             dt = time.perf_counter() - t0
             all_tokens = sum(len(e.input_ids) for b in group for e in b)
-            record = {"step": step, "epoch": epoch + 1, "loss": last_loss, "lr": lr,
-                      "tokens_per_s": all_tokens / dt, "supervised_tokens_per_s": tokens / dt}  # fmt: skip
+            record = {
+                "step": step,
+                "epoch": epoch + 1,
+                "loss": last_loss,
+                "lr": lr,
+                "tokens_per_s": all_tokens / dt,
+                "supervised_tokens_per_s": tokens / dt,
+            }
             if log_path:
                 append_jsonl(log_path, [record])
             if progress:

@@ -29,9 +29,7 @@ def _build_cache(gguf_path: Path, target: Path) -> None:
 
     quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
-    )
+    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
     # A GGUF-loaded model refuses save_pretrained; rebuild the plain class from a clean config.
     config = model.config.__class__.from_dict(
         {k: v for k, v in model.config.to_dict().items() if k != "quantization_config"}
@@ -87,8 +85,6 @@ def load_base_model(model_path: Path, *, dtype: Any = None, device: str = "cpu",
     quiet_transformers()
     folder = hf_folder_for(model_path, progress=progress)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(
-        str(folder), dtype=dtype or torch.float32, trust_remote_code=False
-    )
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32, trust_remote_code=False)
     model.to(device)
     return model, tokenizer
