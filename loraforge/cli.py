@@ -37,10 +37,41 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--epochs", type=int, help="training epochs per iteration (default: 3)")
     run.add_argument("--seed", type=int, help="seed (default: 0)")
     run.add_argument("--teacher-model", type=Path, help="GGUF model that writes the data (default: --model)")
-    run.add_argument("--server-url", help="a running llama-server to use as the teacher")
+    run.add_argument(
+        "--server-url",
+        action="append",
+        dest="server_urls",
+        metavar="URL",
+        help="a running llama-server to use as the teacher (repeat to balance across several)",
+    )
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_server_flags(run)
+
+    gen = sub.add_parser("generate", help="generate verified synthetic data only")
+    task = gen.add_mutually_exclusive_group(required=True)
+    task.add_argument("--tools", type=Path, help="tools file: tool-calling chats (OpenAI/TRL chat JSONL)")
+    task.add_argument("--labels", type=Path, help="labeled seeds JSONL: new {item, label} rows")
+    gen.add_argument("--n", type=int, required=True, help="verified examples to produce")
+    gen.add_argument("--out", type=Path, required=True, help="output JSONL (appended to; a rerun resumes)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--parallel", type=int, default=4, help="parallel requests per server (default: 4)")
+    gen.add_argument("--temperature", type=float, default=0.8)
+    gen.add_argument(
+        "--roundtrip",
+        choices=["call", "name", "off"],
+        default="name",
+        help="semantic check: the teacher must recover the whole call, or the tool name",
+    )
+    gen.add_argument(
+        "--server-url",
+        action="append",
+        dest="server_urls",
+        metavar="URL",
+        help="a running llama-server (repeat to balance across several)",
+    )
+    gen.add_argument("--quiet", action="store_true")
+    _add_server_flags(gen)
     return parser
 
 
@@ -83,7 +114,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "seed",
         "model",
         "teacher_model",
-        "server_url",
+        "server_urls",
         "llama_server",
     ):
         value = getattr(args, name)
@@ -102,6 +133,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_generate(args: argparse.Namespace) -> int:
+    from loraforge.generators.labels import LabelGenerator, load_labeled, seeds_by_label
+    from loraforge.generators.plan import GenerationPlan
+    from loraforge.generators.runner import generate_to_file, report_path
+    from loraforge.generators.toolcalls import ToolCallGenerator
+    from loraforge.models import resolve_model
+    from loraforge.runtime.teacher import teacher
+    from loraforge.tools import load_tools
+    from loraforge.ui import UI
+
+    if args.n < 1:
+        raise LoraforgeError(f"--n must be at least 1, got {args.n}.")
+    ui = UI(quiet=args.quiet)
+    plan = GenerationPlan(temperature=args.temperature, roundtrip=args.roundtrip)
+    tools = load_tools(args.tools) if args.tools else None
+    seeds = seeds_by_label(load_labeled(args.labels)) if args.labels else None
+    model = resolve_model(args.model) if not args.server_urls else None
+
+    async def work() -> dict:
+        async with teacher(
+            model=model, server_urls=args.server_urls, llama_server=args.llama_server, parallel=args.parallel
+        ) as client:
+            if tools is not None:
+                generator = ToolCallGenerator(tools, client, plan, seed=args.seed)
+            else:
+                generator = LabelGenerator(seeds, client, plan, seed=args.seed)
+            bar = ui.progress(args.n, "generate", "ex")
+            try:
+                return await generate_to_file(generator, args.out, args.n, on_row=lambda _row: bar.update(1))
+            finally:
+                bar.close()
+
+    report = asyncio.run(work())
+    counts = report["per_label"] if args.labels else report["per_style"]
+    print(
+        f"{report['kept_in_file']} verified examples in {args.out} ({', '.join(f'{k} {v}' for k, v in counts.items())})"
+    )
+    if report["rejected"]:
+        print("rejected: " + ", ".join(f"{k} {v}" for k, v in report["rejected"].items()))
+    print(f"data report: {report_path(args.out)}")
+    return 0 if report["kept_in_file"] >= args.n else 1
+
+
 def print_summary(run_dir: Path, final: dict, ui) -> None:
     if not final:
         ui.warn(f"No iteration beat the base model; no final adapter was promoted. See {run_dir}/history.jsonl.")
@@ -118,7 +192,7 @@ def print_summary(run_dir: Path, final: dict, ui) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"check": cmd_check, "run": cmd_run}
+    handlers = {"check": cmd_check, "run": cmd_run, "generate": cmd_generate}
     try:
         return handlers[args.command](args)
     except LoraforgeError as exc:

@@ -4,7 +4,10 @@ import jsonschema
 import pytest
 
 from loraforge.generators import prompts, verify
-from loraforge.generators.toolcalls import GenerationStats, tool_call_row
+from loraforge.generators.dedup import NearDuplicateIndex, rouge_l
+from loraforge.generators.plan import GenerationPlan
+from loraforge.generators.report import GenerationStats
+from loraforge.generators.toolcalls import call_message, expected_calls, tool_message
 from loraforge.tools import ToolDefinition, load_tools
 from loraforge.tools.schema_sampling import sample_value
 from loraforge.tools.simulate import accepts_call, simulate_response
@@ -100,26 +103,73 @@ def test_prompts_list_shots_and_end_with_the_new_values():
 
 
 def test_row_format_is_openai_chat_jsonl():
-    row = tool_call_row(
-        [{"type": "function", "function": {"name": "f"}}],
-        "do f",
-        [("f", {"a": 1})],
-        [{"ok": True}],
-        "Done.",
-        {"style": "single"},
-    )
-    roles = [m["role"] for m in row["messages"]]
-    assert roles == ["user", "assistant", "tool", "assistant"]
+    row = {
+        "messages": [
+            {"role": "user", "content": "do f"},
+            call_message([("f", {"a": 1})]),
+            tool_message({"ok": True}),
+            {"role": "assistant", "content": "Done."},
+        ]
+    }
     call = row["messages"][1]["tool_calls"][0]
     assert call == {"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}
+    assert row["messages"][2] == {"role": "tool", "content": '{"ok": true}'}
+    assert expected_calls(row) == [[{"name": "f", "arguments": {"a": 1}}]]
+
+
+def test_rouge_l_and_near_duplicates():
+    assert rouge_l("set a timer for 10 minutes", "set a timer for 10 minutes") == 1.0
+    assert rouge_l("set a timer for 10 minutes", "what is the weather in Oslo") < 0.2
+    index = NearDuplicateIndex(0.7)
+    assert index.add("Set a timer for 14 minutes please")
+    assert not index.add("set a timer for 17 minutes please")
+    assert index.add("Could you time my pasta, about 17 minutes?")
+    assert index.add("a a a a", force=True) and index.is_duplicate("a a a a")
+
+
+def test_plan_validates_and_weights_styles():
+    import pytest as _pytest
+
+    from loraforge.errors import ConfigError
+
+    with _pytest.raises(ConfigError, match="Unknown styles"):
+        GenerationPlan(style_weights={"sinlge": 1.0})
+    plan = GenerationPlan(style_weights={"parallel": 1.0, "single": 0.0})
+    rng = random.Random(0)
+    assert {plan.pick_style(rng) for _ in range(20)} == {"parallel"}
+    assert GenerationPlan(param_weights={"t.p": 1.8}).optional_rate("t", "p") == 0.9
 
 
 def test_stats_report_rates():
     stats = GenerationStats()
-    stats.accepted["f"] += 3
+    for _ in range(3):
+        stats.accept({"meta": {"style": "single", "tools_called": ["f"]}})
     for _ in range(4):
         stats.reject("ungrounded", {"x": 1})
     report = stats.report()
     assert report["accepted"] == 3 and report["rejected"] == {"ungrounded": 4}
-    assert report["rejection_rate"]["ungrounded"] == pytest.approx(4 / 7)
+    assert report["per_style"] == {"single": 3} and report["per_tool"] == {"f": 3}
+    assert report["rejection_rate"]["ungrounded"] == pytest.approx(4 / 7, abs=1e-4)
     assert len(report["rejected_samples"]["ungrounded"]) == 3
+
+
+@pytest.mark.parametrize(
+    "answer, problem",
+    [
+        ("It is 21 degrees and sunny in Oslo.", None),
+        ("It is sunny.", "missing_fact"),
+        ("You walked 21 steps in Oslo, sunny, 8412 times.", "invented_number"),
+        ("ok", "too_short"),
+    ],
+)
+def test_answer_faithfulness(answer, problem):
+    result = {"city": "Oslo", "temperature": 21, "condition": "sunny"}
+    assert verify.answer_problem(answer, "weather in Oslo?", result) == problem
+
+
+def test_register_variation_keeps_values():
+    rng = random.Random(1)
+    for _ in range(50):
+        text = prompts.vary_register("Convert 2500 JPY to GBP.", rng)
+        assert verify.ungrounded_arguments({"amount": 2500, "from_currency": "JPY", "to_currency": "GBP"}, text) == []
+        assert "please, please" not in text.lower()

@@ -44,8 +44,15 @@ def test_binary_server_flags_health_and_stop(tmp_path):
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
     adapter = tmp_path / "a.gguf"
-    config = ServerConfig(model_path=model, llama_server=binary, chat_template="{{ x }}", lora_adapters=[adapter],
-                          n_parallel=2, threads=1, startup_timeout=20)  # fmt: skip
+    config = ServerConfig(
+        model_path=model,
+        llama_server=binary,
+        chat_template="{{ x }}",
+        lora_adapters=[adapter],
+        n_parallel=2,
+        threads=1,
+        startup_timeout=20,
+    )
     server = make_server(config)
     assert isinstance(server, BinaryServer)
     with server:

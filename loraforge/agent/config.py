@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from loraforge.errors import ConfigError
-from loraforge.generators.toolcalls import GenerationConfig
+from loraforge.generators.plan import GenerationPlan
 from loraforge.trainers.config import TrainConfig
 
 
@@ -23,8 +23,9 @@ class RunConfig:
     teacher_model: Path | None = field(
         default=None, metadata={"help": "GGUF model that writes synthetic data; default: the base model."}
     )
-    server_url: str | None = field(
-        default=None, metadata={"help": "A running llama-server used as the teacher, e.g. http://127.0.0.1:8080."}
+    server_urls: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Running llama-servers used as the teacher, balanced, e.g. ['http://127.0.0.1:8080']."},
     )
     llama_server: Path | None = field(
         default=None, metadata={"help": "A llama-server binary to start instead of the embedded server."}
@@ -41,7 +42,7 @@ class RunConfig:
         metadata={"help": "Parallel slots while evaluating; 1 keeps greedy results reproducible run to run."},
     )
     eval_max_tokens: int = field(default=128, metadata={"help": "Longest answer generated during evaluation."})
-    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    generation: GenerationPlan = field(default_factory=GenerationPlan)
     training: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -51,7 +52,7 @@ class RunConfig:
                 setattr(self, name, Path(value))
         self.out = Path(self.out)
         if isinstance(self.generation, dict):
-            self.generation = GenerationConfig(**self.generation)
+            self.generation = GenerationPlan(**self.generation)
         if isinstance(self.training, dict):
             self.training = TrainConfig.from_dict(self.training)
         if self.tools is None:
@@ -62,7 +63,6 @@ class RunConfig:
             raise ConfigError(f"heldout_fraction must be between 0.05 and 0.5, got {self.heldout_fraction}.")
         if self.iterations < 1:
             raise ConfigError(f"iterations must be at least 1, got {self.iterations}.")
-        self.generation.seed = self.seed
         self.training.seed = self.seed
 
     def to_dict(self) -> dict[str, Any]:

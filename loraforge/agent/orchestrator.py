@@ -21,11 +21,12 @@ from loraforge.agent.state import RunState
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 from loraforge.evaluators.toolcall_eval import predict, summarise
-from loraforge.files import append_jsonl, atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
+from loraforge.files import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
 from loraforge.generators.toolcalls import ToolCallGenerator
 from loraforge.gguf_info import read_gguf_info
 from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
+from loraforge.runtime.teacher import teacher
 from loraforge.tools import load_tools
 from loraforge.trainers.chat_format import ChatFormat, template_for_model
 from loraforge.ui import UI
@@ -92,49 +93,41 @@ class Orchestrator:
 
     # ---- phases ---------------------------------------------------------------------------------
 
-    def _server_config(self, *, teacher: bool, adapters: list[Path] | None = None) -> ServerConfig:
+    def _eval_server_config(self, adapters: list[Path]) -> ServerConfig:
         cfg = self.config
-        parallel = cfg.parallel if teacher else cfg.eval_parallel
+        parallel = cfg.eval_parallel
         return ServerConfig(
-            model_path=self.teacher if teacher else self.model,
-            server_url=cfg.server_url if teacher else None,
+            model_path=self.model,
             llama_server=cfg.llama_server,
-            chat_template=None if teacher else self.chat_format.template,
-            lora_adapters=list(adapters or []),
+            chat_template=self.chat_format.template,
+            lora_adapters=list(adapters),
             n_parallel=parallel,
             n_ctx=2048 * parallel,
         )
 
     async def _generate(self, iteration: int, it_dir: Path) -> None:
+        from loraforge.generators.runner import generate_to_file
+
         data_path = it_dir / Artifact.DATA.value
-        existing = read_jsonl(data_path, tolerant=True) if data_path.is_file() else []
-        if existing and data_path.read_text().rstrip("\n").count("\n") + 1 != len(existing):
-            write_jsonl(data_path, existing)  # drop a line torn by a kill
-        done = {row["meta"]["index"] for row in existing}
-        offset = (iteration - 1) * 100_000  # each iteration draws fresh seeds
-        wanted = [offset + i for i in range(self.config.examples) if offset + i not in done]
-        if not wanted:
-            return
-        gen_cfg = self.config.generation
-        async with make_server(self._server_config(teacher=True)) as server:
-            async with LlamaClient(server.base_url, concurrency=self.config.parallel) as client:
-                generator = ToolCallGenerator(self.tools, client, gen_cfg)
-                bar = self.ui.progress(len(wanted), "generate", "ex")
-                bar.update(0)
-
-                def keep(row: dict[str, Any]) -> None:
-                    append_jsonl(data_path, [row])
-                    bar.update(1)
-
-                try:
-                    await generator.generate(wanted, on_example=keep)
-                finally:
-                    bar.close()
-        report = generator.stats.report()
-        report["requested"] = self.config.examples
-        atomic_write_json(it_dir / Artifact.DATA_REPORT.value, report)
+        cfg = self.config
+        async with teacher(
+            model=self.teacher, server_urls=cfg.server_urls, llama_server=cfg.llama_server, parallel=cfg.parallel
+        ) as client:
+            generator = ToolCallGenerator(self.tools, client, cfg.generation, seed=cfg.seed)
+            bar = self.ui.progress(cfg.examples, "generate", "ex")
+            try:
+                report = await generate_to_file(
+                    generator,
+                    data_path,
+                    cfg.examples,
+                    first_index=(iteration - 1) * 100_000,  # each iteration draws fresh seeds
+                    on_row=lambda _row: bar.update(1),
+                    report_to=it_dir / Artifact.DATA_REPORT.value,
+                )
+            finally:
+                bar.close()
         self.ui.info(
-            f"[iteration {iteration}] {report['accepted']} verified examples; rejected: "
+            f"[iteration {iteration}] {report['kept_in_file']} verified examples; rejected: "
             + (", ".join(f"{k} {v}" for k, v in report["rejected"].items()) or "none")
         )
 
@@ -200,7 +193,7 @@ class Orchestrator:
 
     async def _evaluate(self, iteration: int, it_dir: Path) -> None:
         heldout = read_jsonl(it_dir / Artifact.HELDOUT.value)
-        server_cfg = self._server_config(teacher=False, adapters=[it_dir / Artifact.ADAPTER_GGUF.value])
+        server_cfg = self._eval_server_config([it_dir / Artifact.ADAPTER_GGUF.value])
         results: dict[str, Any] = {}
         records: list[dict[str, Any]] = []
         async with make_server(server_cfg) as server:

@@ -6,6 +6,16 @@ import datetime as dt
 import re
 from typing import Any
 
+
+class Rejected(Exception):
+    """A synthetic example failed a check; `reason` is counted in the data report."""
+
+    def __init__(self, reason: str, sample: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.sample = sample
+
+
 _MONTHS = [
     "january",
     "february",
@@ -89,4 +99,87 @@ def request_problem(text: str) -> str | None:
         return "too_long"
     if "=" in text or "{" in text:
         return "leaked_markup"
+    return None
+
+
+def first_sentences(text: str, count: int) -> str:
+    """The first `count` sentences of a reply, on one line."""
+    flat = " ".join(text.split())
+    parts = re.split(r"(?<=[.!?])\s+", flat)
+    return " ".join(parts[:count]).strip()
+
+
+def _numbers(text: str) -> set[float]:
+    return {float(n.replace(",", "")) for n in re.findall(r"(?<![\w.])\d[\d,]*(?:\.\d+)?", text)}
+
+
+def _scalars(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _scalars(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _scalars(v)]
+    return [value] if isinstance(value, (str, int, float)) and not isinstance(value, bool) else []
+
+
+def answer_problem(answer: str, request: str, result: Any) -> str | None:
+    """Why a final answer is unfaithful to the tool result, or None.
+
+    At least two thirds of the result's top-level facts must be stated, and no number may appear that is
+    in neither the result nor the request (a small teacher copies numbers from its examples).
+    """
+    if len(answer) < 8:
+        return "too_short"
+    top = list(result.values()) if isinstance(result, dict) else [result]
+    facts = [v for v in top if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
+    stated = sum(value_grounded(v, answer) for v in facts)
+    if facts and 3 * stated < 2 * len(facts):
+        return "missing_fact"
+    allowed = _numbers(request) | {float(v) for v in _scalars(result) if isinstance(v, (int, float))}
+    allowed |= {n for v in _scalars(result) if isinstance(v, str) for n in _numbers(v)}
+    if _numbers(answer) - allowed:
+        return "invented_number"
+    return None
+
+
+_WORD_SPAN = re.compile(r"[\w'-]+", re.UNICODE)
+
+
+def ground_free_text(value: str, text: str, max_gap: int = 1) -> str | None:
+    """The span of `text` that states `value`, allowing a filler word between its words ("start a new job"
+    for "start new job"); None when the text does not state it. Loose grounding is repaired by copying the
+    span, so that the call's argument is what the user actually wrote."""
+    if _norm(value) in _norm(text):
+        return value
+    want = [w.lower() for w in _WORD_SPAN.findall(value)]
+    words = [(m.group().lower(), m.start(), m.end()) for m in _WORD_SPAN.finditer(text)]
+    if len(want) < 2:
+        return None
+    for start in range(len(words)):
+        if words[start][0] != want[0]:
+            continue
+        position, matched = start, 1
+        while matched < len(want):
+            window = words[position + 1 : position + 2 + max_gap]
+            hit = next((i for i, w in enumerate(window) if w[0] == want[matched]), None)
+            if hit is None:
+                break
+            position += hit + 1
+            matched += 1
+        if matched == len(want):
+            return text[words[start][1] : words[position][2]]
+    return None
+
+
+def enum_order_problem(properties: dict[str, Any], arguments: dict[str, Any], text: str) -> str | None:
+    """Parameters that share one enumeration (from_currency, to_currency) must be stated in schema order;
+    grounding alone cannot tell "100 USD in EUR" from "100 EUR in USD"."""
+    groups: dict[tuple, list[str]] = {}
+    for name, schema in properties.items():
+        if name in arguments and schema.get("enum"):
+            groups.setdefault(tuple(map(str, schema["enum"])), []).append(name)
+    lowered = text.lower()
+    for names in groups.values():
+        positions = [lowered.find(str(arguments[n]).lower()) for n in names]
+        if len(names) > 1 and positions != sorted(positions):
+            return f"{names} are stated in another order"
     return None

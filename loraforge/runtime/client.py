@@ -77,6 +77,11 @@ class LlamaClient:
     def __repr__(self) -> str:
         return f"<LlamaClient {self.base_url} active={self._active}/{self.concurrency}>"
 
+    @property
+    def active(self) -> int:
+        """Requests in flight or waiting for a slot."""
+        return self._active
+
     async def _acquire(self) -> None:
         try:
             await asyncio.wait_for(self._slots.acquire(), timeout=self.timeouts.pool)
@@ -86,13 +91,15 @@ class LlamaClient:
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         if self._session is None:
             raise RuntimeError("LlamaClient must be used as an async context manager.")
-        await self._acquire()
         self._active += 1
         try:
-            return await self._with_retries(method, path, body)
+            await self._acquire()
+            try:
+                return await self._with_retries(method, path, body)
+            finally:
+                self._slots.release()
         finally:
             self._active -= 1
-            self._slots.release()
 
     async def _with_retries(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
         assert self._session is not None

@@ -58,7 +58,7 @@ def _number(schema: dict[str, Any], rng: random.Random, integer: bool) -> int | 
         if "exclusiveMaximum" in schema:
             high -= 1
         return rng.randint(low, max(low, high))
-    return round(rng.uniform(float(low), float(high)), 2)
+    return round(rng.uniform(float(low), float(high)), 1)
 
 
 def sample_value(schema: Any, rng: random.Random, name: str = "", depth: int = 0, optional_rate: float = 0.7) -> Any:

@@ -1,0 +1,70 @@
+"""Generate a data file: resumable (rows are appended as they pass), with its data report beside it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from loraforge.files import append_jsonl, atomic_write_json, read_jsonl, write_jsonl
+
+
+def report_path(data_path: Path) -> Path:
+    return Path(data_path).with_name(Path(data_path).stem + ".report.json")
+
+
+def load_partial(data_path: Path) -> list[dict[str, Any]]:
+    """Rows an interrupted generation already kept; a line torn by a kill is dropped from the file."""
+    data_path = Path(data_path)
+    if not data_path.is_file():
+        return []
+    rows = read_jsonl(data_path, tolerant=True)
+    lines = [line for line in data_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(lines) != len(rows):
+        write_jsonl(data_path, rows)
+    return rows
+
+
+async def generate_to_file(
+    generator: Any,
+    data_path: Path,
+    count: int,
+    *,
+    first_index: int = 0,
+    on_row: Callable[[dict[str, Any]], None] | None = None,
+    report_to: Path | None = None,
+    max_rounds: int = 6,
+) -> dict[str, Any]:
+    """Fill `data_path` with `count` verified rows, resuming without duplicates.
+
+    Example i always starts from the same seed, and a row is appended as soon as it passes, so a killed
+    generation picks up where it stopped. Indices that give up are replaced by new ones (a few rounds).
+    """
+    existing = load_partial(data_path)
+    generator.remember(existing)
+    done = {row["meta"]["index"] for row in existing}
+    kept = len(existing)
+
+    def keep(row: dict[str, Any]) -> None:
+        nonlocal kept
+        append_jsonl(data_path, [row])
+        kept += 1
+        if on_row:
+            on_row(row)
+
+    next_index = first_index
+    for _ in range(max_rounds):
+        need = count - kept
+        if need <= 0:
+            break
+        wanted: list[int] = []
+        while len(wanted) < need:
+            if next_index not in done:
+                wanted.append(next_index)
+            next_index += 1
+        await generator.generate(wanted, on_example=keep)
+    report = generator.stats.report()
+    report["requested"] = count
+    report["kept_in_file"] = kept
+    atomic_write_json(report_to or report_path(data_path), report)
+    return report

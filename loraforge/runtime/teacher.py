@@ -1,0 +1,50 @@
+"""The teacher: one or more llama.cpp servers that write synthetic data, restarted if they die."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from loraforge.runtime.client import LlamaClient
+from loraforge.runtime.config import ServerConfig
+from loraforge.runtime.pool import ClientPool
+from loraforge.runtime.server import LlamaServer, make_server
+
+
+def restarter(server: LlamaServer):
+    """A `recover` hook for LlamaClient: restart the server and hand back its new address."""
+
+    async def recover() -> str:
+        await asyncio.to_thread(server.restart)
+        return server.base_url
+
+    return recover
+
+
+@asynccontextmanager
+async def teacher(
+    *,
+    model: Path,
+    server_urls: list[str] | None = None,
+    llama_server: Path | None = None,
+    parallel: int = 4,
+    n_ctx_per_slot: int = 2048,
+) -> AsyncIterator[Any]:
+    """A client for the teacher: a pool over `server_urls`, or a server that loraforge starts and owns."""
+    async with AsyncExitStack() as stack:
+        if server_urls:
+            clients = []
+            for url in server_urls:
+                server = await stack.enter_async_context(make_server(ServerConfig(server_url=url)))
+                clients.append(LlamaClient(server.base_url, concurrency=parallel))
+            client: Any = ClientPool(clients) if len(clients) > 1 else clients[0]
+        else:
+            config = ServerConfig(
+                model_path=model, llama_server=llama_server, n_parallel=parallel, n_ctx=n_ctx_per_slot * parallel
+            )
+            server = await stack.enter_async_context(make_server(config))
+            client = LlamaClient(server.base_url, concurrency=parallel, recover=restarter(server))
+        yield await stack.enter_async_context(client)
