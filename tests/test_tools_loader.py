@@ -116,3 +116,14 @@ def test_python_api_validates_on_creation():
     )
     assert tool.validate_arguments({"a": "x"}) is not None
     assert tool.validate_arguments({"a": 1.5}) is None
+
+
+def test_toolset_add_tool_from_fields_or_objects():
+    from loraforge.tools import ToolSet
+
+    tools = ToolSet()
+    tools.add_tool(name="ping", description="Ping a host.", parameters={"type": "object", "properties": {}})
+    tools.add_tool(ToolDefinition(name="pong", description="Answer a ping."))
+    assert [t.name for t in tools] == ["ping", "pong"] and tools["pong"].description == "Answer a ping."
+    with pytest.raises(ConfigError, match="already defined"):
+        tools.add_tool(name="ping", description="Again.")

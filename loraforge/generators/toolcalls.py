@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from loraforge.evaluators.exact_match import check_call
 from loraforge.generators import prompts, verify
 from loraforge.generators.arguments import ArgumentDrafter, is_free_text
 from loraforge.generators.dedup import NearDuplicateIndex, rouge_l
-from loraforge.generators.plan import GenerationPlan
+from loraforge.generators.plan import STYLES, GenerationPlan
 from loraforge.generators.report import GenerationStats
 from loraforge.generators.verify import Rejected
 from loraforge.runtime.client import LlamaClient
@@ -80,6 +81,7 @@ class ToolCallGenerator:
         self._shots: dict[str, list[tuple[dict[str, Any], str]]] = {t.name: [] for t in tools}
         self._no_call_shots: list[str] = []
         self._teacher_calls = 0
+        self._assigned: Counter = Counter()
         for tool in tools:
             for example in tool.examples:
                 self.dedup.add(example.request, force=True)
@@ -87,10 +89,11 @@ class ToolCallGenerator:
     # ---- driving ------------------------------------------------------------------------------
 
     def remember(self, rows: list[dict[str, Any]]) -> None:
-        """Rows kept by an earlier, interrupted generation: they count for near-duplicate checks."""
+        """Rows kept by an earlier, interrupted generation: they count for near-duplicates and style shares."""
         for row in rows:
             self.dedup.add(row["messages"][0]["content"], force=True)
             self.stats.accept(row)
+            self._assigned[row["meta"].get("style", "single")] += 1
 
     async def generate(
         self, indices: list[int], on_example: Callable[[dict[str, Any]], None] | None = None
@@ -121,7 +124,8 @@ class ToolCallGenerator:
         target = None
         if plan.variations and chooser.random() < plan.variation_share:
             target = chooser.choice(plan.variations)
-        style = target["meta"]["style"] if target else plan.pick_style(chooser)
+        style = target["meta"]["style"] if target else self._next_style()
+        self._assigned[style] += 1
         for attempt in range(self.attempts):
             seed = (self.seed * 1_000_003 + index) * 97 + attempt + 1
             rng = random.Random(seed)
@@ -148,7 +152,15 @@ class ToolCallGenerator:
             self.stats.accept(row)
             return row
         self.stats.given_up += 1
+        self._assigned[style] -= 1
         return None
+
+    def _next_style(self) -> str:
+        """The style furthest below its weight, counting examples kept and in flight, so that every style
+        keeps its share even though some (parallel, chain) fail more often than others."""
+        weights = {s: w for s, w in self.plan.style_weights.items() if w > 0}
+        total = sum(weights.values())
+        return min(weights, key=lambda s: (self._assigned[s] / (weights[s] / total), STYLES.index(s)))
 
     # ---- styles -------------------------------------------------------------------------------
 

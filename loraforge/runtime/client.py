@@ -61,9 +61,11 @@ class LlamaClient:
         self._active = 0
         self._recover_lock = asyncio.Lock()
 
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(connect=self.timeouts.connect, sock_read=self.timeouts.read)
+
     async def __aenter__(self) -> LlamaClient:
-        timeout = aiohttp.ClientTimeout(connect=self.timeouts.connect, sock_read=self.timeouts.read)
-        self._session = aiohttp.ClientSession(timeout=timeout)
+        self._session = aiohttp.ClientSession(timeout=self._timeout())
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -102,10 +104,10 @@ class LlamaClient:
             self._active -= 1
 
     async def _with_retries(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
-        assert self._session is not None
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             url = self.base_url + path
+            assert self._session is not None
             try:
                 async with self._session.request(method, url, json=body) as response:
                     text = await response.text()
@@ -132,6 +134,10 @@ class LlamaClient:
             if not failed_url.startswith(self.base_url):
                 return  # another request already recovered the server
             assert self.recover is not None
+            # Drop every pooled connection first: a server shutting down waits for its open connections.
+            old, self._session = self._session, aiohttp.ClientSession(timeout=self._timeout())
+            if old is not None:
+                await asyncio.shield(old.close())
             self.base_url = (await self.recover()).rstrip("/")
 
     def _lora_field(self, adapter: int | None) -> dict[str, Any]:

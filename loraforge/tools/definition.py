@@ -130,3 +130,35 @@ def validate_tool(tool: ToolDefinition) -> list[str]:
             if problem:
                 problems.append(f"examples[{index}].arguments: {problem}")
     return problems
+
+
+class ToolSet:
+    """An ordered set of tools with unique names; what the Python API's `add_tool` fills."""
+
+    def __init__(self, tools: list[ToolDefinition] | None = None) -> None:
+        self._tools: dict[str, ToolDefinition] = {}
+        for tool in tools or []:
+            self.add_tool(tool)
+
+    def add_tool(self, tool: ToolDefinition | None = None, **fields: Any) -> ToolDefinition:
+        """Add a ToolDefinition, or build one from keyword fields (name, description, parameters, ...)."""
+        if tool is None:
+            tool = ToolDefinition(**fields)
+        elif fields:
+            raise TypeError("pass either a ToolDefinition or keyword fields, not both")
+        if tool.name in self._tools:
+            raise ConfigError(f"A tool named {tool.name!r} is already defined.", fix="Tool names must be unique.")
+        self._tools[tool.name] = tool
+        return tool
+
+    def __iter__(self):
+        return iter(self._tools.values())
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def __getitem__(self, name: str) -> ToolDefinition:
+        return self._tools[name]
+
+    def list(self) -> list[ToolDefinition]:
+        return list(self._tools.values())
