@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--n", type=int, required=True, help="verified examples to produce")
     gen.add_argument("--out", type=Path, required=True, help="output JSONL (appended to; a rerun resumes)")
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--parallel", type=int, default=4, help="parallel requests per server (default: 4)")
+    gen.add_argument("--parallel", type=int, default=2, help="requests in flight per server (default: 2)")
     gen.add_argument("--temperature", type=float, default=0.8)
     gen.add_argument(
         "--roundtrip",

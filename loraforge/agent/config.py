@@ -36,7 +36,9 @@ class RunConfig:
     )
     iterations: int = field(default=1, metadata={"help": "Generate-train-evaluate rounds, e.g. 3."})
     seed: int = field(default=0, metadata={"help": "Seed for data, splits and training."})
-    parallel: int = field(default=4, metadata={"help": "Parallel request slots on the llama.cpp server."})
+    parallel: int = field(
+        default=2, metadata={"help": "Teacher requests in flight; more only helps with spare compute (a GPU)."}
+    )
     eval_parallel: int = field(
         default=1,
         metadata={"help": "Parallel slots while evaluating; 1 keeps greedy results reproducible run to run."},

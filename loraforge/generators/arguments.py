@@ -105,7 +105,12 @@ class ArgumentDrafter:
         list_schema = {"type": "array", "items": item, "minItems": 4, "maxItems": self.pool_size}
         self.teacher_calls += 1
         text = await self.client.complete(
-            prompt, json_schema=list_schema, max_tokens=160, temperature=self.temperature, seed=rng.randrange(2**31)
+            prompt,
+            json_schema=list_schema,
+            max_tokens=160,
+            temperature=self.temperature,
+            seed=rng.randrange(2**31),
+            family="values",
         )
         try:
             values = json.loads(text)

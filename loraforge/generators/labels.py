@@ -166,6 +166,7 @@ class LabelGenerator:
             shots.append(target["item"])
         text = await self.client.complete(
             prompts.label_item_prompt(label, self.descriptions.get(label, ""), shots),
+            family=f"item:{label}",
             stop=["\n"],
             max_tokens=80,
             temperature=self.plan.temperature,
@@ -193,6 +194,7 @@ class LabelGenerator:
         rng.shuffle(shots)
         text = await self.client.complete(
             prompts.label_check_prompt(shots, item),
+            family="classify",
             json_schema={"enum": self.labels},
             max_tokens=16,
             temperature=0.0,

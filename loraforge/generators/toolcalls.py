@@ -237,6 +237,7 @@ class ToolCallGenerator:
         )
         text = await self._complete(
             prompts.no_call_prompt(shots),
+            family="no_call",
             stop=["\n"],
             max_tokens=40,
             temperature=self.plan.temperature,
@@ -303,6 +304,7 @@ class ToolCallGenerator:
         shots = fixed + rng.sample(learned, k=min(2, len(learned)))
         text = await self._complete(
             prompts.request_prompt(tool, shots, arguments),
+            family=f"request:{tool.name}",
             stop=["\n"],
             max_tokens=60,
             temperature=self.plan.temperature,
@@ -336,6 +338,7 @@ class ToolCallGenerator:
         """The teacher, given only the request, must produce the same call."""
         text = await self._complete(
             prompts.roundtrip_prompt(self.tools, request),
+            family="roundtrip",
             max_tokens=120,
             temperature=0.0,
             json_schema=prompts.roundtrip_schema(self.tools),
@@ -355,7 +358,7 @@ class ToolCallGenerator:
 
     async def _answer(self, tool: ToolDefinition, request: str, result: Any) -> str:
         text = await self._complete(
-            prompts.answer_prompt(request, result), stop=["\n"], max_tokens=60, temperature=0.2, seed=0
+            prompts.answer_prompt(request, result), family="answer", stop=["\n"], max_tokens=60, temperature=0.2, seed=0
         )
         answer = verify.clean_line(text)
         problem = verify.answer_problem(answer, request, result)
