@@ -45,6 +45,16 @@ class TrainConfig:
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
         default="auto", metadata={"help": "Compute dtype; 'auto' uses bf16 autocast where the hardware has it."}
     )
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute activations in the backward pass: less memory, slower."}
+    )
+    invocation_prompt: str | None = field(
+        default=None,
+        metadata={
+            "help": "aLoRA only: the text after which the adapter switches on; default: the assistant "
+            "turn opener of the chat template, e.g. '<|im_start|>assistant\\n'."
+        },
+    )
     threads: int = field(default=0, metadata={"help": "Torch CPU threads; 0 means every core given to training."})
     seed: int = field(default=0, metadata={"help": "Seed for initialisation and data order."})
     use_rslora: bool = field(default=False, metadata={"help": "Not expressible in GGUF; refused."})

@@ -1,9 +1,12 @@
 """The LoRA training loop: one function, read top to bottom.
 
-    loraforge train data.jsonl --basemodel model.gguf --outfile out/      (one CPU or GPU)
+    loraforge train data.jsonl --basemodel model.gguf --outfile out/                 one CPU or GPU
+    torchrun --nproc_per_node 2 -m loraforge train data.jsonl --basemodel ... --outfile out/   data parallel
 
-Order of each step: set the learning rate, run micro-batches (loss on supervised positions only), clip,
-step, log; at each epoch end, measure the validation loss and keep the best adapter weights.
+Each optimizer step: set the learning rate, run the micro-batches (loss on supervised positions only),
+average gradients across processes, clip, step, log, checkpoint now and then. At each epoch end: the
+validation loss, keeping the best adapter weights, and early stopping. A killed run resumes from its last
+checkpoint; an out-of-memory error halves the micro-batch and keeps the effective batch.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from loraforge.files import append_jsonl
+from loraforge.trainers.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from loraforge.trainers.config import DEFAULT_TARGETS, TrainConfig
 from loraforge.trainers.formatting import IGNORE, Encoded
 
@@ -30,6 +34,8 @@ class TrainResult:
     seconds: float
     supervised_tokens: int
     skipped_too_long: int
+    resumed_from_step: int = 0
+    micro_batch_split: int = 1
 
 
 def pick_device(device: str) -> str:
@@ -88,6 +94,15 @@ def shared_prefix_length(ids: Any, mask: Any) -> int:
     return min(int(same.long().cumprod(0).sum()), ids.shape[1] - 1)
 
 
+def _alora_offsets(model: Any, ids: Any) -> list[int | None] | None:
+    config = getattr(model, "peft_config", {}).get(getattr(model, "active_adapter", "default"))
+    if config is None or not getattr(config, "alora_invocation_tokens", None):
+        return None
+    from peft.tuners.lora.variants import calculate_alora_offsets
+
+    return calculate_alora_offsets(model.peft_config, model.active_adapter, ids)
+
+
 def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: int = 16):
     """Summed cross-entropy at supervised positions, and how many positions there were.
 
@@ -95,33 +110,50 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
     - the LM head runs only on supervised rows, not on every token;
     - tokens that every row shares (the system prompt listing the tools) run once, and the other rows
       attend to that single copy of the keys and values; gradients flow through it to the adapter.
+      With an activated LoRA the shared prefix precedes the invocation, so it runs through the frozen
+      base without gradients at all (aLoRA's exact prefix cache).
     """
+    import contextlib
+
     import torch
     import torch.nn.functional as F
 
     causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone = getattr(causal_lm, causal_lm.base_model_prefix)
+    offsets = _alora_offsets(model, ids)
+
+    def hooks(alora):
+        if offsets is None:
+            return contextlib.nullcontext()
+        return model.base_model._enable_peft_forward_hooks(alora_offsets=alora)
+
     batch, width = ids.shape
-    prefix = shared_prefix_length(ids, mask) if batch > 1 else 0
+    prefix = shared_prefix_length(ids, mask) if batch > 1 and not causal_lm.is_gradient_checkpointing else 0
+    if offsets is not None and any(o is not None and o > width - prefix for o in offsets):
+        prefix = 0  # an invocation inside the shared prefix: take the plain path
     if prefix >= min_prefix:
         from transformers import DynamicCache
 
-        head = backbone(input_ids=ids[:1, :prefix], use_cache=True)
+        frozen = torch.no_grad() if offsets is not None else contextlib.nullcontext()
+        with frozen, hooks([0]):
+            head = backbone(input_ids=ids[:1, :prefix], use_cache=True)
         shared = DynamicCache()
         for index, layer in enumerate(head.past_key_values.layers):
             shared.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), index)
         positions = torch.arange(prefix, width, device=ids.device)
-        tail = backbone(
-            input_ids=ids[:, prefix:],
-            attention_mask=mask,
-            past_key_values=shared,
-            position_ids=positions.unsqueeze(0).expand(batch, -1),
-            cache_position=positions,
-            use_cache=True,
-        )
+        with hooks(offsets):
+            tail = backbone(
+                input_ids=ids[:, prefix:],
+                attention_mask=mask,
+                past_key_values=shared,
+                position_ids=positions.unsqueeze(0).expand(batch, -1),
+                cache_position=positions,
+                use_cache=True,
+            )
         hidden = torch.cat([head.last_hidden_state.expand(batch, -1, -1), tail.last_hidden_state], dim=1)
     else:
-        hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        with hooks(offsets):
+            hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
     targets = labels[:, 1:]
     keep = targets != IGNORE
     logits = causal_lm.get_output_embeddings()(hidden[:, :-1][keep])
@@ -133,6 +165,16 @@ def learning_rate(step: int, total: int, config: TrainConfig) -> float:
         return config.learning_rate * (step + 1) / config.warmup_steps
     progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
     return config.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def split_batch(batch: list[Encoded], parts: int) -> list[list[Encoded]]:
+    size = max(1, math.ceil(len(batch) / parts))
+    return [batch[i : i + size] for i in range(0, len(batch), size)]
 
 
 def evaluate_loss(model: Any, examples: list[Encoded], config: TrainConfig, pad_id: int, device: str, amp) -> float:
@@ -152,6 +194,27 @@ def lora_state(model: Any) -> dict[str, Any]:
     return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
 
 
+def distributed() -> tuple[int, int]:
+    """(rank, world size); starts the process group under torchrun (gloo on CPU, nccl on GPU)."""
+    import torch
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def average_gradients(params: list[Any], world: int) -> None:
+    """Data parallelism: every process ends the step with the mean gradient."""
+    import torch.distributed as dist
+
+    for param in params:
+        if param.grad is not None:
+            dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+            param.grad /= world
+
+
 def train_lora(
     model: Any,
     pad_id: int,
@@ -162,21 +225,26 @@ def train_lora(
     log_path: Path | None = None,
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     adapter_extra: dict[str, Any] | None = None,
+    checkpoint_every: float = 60.0,
 ) -> TrainResult:
     """Train a LoRA on `model` (a plain causal LM) and save the best adapter to `out_dir`."""
     import torch
     from peft import LoraConfig, get_peft_model
 
-    rng = random.Random(config.seed)
+    rank, world = distributed()
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
+    if device == "cuda" and world > 1:
+        device = f"cuda:{rank % torch.cuda.device_count()}"
     if device == "cpu":
-        torch.set_num_threads(config.threads or os.cpu_count() or 1)
-    amp = autocast_dtype(config.dtype, device)
+        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // world))
+    amp = autocast_dtype(config.dtype, device.split(":")[0])
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
 
     kept = [e for e in train if len(e.input_ids) <= config.max_length and e.supervised > 0]
     skipped = len(train) - len(kept)
-    rng.shuffle(kept)
+    random.Random(config.seed).shuffle(kept)
     n_val = int(len(kept) * config.val_fraction) if len(kept) >= 10 else 0
     val, train_set = kept[:n_val], kept[n_val:]
     if not train_set:
@@ -191,30 +259,64 @@ def train_lora(
         task_type="CAUSAL_LM",
         **(adapter_extra or {}),
     )
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
     model = get_peft_model(model.to(device), peft_config)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(math.ceil(len(train_set) / config.batch_size) / config.grad_accum)
+    batches_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / (config.grad_accum * world))
     total_steps = steps_per_epoch * config.epochs
 
-    step, best_val, best_state, bad_epochs = 0, math.inf, None, 0
-    started, sup_tokens, last_loss = time.perf_counter(), 0, math.nan
-    for epoch in range(config.epochs):
-        batches = length_batches(train_set, config.batch_size, rng)
-        for first in range(0, len(batches), config.grad_accum):
-            group = batches[first : first + config.grad_accum]
+    step, epoch, best_val, best_state, bad_epochs, split = 0, 0, math.inf, None, 0, 1
+    resumed_from, sup_tokens, last_loss = 0, 0, math.nan
+    checkpoint = load_checkpoint(out_dir)
+    if checkpoint is not None and checkpoint["config"] == asdict(config) and checkpoint["world"] == world:
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if name in checkpoint["lora"]:
+                    param.copy_(checkpoint["lora"][name])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        step, epoch, best_val = checkpoint["step"], checkpoint["epoch"], checkpoint["best_val"]
+        best_state, bad_epochs, split = checkpoint["best_state"], checkpoint["bad_epochs"], checkpoint["split"]
+        resumed_from = step
+    started, last_save = time.perf_counter(), time.perf_counter()
+
+    while epoch < config.epochs:
+        # The batch order of an epoch depends only on the seed and the epoch: a resume replays it exactly.
+        batches = length_batches(train_set, config.batch_size, random.Random(config.seed * 1000 + epoch))
+        groups = [batches[i : i + config.grad_accum * world] for i in range(0, len(batches), config.grad_accum * world)]
+        for group in groups[step - epoch * steps_per_epoch :]:
+            mine = group[rank::world]
             lr = learning_rate(step, total_steps, config)
-            for group_param in optimizer.param_groups:
-                group_param["lr"] = lr
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr
             t0 = time.perf_counter()
             group_tokens = sum(e.supervised for b in group for e in b)
-            loss_sum, tokens = 0.0, 0
-            for batch in group:
-                with torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
-                    loss, n = supervised_loss(model, *collate(batch, pad_id, device))
-                (loss / max(1, group_tokens)).backward()
-                loss_sum, tokens = loss_sum + loss.item(), tokens + n
+            while True:
+                try:
+                    loss_sum, tokens = 0.0, 0
+                    for batch in mine:
+                        for piece in split_batch(batch, split):
+                            with torch.autocast(
+                                device_type=device.split(":")[0], dtype=amp or torch.float32, enabled=amp is not None
+                            ):
+                                loss, n = supervised_loss(model, *collate(piece, pad_id, device))
+                            (loss / max(1, group_tokens) * world).backward()
+                            loss_sum, tokens = loss_sum + loss.item(), tokens + n
+                    break
+                except (RuntimeError, MemoryError) as error:
+                    if not is_out_of_memory(error) or split >= config.batch_size:
+                        raise
+                    # Halve the micro-batch, keep the effective batch: the same examples per step.
+                    optimizer.zero_grad(set_to_none=True)
+                    split *= 2
+                    if device.startswith("cuda"):
+                        torch.cuda.empty_cache()
+            if world > 1:
+                average_gradients(params, world)
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -222,7 +324,7 @@ def train_lora(
             sup_tokens += tokens
             last_loss = loss_sum / max(1, tokens)
             dt = time.perf_counter() - t0
-            all_tokens = sum(len(e.input_ids) for b in group for e in b)
+            all_tokens = sum(len(e.input_ids) for b in mine for e in b)
             record = {
                 "step": step,
                 "epoch": epoch + 1,
@@ -230,27 +332,66 @@ def train_lora(
                 "lr": lr,
                 "tokens_per_s": all_tokens / dt,
                 "supervised_tokens_per_s": tokens / dt,
+                "micro_batch_split": split,
             }
-            if log_path:
+            if rank == 0 and log_path:
                 append_jsonl(log_path, [record])
-            if progress:
+            if rank == 0 and progress:
                 progress(step, total_steps, record)
+            if rank == 0 and time.perf_counter() - last_save > checkpoint_every:
+                save_checkpoint(
+                    out_dir,
+                    {
+                        "config": asdict(config),
+                        "world": world,
+                        "lora": lora_state(model),
+                        "optimizer": optimizer.state_dict(),
+                        "step": step,
+                        "epoch": epoch,
+                        "best_val": best_val,
+                        "best_state": best_state,
+                        "bad_epochs": bad_epochs,
+                        "split": split,
+                    },
+                )
+                last_save = time.perf_counter()
+        epoch += 1
+        stop = False
         if val:
             val_loss = evaluate_loss(model, val, config, pad_id, device, amp)
-            if log_path:
-                append_jsonl(log_path, [{"step": step, "epoch": epoch + 1, "val_loss": val_loss}])
+            if rank == 0 and log_path:
+                append_jsonl(log_path, [{"step": step, "epoch": epoch, "val_loss": val_loss}])
             if val_loss < best_val:
                 best_val, best_state, bad_epochs = val_loss, lora_state(model), 0
             else:
                 bad_epochs += 1
-                if bad_epochs >= config.patience:
-                    break
+                stop = bad_epochs >= config.patience
+        if rank == 0:
+            save_checkpoint(
+                out_dir,
+                {
+                    "config": asdict(config),
+                    "world": world,
+                    "lora": lora_state(model),
+                    "optimizer": optimizer.state_dict(),
+                    "step": step,
+                    "epoch": epoch,
+                    "best_val": best_val,
+                    "best_state": best_state,
+                    "bad_epochs": bad_epochs,
+                    "split": split,
+                },
+            )
+        if stop:
+            break
     if best_state is not None:
         with torch.no_grad():
             for name, param in model.named_parameters():
                 if name in best_state:
                     param.copy_(best_state[name])
-    save_adapter(model, out_dir)
+    if rank == 0:
+        save_adapter(model, out_dir)
+        remove_checkpoint(out_dir)
     return TrainResult(
         steps=step,
         best_val_loss=None if best_val == math.inf else best_val,
@@ -258,6 +399,8 @@ def train_lora(
         seconds=time.perf_counter() - started,
         supervised_tokens=sup_tokens,
         skipped_too_long=skipped,
+        resumed_from_step=resumed_from,
+        micro_batch_split=split,
     )
 
 
