@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -47,6 +48,29 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_server_flags(run)
+
+    train = sub.add_parser("train", help="train a LoRA or aLoRA adapter on a data file (Mellea-compatible flags)")
+    train.add_argument("datafile", type=Path, help="JSONL: chat rows, {item,label}, {instruction,input,output}")
+    train.add_argument("--basemodel", type=Path, help="GGUF file or Hugging Face folder (default: embedded model)")
+    train.add_argument("--outfile", type=Path, required=True, help="folder for the adapter")
+    train.add_argument("--adapter", choices=["lora", "alora", "qlora"], default="lora")
+    train.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
+    train.add_argument("--epochs", type=int, default=3)
+    train.add_argument("--learning-rate", type=float, default=5e-4)
+    train.add_argument("--batch-size", type=int, default=8)
+    train.add_argument("--max-length", type=int, default=1024)
+    train.add_argument("--grad-accum", type=int, default=1)
+    train.add_argument("--promptfile", type=Path, help='JSON {"invocation_prompt": ...} for --adapter alora')
+    train.add_argument("--rank", type=int, default=16, help="LoRA rank r")
+    train.add_argument("--alpha", type=float, default=32.0, help="LoRA alpha")
+    train.add_argument("--gradient-checkpointing", action="store_true")
+    train.add_argument("--val-fraction", type=float, default=0.1, help="rows kept for early stopping (0: none)")
+    train.add_argument("--use-dora", action="store_true", help=argparse.SUPPRESS)
+    train.add_argument("--use-rslora", action="store_true", help=argparse.SUPPRESS)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--checkpoint-every", type=float, default=60.0, help="seconds between checkpoints")
+    train.add_argument("--no-export", action="store_true", help="skip the GGUF export")
+    train.add_argument("--quiet", action="store_true")
 
     gen = sub.add_parser("generate", help="generate verified synthetic data only")
     task = gen.add_mutually_exclusive_group(required=True)
@@ -133,6 +157,71 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from loraforge.files import read_json
+    from loraforge.models import resolve_model
+    from loraforge.trainers.config import TrainConfig
+    from loraforge.trainers.data import load_training_rows
+    from loraforge.trainers.job import run_training
+    from loraforge.ui import UI
+
+    ui = UI(quiet=args.quiet)
+    invocation = None
+    if args.promptfile:
+        prompt = read_json(args.promptfile)
+        if not isinstance(prompt, dict) or not isinstance(prompt.get("invocation_prompt"), str):
+            raise LoraforgeError(f'{args.promptfile} must hold {{"invocation_prompt": "..."}}.')
+        invocation = prompt["invocation_prompt"]
+    config = TrainConfig(
+        adapter=args.adapter,
+        r=args.rank,
+        alpha=args.alpha,
+        epochs=args.epochs,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        max_length=args.max_length,
+        device=args.device,
+        seed=args.seed,
+        gradient_checkpointing=args.gradient_checkpointing,
+        invocation_prompt=invocation,
+        use_dora=args.use_dora,
+        use_rslora=args.use_rslora,
+        val_fraction=args.val_fraction,
+    )
+    rows = load_training_rows(args.datafile)
+    base = args.basemodel if args.basemodel and args.basemodel.is_dir() else resolve_model(args.basemodel)
+    bar = ui.progress(None, "train", "step")
+
+    def tick(step: int, total: int, record: dict) -> None:
+        bar.total = total
+        bar.set_postfix(loss=f"{record['loss']:.3f}")
+        bar.update(step - bar.n)
+
+    try:
+        result = run_training(
+            rows, base, config, args.outfile, progress=ui.info, on_step=tick, checkpoint_every=args.checkpoint_every
+        )
+    finally:
+        bar.close()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0  # under torchrun, the first process reports and exports
+    if result.resumed_from_step:
+        print(f"resumed from step {result.resumed_from_step}")
+    print(
+        f"trained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_train_loss:.4f}"
+        + (f", best validation loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else "")
+    )
+    if not args.no_export and Path(base).is_file():
+        from loraforge.gguf_info import read_gguf_info
+        from loraforge.trainers.export_gguf import export_adapter
+
+        export_adapter(args.outfile, read_gguf_info(base), args.outfile / "adapter.gguf")
+        print(f"GGUF adapter: {args.outfile / 'adapter.gguf'}")
+    print(f"adapter: {args.outfile}")
+    return 0
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from loraforge.generators.labels import LabelGenerator, load_labeled, seeds_by_label
     from loraforge.generators.plan import GenerationPlan
@@ -192,7 +281,7 @@ def print_summary(run_dir: Path, final: dict, ui) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"check": cmd_check, "run": cmd_run, "generate": cmd_generate}
+    handlers = {"check": cmd_check, "run": cmd_run, "generate": cmd_generate, "train": cmd_train}
     try:
         return handlers[args.command](args)
     except LoraforgeError as exc:

@@ -21,7 +21,7 @@ from loraforge.agent.state import RunState
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 from loraforge.evaluators.toolcall_eval import predict, summarise
-from loraforge.files import atomic_write_json, atomic_write_text, read_jsonl, write_jsonl
+from loraforge.files import atomic_write_json, read_jsonl, write_jsonl
 from loraforge.generators.toolcalls import ToolCallGenerator
 from loraforge.gguf_info import read_gguf_info
 from loraforge.models import resolve_model
@@ -152,16 +152,8 @@ class Orchestrator:
         shutil.copyfile(heldout_path, it_dir / Artifact.HELDOUT.value)
 
     def _train(self, iteration: int, it_dir: Path) -> None:
-        from loraforge.trainers.formatting import encode_row
-        from loraforge.trainers.lora import config_record, train_lora
-        from loraforge.trainers.model_loading import load_base_model
+        from loraforge.trainers.job import run_training
 
-        cfg = self.config.training
-        model, tokenizer = load_base_model(self.model, progress=self.ui.info)
-        rows = read_jsonl(it_dir / Artifact.TRAIN.value)
-        encoded = [encode_row(self.chat_format, tokenizer, row, train_all=cfg.train_on == "all") for row in rows]
-        log_path = it_dir / Artifact.TRAIN_LOG.value
-        log_path.unlink(missing_ok=True)
         bar = self.ui.progress(None, "train", "step")
 
         def tick(step: int, total: int, record: dict[str, float]) -> None:
@@ -169,22 +161,23 @@ class Orchestrator:
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
             bar.update(step - bar.n)
 
+        meta = {
+            "task": "tools",
+            "architecture": self.base_info.architecture,
+            "tools": [t.to_openai() for t in self.tools],
+        }
         try:
-            result = train_lora(model, tokenizer.pad_token_id, encoded, cfg, it_dir, log_path=log_path, progress=tick)
+            run_training(
+                read_jsonl(it_dir / Artifact.TRAIN.value),
+                self.model,
+                self.config.training,
+                it_dir,
+                progress=self.ui.info,
+                on_step=tick,
+                extra_meta=meta,
+            )
         finally:
             bar.close()
-        atomic_write_json(it_dir / "train_result.json", {**result.__dict__, "config": config_record(cfg)})
-        atomic_write_text(it_dir / Artifact.CHAT_TEMPLATE.value, self.chat_format.template)
-        atomic_write_json(
-            it_dir / "loraforge.json",
-            {
-                "base_model": str(self.model),
-                "architecture": self.base_info.architecture,
-                "task": "tools",
-                "tools": [t.to_openai() for t in self.tools],
-                "chat_template": Artifact.CHAT_TEMPLATE.value,
-            },
-        )
 
     def _export(self, iteration: int, it_dir: Path) -> None:
         from loraforge.trainers.export_gguf import export_adapter

@@ -392,6 +392,10 @@ def train_lora(
     if rank == 0:
         save_adapter(model, out_dir)
         remove_checkpoint(out_dir)
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()  # the adapter is on disk before any process moves on
     return TrainResult(
         steps=step,
         best_val_loss=None if best_val == math.inf else best_val,

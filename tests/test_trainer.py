@@ -1,0 +1,209 @@
+"""The training loop on a tiny random llama: resume, out-of-memory backoff, aLoRA, data formats."""
+
+import json
+import random
+
+import pytest
+
+from loraforge.errors import ConfigError
+from loraforge.trainers import lora
+from loraforge.trainers.config import TrainConfig
+from loraforge.trainers.data import encode_training_row, load_training_rows
+from loraforge.trainers.formatting import IGNORE, Encoded
+
+
+def tiny_model():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=2,
+        vocab_size=64,
+        pad_token_id=0,
+    )
+    return LlamaForCausalLM(config)
+
+
+def examples(count=12, prefix=20):
+    rng = random.Random(0)
+    shared = [rng.randrange(3, 60) for _ in range(prefix)]
+    out = []
+    for _ in range(count):
+        body = [rng.randrange(3, 60) for _ in range(rng.randrange(4, 9))]
+        answer = [rng.randrange(3, 60) for _ in range(3)] + [2]
+        ids = shared + body + [1] + answer
+        out.append(Encoded(ids, [IGNORE] * (len(ids) - len(answer)) + answer))
+    return out
+
+
+def config(**overrides):
+    base = dict(
+        epochs=2,
+        batch_size=4,
+        learning_rate=1e-2,
+        r=4,
+        alpha=8,
+        warmup_steps=1,
+        val_fraction=0.0,
+        target_modules=["q_proj", "v_proj"],
+        dtype="float32",
+        threads=1,
+    )
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def test_shared_prefix_path_gives_the_same_loss_and_gradients():
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(tiny_model(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param)
+    batch = lora.collate(examples(4), 0, "cpu")
+    results = []
+    for min_prefix in (10_000, 1):  # plain path, then the shared-prefix path
+        model.zero_grad()
+        loss, n = lora.supervised_loss(model, *batch, min_prefix=min_prefix)
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((loss.item(), n, grads))
+    assert results[0][1] == results[1][1]
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    assert torch.allclose(results[0][2], results[1][2], atol=1e-5)
+
+
+def test_training_lowers_the_loss_and_saves_an_adapter(tmp_path):
+    result = lora.train_lora(tiny_model(), 0, examples(), config(epochs=6), tmp_path, log_path=tmp_path / "log.jsonl")
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0]
+    assert (tmp_path / "adapter_model.safetensors").is_file() and result.steps == 6 * 3
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+class Stop(Exception):
+    pass
+
+
+def test_killed_training_resumes_from_its_checkpoint(tmp_path):
+    reference = lora.train_lora(tiny_model(), 0, examples(), config(epochs=3), tmp_path / "ref")
+
+    def die_at_step_4(step, total, record):
+        if step == 4:
+            raise Stop
+
+    with pytest.raises(Stop):
+        lora.train_lora(
+            tiny_model(),
+            0,
+            examples(),
+            config(epochs=3),
+            tmp_path / "run",
+            progress=die_at_step_4,
+            checkpoint_every=0.0,
+        )
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    resumed = lora.train_lora(tiny_model(), 0, examples(), config(epochs=3), tmp_path / "run")
+    assert resumed.resumed_from_step == 4
+    assert resumed.steps == reference.steps == 9
+    from safetensors.numpy import load_file
+
+    a = load_file(str(tmp_path / "ref" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "run" / "adapter_model.safetensors"))
+    assert set(a) == set(b)
+    for key in a:
+        assert abs(a[key] - b[key]).max() < 1e-4, key
+
+
+def test_out_of_memory_halves_the_micro_batch_and_keeps_the_step_count(tmp_path, monkeypatch):
+    real = lora.supervised_loss
+
+    def picky(model, ids, labels, mask, **kwargs):
+        if ids.shape[0] > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, ids, labels, mask, **kwargs)
+
+    monkeypatch.setattr(lora, "supervised_loss", picky)
+    result = lora.train_lora(tiny_model(), 0, examples(), config(epochs=1), tmp_path)
+    assert result.micro_batch_split == 2 and result.steps == 3
+
+
+def test_a_real_error_is_not_mistaken_for_memory(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(lora, "supervised_loss", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        lora.train_lora(tiny_model(), 0, examples(), config(epochs=1), tmp_path)
+
+
+def test_alora_records_invocation_tokens_and_trains_after_them(tmp_path):
+    result = lora.train_lora(
+        tiny_model(), 0, examples(), config(epochs=2), tmp_path, adapter_extra={"alora_invocation_tokens": [1]}
+    )
+    saved = json.loads((tmp_path / "adapter_config.json").read_text())
+    assert saved["alora_invocation_tokens"] == [1] and result.steps == 6
+
+
+def test_inexpressible_settings_are_refused():
+    with pytest.raises(ConfigError, match="DoRA"):
+        TrainConfig(use_dora=True)
+    with pytest.raises(ConfigError, match="rsLoRA"):
+        TrainConfig(use_rslora=True)
+    with pytest.raises(ConfigError, match="lm_head"):
+        TrainConfig(target_modules=["q_proj", "lm_head"])
+
+
+def test_training_rows_in_every_format(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"item": "card declined", "label": "billing"},
+                {"instruction": "Name a colour.", "input": "", "output": "blue"},
+                {
+                    "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+                    "tools": None,
+                },
+            ]
+        )
+        + "\n"
+    )
+    rows = load_training_rows(path)
+    assert rows[0]["messages"][1] == {"role": "assistant", "content": "billing"}
+    assert rows[1]["messages"][0]["content"] == "Name a colour."
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "no answer"}]}\n')
+    with pytest.raises(ConfigError, match="line 1: the conversation has no assistant turn"):
+        load_training_rows(bad)
+
+
+class CharTokenizer:
+    """One id per character, no special tokens: enough to check which characters are trained."""
+
+    def __call__(self, text, add_special_tokens=False):
+        class Out:
+            input_ids = [ord(c) for c in text]
+
+        return Out()
+
+
+def test_alora_encoding_trains_only_the_turn_after_the_invocation():
+    from loraforge.trainers.chat_format import ChatFormat, builtin_template
+
+    fmt = ChatFormat(builtin_template())
+    row = {"messages": [{"role": "user", "content": "card declined"}, {"role": "assistant", "content": "billing"}]}
+    encoded = encode_training_row(fmt, CharTokenizer(), row, invocation="<|check|>")
+    text = "".join(chr(i) for i in encoded.input_ids)
+    trained = "".join(chr(i) for i, label in zip(encoded.input_ids, encoded.labels) if label != IGNORE)
+    assert trained == "billing<|im_end|>"
+    assert text.endswith("card declined<|im_end|>\n<|check|>billing<|im_end|>")
+    plain = encode_training_row(fmt, CharTokenizer(), row)
+    assert "".join(chr(i) for i in plain.input_ids).endswith("<|im_start|>assistant\nbilling<|im_end|>\n")
