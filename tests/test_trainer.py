@@ -110,7 +110,7 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path):
         )
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
     resumed = lora.train_lora(tiny_model(), 0, examples(), config(epochs=3), tmp_path / "run")
-    assert resumed.resumed_from_step == 4
+    assert resumed.resumed_from_step == 3  # the last checkpoint before the kill
     assert resumed.steps == reference.steps == 9
     from safetensors.numpy import load_file
 

@@ -282,7 +282,24 @@ def train_lora(
         step, epoch, best_val = checkpoint["step"], checkpoint["epoch"], checkpoint["best_val"]
         best_state, bad_epochs, split = checkpoint["best_state"], checkpoint["bad_epochs"], checkpoint["split"]
         resumed_from = step
+        torch.set_rng_state(checkpoint["rng"])  # dropout masks continue exactly where they stopped
     started, last_save = time.perf_counter(), time.perf_counter()
+
+    def snapshot() -> dict[str, Any]:
+        """Everything a resume needs: config, adapter, optimizer, position, best so far, RNG."""
+        return {
+            "config": asdict(config),
+            "world": world,
+            "lora": lora_state(model),
+            "optimizer": optimizer.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "best_val": best_val,
+            "best_state": best_state,
+            "bad_epochs": bad_epochs,
+            "split": split,
+            "rng": torch.get_rng_state(),
+        }
 
     while epoch < config.epochs:
         # The batch order of an epoch depends only on the seed and the epoch: a resume replays it exactly.
@@ -339,21 +356,7 @@ def train_lora(
             if rank == 0 and progress:
                 progress(step, total_steps, record)
             if rank == 0 and time.perf_counter() - last_save > checkpoint_every:
-                save_checkpoint(
-                    out_dir,
-                    {
-                        "config": asdict(config),
-                        "world": world,
-                        "lora": lora_state(model),
-                        "optimizer": optimizer.state_dict(),
-                        "step": step,
-                        "epoch": epoch,
-                        "best_val": best_val,
-                        "best_state": best_state,
-                        "bad_epochs": bad_epochs,
-                        "split": split,
-                    },
-                )
+                save_checkpoint(out_dir, snapshot())
                 last_save = time.perf_counter()
         epoch += 1
         stop = False
@@ -367,21 +370,7 @@ def train_lora(
                 bad_epochs += 1
                 stop = bad_epochs >= config.patience
         if rank == 0:
-            save_checkpoint(
-                out_dir,
-                {
-                    "config": asdict(config),
-                    "world": world,
-                    "lora": lora_state(model),
-                    "optimizer": optimizer.state_dict(),
-                    "step": step,
-                    "epoch": epoch,
-                    "best_val": best_val,
-                    "best_state": best_state,
-                    "bad_epochs": bad_epochs,
-                    "split": split,
-                },
-            )
+            save_checkpoint(out_dir, snapshot())
         if stop:
             break
     if best_state is not None:
