@@ -31,9 +31,9 @@ def tiny_run(tmp_path_factory):
     config = RunConfig(
         tools="examples/assistant-tools.yaml",
         out=out,
-        examples=30,
+        examples=24,
         seed=1,
-        training=TrainConfig(epochs=4, learning_rate=1e-3),
+        training=TrainConfig(epochs=3, batch_size=4, learning_rate=1e-3),
     )
     final = asyncio.run(Orchestrator(config, UI(quiet=True)).run())
     return out, final
@@ -64,12 +64,18 @@ def test_run_writes_every_artifact(tiny_run):
     assert metrics["base"]["n"] == metrics["adapter"]["n"] == len(read_jsonl(it / "heldout.jsonl"))
     predictions = read_jsonl(it / "predictions.jsonl")
     assert {p["model"] for p in predictions} == {"base", "adapter"}
-    for row in read_jsonl(it / "train.jsonl"):
-        call = row["messages"][1]["tool_calls"][0]["function"]
-        tool = next(t for t in row["tools"] if t["function"]["name"] == call["name"])
-        import jsonschema
+    import jsonschema
 
-        jsonschema.validate(call["arguments"], tool["function"]["parameters"])
+    from loraforge.generators.toolcalls import expected_calls
+
+    for row in read_jsonl(it / "train.jsonl"):
+        schemas = {t["function"]["name"]: t["function"]["parameters"] for t in row["tools"]}
+        for turn in expected_calls(row):
+            for call in turn:
+                jsonschema.validate(call["arguments"], schemas[call["name"]])
+    analysis = json.loads((it / "error_analysis.json").read_text())
+    assert analysis["failed"] == sum(1 for p in predictions if p["model"] == "adapter" and not p["correct"])
+    assert set(metrics["judge"]["mean_score"]) == {"base", "adapter"}
     history = read_jsonl(out / "history.jsonl")
     assert history[0]["iteration"] == 1 and "reason" in history[0]
 

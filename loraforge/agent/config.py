@@ -43,6 +43,7 @@ class RunConfig:
         default=1,
         metadata={"help": "Parallel slots while evaluating; 1 keeps greedy results reproducible run to run."},
     )
+    judge: bool = field(default=True, metadata={"help": "Score final answers with the LLM judge (the base model)."})
     eval_max_tokens: int = field(default=128, metadata={"help": "Longest answer generated during evaluation."})
     generation: GenerationPlan = field(default_factory=GenerationPlan)
     training: TrainConfig = field(default_factory=TrainConfig)

@@ -20,7 +20,7 @@ from loraforge.agent.registry import promote, record_history
 from loraforge.agent.state import RunState
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
-from loraforge.evaluators.toolcall_eval import predict, summarise
+from loraforge.evaluators.toolcall_eval import summarise
 from loraforge.files import atomic_write_json, read_jsonl, write_jsonl
 from loraforge.generators.toolcalls import ToolCallGenerator
 from loraforge.gguf_info import read_gguf_info
@@ -185,9 +185,13 @@ class Orchestrator:
         export_adapter(it_dir, self.base_info, it_dir / Artifact.ADAPTER_GGUF.value)
 
     async def _evaluate(self, iteration: int, it_dir: Path) -> None:
+        from loraforge.evaluators.error_analysis import analyse
+        from loraforge.evaluators.toolcall_eval import evaluate_rows, failures
+
         heldout = read_jsonl(it_dir / Artifact.HELDOUT.value)
         server_cfg = self._eval_server_config([it_dir / Artifact.ADAPTER_GGUF.value])
         results: dict[str, Any] = {}
+        per_model: dict[str, Any] = {}
         records: list[dict[str, Any]] = []
         async with make_server(server_cfg) as server:
             # Continuous batching changes greedy outputs from run to run; evaluation uses one slot, and runs
@@ -197,7 +201,7 @@ class Orchestrator:
                 for label, adapter in (("base", None), ("adapter", 0)):
                     bar = self.ui.progress(len(heldout), f"evaluate {label}", "ex")
                     try:
-                        preds = await predict(
+                        rows_out = await evaluate_rows(
                             client,
                             heldout,
                             adapter=adapter,
@@ -206,9 +210,15 @@ class Orchestrator:
                         )
                     finally:
                         bar.close()
-                    results[label] = summarise(preds)
-                    records += [{**p.record(i), "model": label} for i, p in enumerate(preds)]
+                    per_model[label] = rows_out
+                    results[label] = summarise(rows_out, heldout)
+                    records += [{**r.record(i), "model": label} for i, r in enumerate(rows_out)]
+                if self.config.judge:
+                    results["judge"] = await self._judge(client, heldout, per_model)
         write_jsonl(it_dir / Artifact.PREDICTIONS.value, records)
+        analysis = analyse(failures(per_model["adapter"], heldout), total=len(heldout))
+        analysis["base"] = analyse(failures(per_model["base"], heldout), total=len(heldout))["by_error"]
+        atomic_write_json(it_dir / "error_analysis.json", analysis)
         train_result = json.loads((it_dir / "train_result.json").read_text())
         report_path = it_dir / Artifact.DATA_REPORT.value
         metrics = {
@@ -222,6 +232,33 @@ class Orchestrator:
             "measured_with": "llama.cpp server, greedy decoding, base and adapter in the same server run",
         }
         atomic_write_json(it_dir / Artifact.METRICS.value, metrics)
+
+    async def _judge(self, client: LlamaClient, heldout: list[dict], per_model: dict[str, Any]) -> dict[str, Any]:
+        """Final answers after tool results, scored 1-10 and compared pairwise by the judge (the base model)."""
+        from loraforge.evaluators import judge
+
+        scores: dict[str, list[int | None]] = {"base": [], "adapter": []}
+        verdicts: list[str] = []
+        cases = [i for i, row in enumerate(heldout) if row["messages"][-1]["role"] == "assistant"]
+        bar = self.ui.progress(len(cases), "judge", "ex")
+        try:
+            for index in cases:
+                row = heldout[index]
+                request = next(m["content"] for m in row["messages"] if m["role"] == "user")
+                results = [m["content"] for m in row["messages"] if m["role"] == "tool"]
+                answers = {label: per_model[label][index].final_text for label in scores}
+                for label, answer in answers.items():
+                    scores[label].append((await judge.score_answer(client, request, results, answer))["score"])
+                verdicts.append(await judge.compare(client, request, results, answers["base"], answers["adapter"]))
+                bar.update(1)
+        finally:
+            bar.close()
+        summary = judge.summarise_judgements(scores, verdicts)
+        correct = {label: [per_model[label][i].correct for i in cases] for label in scores}
+        summary["agreement_with_exact_match"] = {
+            label: judge.agreement(scores[label], correct[label]) for label in scores
+        }
+        return summary
 
     def _decide(self, iteration: int, it_dir: Path) -> None:
         metrics = json.loads((it_dir / Artifact.METRICS.value).read_text())

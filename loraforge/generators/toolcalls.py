@@ -175,8 +175,10 @@ class ToolCallGenerator:
         else:
             others = [t for t in self.tools if t not in needed]
             extra = rng.randint(max(0, at_least - len(needed)), max(0, min(len(others), at_least + 1 - len(needed))))
-            chosen = needed + rng.sample(others, k=min(extra, len(others)))
-            rng.shuffle(chosen)
+            picked = {t.name for t in needed + rng.sample(others, k=min(extra, len(others)))}
+            # Tools keep the file's order: rows showing the same tools then share their whole system
+            # prompt, which training computes once per batch.
+            chosen = [t for t in self.tools if t.name in picked]
         return [t.to_openai() for t in chosen]
 
     async def _single(self, rng: random.Random, style: str, target: dict | None) -> dict[str, Any]:

@@ -65,9 +65,19 @@ def autocast_dtype(dtype: str, device: str):
     return None
 
 
+def prefix_key(example: Encoded) -> list[int]:
+    """The prompt before the first trained token: rows that share it batch well together."""
+    first = next((i for i, label in enumerate(example.labels) if label != IGNORE), len(example.labels))
+    return example.input_ids[:first]
+
+
 def length_batches(examples: list[Encoded], batch_size: int, rng: random.Random) -> list[list[Encoded]]:
-    """Batches of similar length (no padding to a fixed size), in random order."""
-    order = sorted(examples, key=lambda e: (len(e.input_ids), rng.random()))
+    """Batches of rows that share their longest prompt prefix and have similar lengths, in random order.
+
+    Sorting by prompt tokens puts rows with the same system prompt (the same tools) side by side, so each
+    batch computes that prefix once (see `supervised_loss`); no row is padded to a fixed size.
+    """
+    order = sorted(examples, key=lambda e: (prefix_key(e), len(e.input_ids), rng.random()))
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(batches)
     return batches
