@@ -72,6 +72,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-export", action="store_true", help="skip the GGUF export")
     train.add_argument("--quiet", action="store_true")
 
+    export = sub.add_parser("export", help="PEFT adapter -> GGUF adapter, proven against PEFT, with a serving bundle")
+    export.add_argument("adapter_dir", type=Path)
+    export.add_argument("--base", type=Path, help="base GGUF (default: the one the adapter was trained on)")
+    export.add_argument("--outtype", choices=["f32", "f16", "q8_0"], default="f32")
+    export.add_argument("--prompts", type=int, default=20, help="held-out prompts for the fidelity check")
+    export.add_argument("--no-check", action="store_true", help="skip the fidelity check")
+
+    ev = sub.add_parser("eval", help="evaluate the base or an adapter through llama.cpp on your own held-out file")
+    ev.add_argument("--data", type=Path, required=True, help="JSONL rows: tool calling or {id, item, label}")
+    ev.add_argument("--adapter", type=Path, help="adapter folder or .gguf (default: evaluate the base model)")
+    ev.add_argument("--tools", type=Path, help="tools file for rows without their own 'tools'")
+    ev.add_argument("--labels", type=Path, help="labeled JSONL whose labels form the label set")
+    ev.add_argument("--model", type=Path, help="base GGUF (default: the adapter's base, else the embedded model)")
+    ev.add_argument("--out", type=Path, default=Path("eval"), help="output folder (default: eval)")
+    ev.add_argument("--max-tokens", type=int, default=256)
+    ev.add_argument("--quiet", action="store_true")
+
     gen = sub.add_parser("generate", help="generate verified synthetic data only")
     task = gen.add_mutually_exclusive_group(required=True)
     task.add_argument("--tools", type=Path, help="tools file: tool-calling chats (OpenAI/TRL chat JSONL)")
@@ -199,8 +216,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         bar.update(step - bar.n)
 
     try:
+        labels = sorted({row["label"] for row in rows if "label" in row})
         result = run_training(
-            rows, base, config, args.outfile, progress=ui.info, on_step=tick, checkpoint_every=args.checkpoint_every
+            rows,
+            base,
+            config,
+            args.outfile,
+            progress=ui.info,
+            on_step=tick,
+            checkpoint_every=args.checkpoint_every,
+            extra_meta={"task": "labels", "labels": labels} if labels else {"task": "chat"},
         )
     finally:
         bar.close()
@@ -219,6 +244,97 @@ def cmd_train(args: argparse.Namespace) -> int:
         export_adapter(args.outfile, read_gguf_info(base), args.outfile / "adapter.gguf")
         print(f"GGUF adapter: {args.outfile / 'adapter.gguf'}")
     print(f"adapter: {args.outfile}")
+    return 0
+
+
+def _adapter_base(adapter_dir: Path, given: Path | None) -> Path:
+    from loraforge.models import resolve_model
+
+    if given is not None:
+        return resolve_model(given)
+    meta = adapter_dir / "loraforge.json"
+    if meta.is_file():
+        recorded = json.loads(meta.read_text()).get("base_model")
+        if recorded and Path(recorded).is_file():
+            return resolve_model(recorded)
+    return resolve_model(None)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from loraforge.evaluators.fidelity import check_fidelity
+    from loraforge.evaluators.prompts_for import heldout_prompts
+    from loraforge.files import atomic_write_json
+    from loraforge.gguf_info import read_gguf_info
+    from loraforge.trainers.bundle import write_bundle
+    from loraforge.trainers.chat_format import ChatFormat
+    from loraforge.trainers.export_gguf import check_adapter_matches_base, export_adapter
+    from loraforge.trainers.formatting import prompt_ids
+    from loraforge.trainers.job import chat_format_for
+    from loraforge.trainers.model_loading import hf_folder_for
+
+    folder = args.adapter_dir
+    base = _adapter_base(folder, args.base)
+    info = read_gguf_info(base)
+    check_adapter_matches_base(folder, info)
+    out = folder / "adapter.gguf"
+    summary = export_adapter(folder, info, out, args.outtype)
+    print(f"wrote {out} ({summary.tensors} tensors, rank {summary.rank}, alpha {summary.alpha:g}, {args.outtype})")
+    report = None
+    if not args.no_check:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(hf_folder_for(base)))
+        template = folder / "chat_template.jinja"
+        fmt = (
+            ChatFormat(template.read_text(), tokenizer.eos_token)
+            if template.is_file()
+            else chat_format_for(base, tokenizer)
+        )
+        prompts = [prompt_ids(fmt, tokenizer, m, t) for m, t in heldout_prompts(folder, args.prompts)]
+        report = check_fidelity(folder, base, out, prompts, tokenizer.eos_token_id)
+        report["outtype"] = args.outtype
+        atomic_write_json(folder / "export_report.json", report)
+        print(
+            f"fidelity: top-1 agreement {report['top1_agreement']:.4f} over {report['positions']} positions, "
+            f"greedy match {report['greedy_match']:.2f} on {report['prompts']} prompts"
+        )
+        if not report["passed"]:
+            print(
+                f"loraforge: error: the GGUF adapter does not reproduce the PEFT adapter (top-1 agreement "
+                f"{report['top1_agreement']:.4f} < {report['threshold']}); see {folder / 'export_report.json'}.",
+                file=sys.stderr,
+            )
+            return 1
+    for path in write_bundle(folder, base, report):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from loraforge.evaluators.eval_cmd import run_eval
+    from loraforge.ui import UI
+
+    metrics = run_eval(
+        args.data,
+        adapter=args.adapter,
+        tools_file=args.tools,
+        labels_file=args.labels,
+        model=args.model,
+        out=args.out,
+        max_tokens=args.max_tokens,
+        ui=UI(quiet=args.quiet),
+    )
+    keys = [
+        k
+        for k in ("exact_match", "tool_name_accuracy", "accuracy", "macro_f1")
+        if any(k in m and m[k] is not None for m in metrics.values() if isinstance(m, dict))
+    ]
+    if keys:
+        from loraforge.ui import format_table
+
+        models = [m for m in ("base", "adapter") if m in metrics]
+        print(format_table(["metric"] + models, [[k] + [metrics[m].get(k) for m in models] for k in keys]))
+    print(f"predictions and metrics in {args.out}")
     return 0
 
 
@@ -281,7 +397,14 @@ def print_summary(run_dir: Path, final: dict, ui) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"check": cmd_check, "run": cmd_run, "generate": cmd_generate, "train": cmd_train}
+    handlers = {
+        "check": cmd_check,
+        "run": cmd_run,
+        "generate": cmd_generate,
+        "train": cmd_train,
+        "export": cmd_export,
+        "eval": cmd_eval,
+    }
     try:
         return handlers[args.command](args)
     except LoraforgeError as exc:

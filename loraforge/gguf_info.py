@@ -17,6 +17,7 @@ class GGUFInfo:
     n_kv_head: int
     chat_template: str | None
     add_bos: bool
+    hidden_size: int = 0
 
 
 def _field(reader, key: str):
@@ -49,4 +50,5 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         n_kv_head=int(_field(reader, f"{arch}.attention.head_count_kv") or n_head),
         chat_template=_field(reader, "tokenizer.chat_template"),
         add_bos=bool(_field(reader, "tokenizer.ggml.add_bos_token")),
+        hidden_size=int(_field(reader, f"{arch}.embedding_length") or 0),
     )

@@ -215,6 +215,7 @@ class LlamaClient:
         json_schema: dict[str, Any] | None = None,
         adapter: int | None = None,
         family: str | None = None,
+        grammar: str | None = None,
     ) -> str:
         """Raw text completion (OpenAI /v1/completions): what a tiny teacher writes best.
 
@@ -234,8 +235,23 @@ class LlamaClient:
             body["seed"] = seed
         if json_schema is not None:
             body["json_schema"] = json_schema
+        if grammar is not None:
+            body["grammar"] = grammar
         answer = await self._request("POST", "/v1/completions", body)
         return ((answer.get("choices") or [{}])[0]).get("text") or ""
+
+    async def next_tokens(self, prompt: list[int], count: int, *, adapter: int | None = None) -> list[int]:
+        """The ids of `count` greedy tokens after `prompt` (llama.cpp's native /completion)."""
+        body = {
+            "prompt": prompt,
+            "n_predict": count,
+            "temperature": 0.0,
+            "top_k": 1,
+            "return_tokens": True,
+            **self._lora_field(adapter),
+        }
+        answer = await self._request("POST", "/completion", body)
+        return list(answer.get("tokens") or [])
 
     async def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
         answer = await self._request(

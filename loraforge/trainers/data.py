@@ -19,7 +19,10 @@ from loraforge.trainers.formatting import Encoded, encode_segments
 
 
 def chat_from_labeled(row: dict[str, Any]) -> dict[str, Any]:
-    return {"messages": [{"role": "user", "content": row["item"]}, {"role": "assistant", "content": row["label"]}]}
+    return {
+        "messages": [{"role": "user", "content": row["item"]}, {"role": "assistant", "content": row["label"]}],
+        "label": row["label"],
+    }
 
 
 def load_training_rows(path: str | Path) -> list[dict[str, Any]]:

@@ -66,8 +66,25 @@ def read_adapter(adapter_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     return config, load_file(str(weights_path))
 
 
-def export_adapter(adapter_dir: Path, base: GGUFInfo, out_path: Path, outtype: str = "f32") -> ExportSummary:
-    """Convert the PEFT adapter in `adapter_dir` for the base described by `base`, into `out_path`."""
+def _add(writer, name: str, array: np.ndarray, outtype: str) -> None:
+    """f32, f16, or q8_0 where rows hold whole 32-value blocks (a rank-16 lora_b does not: it stays f16)."""
+    import gguf
+
+    if outtype == "q8_0" and array.shape[-1] % 32 == 0:
+        quantized = gguf.quants.quantize(array.astype(np.float32), gguf.GGMLQuantizationType.Q8_0)
+        writer.add_tensor(name, quantized, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        return
+    dtype = np.float32 if outtype == "f32" else np.float16
+    writer.add_tensor(name, np.ascontiguousarray(array.astype(dtype)))
+
+
+def export_adapter(
+    adapter_dir: Path, base: GGUFInfo, out_path: Path, outtype: str = "f32", *, permute_qk: bool = True
+) -> ExportSummary:
+    """Convert the PEFT adapter in `adapter_dir` for the base described by `base`, into `out_path`.
+
+    `permute_qk=False` exists only to prove that the fidelity check catches a missing permutation.
+    """
     import gguf
 
     config, tensors = read_adapter(adapter_dir)
@@ -79,9 +96,8 @@ def export_adapter(adapter_dir: Path, base: GGUFInfo, out_path: Path, outtype: s
     if arch is None:
         raise ConfigError(f"The gguf package does not know the architecture {base.architecture!r}.")
     names = gguf.get_tensor_name_map(arch, base.n_layers)
-    dtype = {"f32": np.float32, "f16": np.float16}.get(outtype)
-    if dtype is None:
-        raise ConfigError(f"outtype must be 'f32' or 'f16', got {outtype!r}.")
+    if outtype not in ("f32", "f16", "q8_0"):
+        raise ConfigError(f"outtype must be 'f32', 'f16' or 'q8_0', got {outtype!r}.")
 
     pairs: dict[str, dict[str, np.ndarray]] = {}
     for key, value in tensors.items():
@@ -107,13 +123,13 @@ def export_adapter(adapter_dir: Path, base: GGUFInfo, out_path: Path, outtype: s
         if base_name is None:
             raise ConfigError(f"No llama.cpp tensor corresponds to {module} for {base.architecture}.")
         lora_a, lora_b = pair["A"].astype(np.float32), pair["B"].astype(np.float32)
-        if base.architecture in PERMUTED_QK_ARCHS:
+        if permute_qk and base.architecture in PERMUTED_QK_ARCHS:
             if module.endswith("q_proj"):
                 lora_b = permute_rows(lora_b, base.n_head)
             elif module.endswith("k_proj"):
                 lora_b = permute_rows(lora_b, base.n_kv_head)
-        writer.add_tensor(f"{base_name}.lora_a", np.ascontiguousarray(lora_a.astype(dtype)))
-        writer.add_tensor(f"{base_name}.lora_b", np.ascontiguousarray(lora_b.astype(dtype)))
+        _add(writer, f"{base_name}.lora_a", lora_a, outtype)
+        _add(writer, f"{base_name}.lora_b", lora_b, outtype)
         count += 2
     try:
         writer.write_header_to_file()
@@ -128,3 +144,31 @@ def export_adapter(adapter_dir: Path, base: GGUFInfo, out_path: Path, outtype: s
 
 def _natural(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+
+def check_adapter_matches_base(adapter_dir: Path, base: GGUFInfo) -> None:
+    """Refuse an adapter trained for another model: architecture, layer count and hidden size must fit."""
+    config, tensors = read_adapter(adapter_dir)
+    meta_path = Path(adapter_dir) / "loraforge.json"
+    if meta_path.is_file():
+        arch = json.loads(meta_path.read_text()).get("architecture")
+        if arch and arch != base.architecture:
+            raise ConfigError(f"{adapter_dir} was trained for a {arch} model, but the base is {base.architecture}.")
+    for key, value in tensors.items():
+        match = _KEY.match(key)
+        layer = re.search(r"layers\.(\d+)\.", key)
+        if layer and int(layer.group(1)) >= base.n_layers:
+            raise ConfigError(
+                f"{adapter_dir} adapts layer {layer.group(1)}, but the base has {base.n_layers} layers.",
+                fix="Use the base model the adapter was trained on (--base).",
+            )
+        if (
+            match
+            and match["which"] == "A"
+            and match["module"].endswith(("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"))
+        ):
+            if base.hidden_size and value.shape[1] != base.hidden_size:
+                raise ConfigError(
+                    f"{adapter_dir} expects hidden size {value.shape[1]}, but the base has {base.hidden_size}.",
+                    fix="Use the base model the adapter was trained on (--base).",
+                )

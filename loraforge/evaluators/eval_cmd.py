@@ -1,0 +1,159 @@
+"""`loraforge eval`: the base model, and an adapter if given, on a user's own held-out file."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from loraforge.errors import ConfigError
+from loraforge.evaluators.error_analysis import analyse, failure_row
+from loraforge.evaluators.labels import label_metrics
+from loraforge.evaluators.toolcall_eval import evaluate_rows, failures, summarise
+from loraforge.files import atomic_write_json, read_jsonl, write_jsonl
+from loraforge.models import resolve_model
+from loraforge.runtime import LlamaClient, ServerConfig, make_server
+from loraforge.tools import load_tools
+from loraforge.trainers.chat_format import ChatFormat, builtin_template
+
+
+def label_grammar(labels: list[str]) -> str:
+    """A GBNF grammar that allows exactly one of the labels."""
+    return "root ::= " + " | ".join(json.dumps(label) for label in labels)
+
+
+def _adapter_files(adapter: Path | None) -> tuple[Path | None, dict[str, Any], Path | None]:
+    """(gguf file, metadata, folder) of the adapter argument."""
+    if adapter is None:
+        return None, {}, None
+    adapter = Path(adapter)
+    folder = adapter if adapter.is_dir() else adapter.parent
+    gguf = adapter / "adapter.gguf" if adapter.is_dir() else adapter
+    if not gguf.is_file():
+        raise ConfigError(f"No GGUF adapter at {gguf}.", fix=f"Run `loraforge export {folder}` first.")
+    meta_path = folder / "loraforge.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return gguf, meta, folder
+
+
+def _rows(data: Path, tools_file: Path | None) -> tuple[list[dict[str, Any]], str]:
+    rows = read_jsonl(data)
+    if not rows:
+        raise ConfigError(f"{data} holds no rows.")
+    kind = "labels" if "item" in rows[0] else "tools"
+    tools = [t.to_openai() for t in load_tools(tools_file)] if tools_file else None
+    for number, row in enumerate(rows, start=1):
+        row.setdefault("id", number)
+        if kind == "labels" and "item" not in row:
+            raise ConfigError(f"{data}, line {number}: labeled rows need 'item' (and optionally 'label').")
+        if kind == "tools":
+            if not isinstance(row.get("messages"), list):
+                raise ConfigError(f"{data}, line {number}: tool-calling rows need 'messages' up to the user turn.")
+            if not row.get("tools"):
+                if tools is None:
+                    raise ConfigError(f"{data}, line {number}: no 'tools' in the row.", fix="Pass --tools FILE.")
+                row["tools"] = tools
+    return rows, kind
+
+
+async def _label_predictions(
+    client: LlamaClient,
+    rows: list[dict[str, Any]],
+    fmt: ChatFormat,
+    labels: list[str],
+    adapter: int | None,
+    invocation: str | None,
+) -> list[str | None]:
+    grammar = label_grammar(labels)
+    out = []
+    for row in rows:
+        messages = [{"role": "user", "content": row["item"]}]
+        prompt = fmt.render(messages) + invocation if invocation else fmt.render(messages, add_generation_prompt=True)
+        text = await client.complete(prompt, grammar=grammar, max_tokens=32, temperature=0.0, adapter=adapter)
+        out.append(text.strip() if text.strip() in labels else None)
+    return out
+
+
+def run_eval(
+    data: Path,
+    *,
+    adapter: Path | None,
+    tools_file: Path | None,
+    labels_file: Path | None,
+    model: Path | None,
+    out: Path,
+    max_tokens: int,
+    ui: Any,
+) -> dict[str, Any]:
+    gguf, meta, folder = _adapter_files(adapter)
+    base = resolve_model(
+        model or (meta.get("base_model") if meta.get("base_model") and Path(meta["base_model"]).is_file() else None)
+    )
+    rows, kind = _rows(data, tools_file)
+    template = folder / "chat_template.jinja" if folder else None
+    fmt = ChatFormat(template.read_text() if template and template.is_file() else builtin_template())
+    labels = None
+    if kind == "labels":
+        labels = meta.get("labels") or (sorted({r["label"] for r in read_jsonl(labels_file)}) if labels_file else None)
+        if not labels:
+            raise ConfigError(
+                "The label set is unknown.",
+                fix="Pass --labels FILE (a labeled JSONL), or an adapter trained by loraforge on labeled data.",
+            )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    models = [("base", None)] + ([("adapter", 0)] if gguf else [])
+    config = ServerConfig(
+        model_path=base, chat_template=fmt.template, lora_adapters=[gguf] if gguf else [], n_parallel=1
+    )
+    metrics: dict[str, Any] = {"data": str(data), "base_model": str(base), "adapter": str(gguf) if gguf else None}
+
+    async def work() -> None:
+        async with make_server(config) as server:
+            async with LlamaClient(server.base_url, concurrency=1, adapter_count=1 if gguf else 0) as client:
+                for label, index in models:
+                    bar = ui.progress(len(rows), f"evaluate {label}", "ex")
+                    try:
+                        if kind == "tools":
+                            results = await evaluate_rows(
+                                client,
+                                rows,
+                                adapter=index,
+                                max_tokens=max_tokens,
+                                on_done=functools.partial(bar.update, 1),
+                            )
+                            records = [{"id": rows[r.index]["id"], "tool_calls": r.answers[0].calls} for r in results]
+                            scored = summarise(results, rows)
+                            fails = failures(results, rows, [r["id"] for r in rows])
+                        else:
+                            invocation = meta.get("invocation_prompt") if index is not None else None
+                            guesses = await _label_predictions(client, rows, fmt, labels, index, invocation)
+                            bar.update(len(rows))
+                            records = [{"id": r["id"], "label": g} for r, g in zip(rows, guesses)]
+                            known = [(r["label"], g) for r, g in zip(rows, guesses) if "label" in r]
+                            scored = (
+                                label_metrics([k[0] for k in known], [k[1] for k in known], labels)
+                                if known
+                                else {"n": 0}
+                            )
+                            fails = [
+                                failure_row(
+                                    r["item"], r["label"], g, "wrong_label", label=r["label"], example_id=r["id"]
+                                )
+                                for r, g in zip(rows, guesses)
+                                if "label" in r and g != r["label"]
+                            ]
+                    finally:
+                        bar.close()
+                    suffix = "" if (label == "adapter" or not gguf) else "_base"
+                    write_jsonl(out / f"predictions{suffix}.jsonl", records)
+                    metrics[label] = scored
+                    if scored.get("n"):
+                        atomic_write_json(out / f"error_analysis{suffix}.json", analyse(fails, total=scored["n"]))
+
+    asyncio.run(work())
+    if any(metrics[label].get("n") for label, _ in models):
+        atomic_write_json(out / "metrics.json", metrics)
+    return metrics

@@ -1,0 +1,39 @@
+"""Held-out prompts for checks that need them (fidelity): from a run's files, the tools, or defaults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from loraforge.files import read_jsonl
+
+GENERIC = ["What is the capital of France?", "Write one sentence about the sea.", "How do I boil an egg?"]
+
+
+def _from_row(row: dict[str, Any]) -> tuple[list[dict[str, Any]], list | None] | None:
+    if "messages" in row:
+        messages = row["messages"]
+        first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
+        return messages[:first], row.get("tools")
+    if "item" in row:
+        return [{"role": "user", "content": row["item"]}], None
+    return None
+
+
+def heldout_prompts(adapter_dir: Path, count: int) -> list[tuple[list[dict[str, Any]], list | None]]:
+    """Up to `count` (messages, tools) prompts, from held-out files near the adapter, else its tools."""
+    adapter_dir = Path(adapter_dir)
+    found: list[tuple[list[dict[str, Any]], list | None]] = []
+    for path in (adapter_dir / "heldout.jsonl", adapter_dir.parent / "heldout.jsonl"):
+        if path.is_file():
+            found += [p for p in (_from_row(r) for r in read_jsonl(path)) if p and p[0]]
+            break
+    meta_path = adapter_dir / "loraforge.json"
+    if len(found) < count and meta_path.is_file():
+        tools = json.loads(meta_path.read_text()).get("tools") or []
+        for tool in tools:
+            found.append(([{"role": "user", "content": f"Please use {tool['function']['name']}."}], tools))
+    for text in GENERIC:
+        found.append(([{"role": "user", "content": text}], None))
+    return found[:count]

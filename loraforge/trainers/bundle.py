@@ -1,0 +1,80 @@
+"""The serving bundle written beside a GGUF adapter: how to run it with llama-server and Ollama, and a
+short model card whose numbers come from the run's own files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from loraforge.files import atomic_write_text
+
+
+def llama_server_command(base: Path, folder: Path) -> str:
+    return (
+        f"llama-server -m {base} --lora {folder / 'adapter.gguf'} --jinja "
+        f"--chat-template-file {folder / 'chat_template.jinja'} --host 127.0.0.1 --port 8080"
+    )
+
+
+def modelfile(base: Path) -> str:
+    return (
+        f"# Ollama Modelfile. Build with: ollama create my-adapter -f Modelfile\n"
+        "# Note: newer Ollama versions no longer create models from an ADAPTER line (GGUF LoRA adapters);\n"
+        "# models built with an older version keep serving. With a newer Ollama, serve through llama-server.\n"
+        f"FROM {base}\n"
+        "ADAPTER ./adapter.gguf\n"
+        'TEMPLATE """{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
+        '{{ if .Prompt }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"""\n'
+        "PARAMETER stop <|im_end|>\n"
+        "# Tool calling needs the Jinja template in chat_template.jinja, which Ollama's Go templates cannot run:\n"
+        "# use llama-server for tools.\n"
+    )
+
+
+def model_card(folder: Path, base: Path, fidelity: dict[str, Any] | None) -> str:
+    def load(name: str) -> dict[str, Any]:
+        path = folder / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    meta, metrics = load("loraforge.json"), load("metrics.json")
+    lines = [
+        f"# LoRA adapter for {base.name}",
+        "",
+        f"- Base model: `{base}`",
+        f"- Adapter type: {meta.get('adapter', 'lora')}, rank {meta.get('training', {}).get('r', '?')}, "
+        f"alpha {meta.get('training', {}).get('alpha', '?')}",
+    ]
+    if meta.get("tools"):
+        lines.append("- Tools: " + ", ".join(t["function"]["name"] for t in meta["tools"]))
+    data = metrics.get("data") or {}
+    if data:
+        lines.append(f"- Training data: {metrics.get('train_examples')} examples, styles {data.get('per_style')}")
+    if metrics.get("base") and metrics.get("adapter"):
+        lines += ["", "| held-out metric | base | adapter |", "|---|---|---|"]
+        for key in ("exact_match", "tool_name_accuracy", "accuracy", "macro_f1"):
+            if key in metrics["adapter"] and metrics["adapter"][key] is not None:
+                lines.append(f"| {key} | {metrics['base'][key]:.3f} | {metrics['adapter'][key]:.3f} |")
+        lines.append(f"\nMeasured through llama.cpp on {metrics.get('heldout_examples')} held-out examples.")
+    if fidelity:
+        lines.append(
+            f"\nExport fidelity (llama.cpp against PEFT): top-1 agreement {fidelity['top1_agreement']:.4f} "
+            f"over {fidelity['positions']} positions, greedy match {fidelity['greedy_match']:.2f}."
+        )
+    lines += ["", "## Serve", "", "```", llama_server_command(base, folder), "```", ""]
+    return "\n".join(lines)
+
+
+def write_bundle(folder: Path, base: Path, fidelity: dict[str, Any] | None = None) -> list[Path]:
+    folder = Path(folder)
+    written = {
+        folder / "serve.sh": "#!/bin/sh\n# Serve the base model with this adapter (OpenAI-compatible API).\nexec "
+        + llama_server_command(base, folder)
+        + ' "$@"\n',
+        folder / "Modelfile": modelfile(base),
+        folder / "README.md": model_card(folder, base, fidelity),
+    }
+    for path, text in written.items():
+        atomic_write_text(path, text)
+    (folder / "serve.sh").chmod(0o755)
+    return list(written)

@@ -1,0 +1,154 @@
+import asyncio
+import json
+
+import pytest
+
+from loraforge.evaluators import judge
+from loraforge.evaluators.error_analysis import analyse, failure_row
+from loraforge.evaluators.eval_cmd import label_grammar
+from loraforge.evaluators.fidelity import compare
+from loraforge.evaluators.labels import label_metrics
+from loraforge.evaluators.parsing import ParsedAnswer
+from loraforge.evaluators.toolcall_eval import RowResult, decision_points, summarise
+
+
+def test_label_metrics_by_hand():
+    expected = ["a", "a", "b", "b", "c"]
+    predicted = ["a", "b", "b", "b", None]
+    m = label_metrics(expected, predicted)
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["per_label"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
+    assert m["per_label"]["b"]["precision"] == pytest.approx(2 / 3) and m["per_label"]["b"]["recall"] == 1.0
+    assert m["per_label"]["c"]["f1"] == 0.0
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 0.0) / 3)
+    assert m["confusion"]["a"]["b"] == 1 and m["confusion"]["c"]["(other)"] == 1
+
+
+def test_error_analysis_aggregates_and_patterns():
+    rows = [
+        failure_row("p1", [], [], "value_error", tool="t", param="x"),
+        failure_row("p2", [], [], "value_error", tool="t", param="x"),
+        failure_row("p3", [], [], "no_call", tool="u"),
+        failure_row("p4", "a", "b", "wrong_label", label="a"),
+    ]
+    report = analyse(rows, total=10)
+    assert report["failed"] == 4 and report["by_error"]["value_error"] == 2
+    assert report["by_parameter"] == {"t.x": 2} and report["by_label"] == {"a": 1}
+    top = report["patterns"][0]
+    assert (top["error"], top["tool"], top["detail"], top["count"]) == ("value_error", "t", "x", 2)
+    assert [e["prompt"] for e in top["examples"]] == ["p1", "p2"]
+
+
+def test_decision_points_cover_every_assistant_turn():
+    row = {
+        "messages": [
+            {"role": "user", "content": "weather then timer"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": {"c": "x"}}}],
+            },
+            {"role": "tool", "content": "{}"},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"type": "function", "function": {"name": "t", "arguments": '{"m": 3}'}}],
+            },
+            {"role": "tool", "content": "{}"},
+            {"role": "assistant", "content": "Done."},
+        ]
+    }
+    points = decision_points(row)
+    assert [len(p) for p, _ in points] == [1, 3, 5]
+    assert [e for _, e in points] == [
+        [{"name": "w", "arguments": {"c": "x"}}],
+        [{"name": "t", "arguments": {"m": 3}}],
+        [],
+    ]
+    eval_form = {"messages": row["messages"][:1], "tool_calls": [{"name": "w", "arguments": {"c": "x"}}]}
+    assert decision_points(eval_form) == [(row["messages"][:1], [{"name": "w", "arguments": {"c": "x"}}])]
+    assert decision_points({"messages": row["messages"][:1]}) == [(row["messages"][:1], None)]
+
+
+def test_a_row_is_right_only_when_every_turn_is():
+    from loraforge.evaluators.exact_match import check_example
+
+    want = [[{"name": "w", "arguments": {}}], []]
+    good = RowResult(0, [ParsedAnswer(calls=[{"name": "w", "arguments": {}}]), ParsedAnswer(text="ok")], want)
+    good.checks = [check_example(a, e) for a, e in zip(good.answers, want)]
+    bad = RowResult(
+        1,
+        [ParsedAnswer(calls=[{"name": "w", "arguments": {}}]), ParsedAnswer(calls=[{"name": "w", "arguments": {}}])],
+        want,
+    )
+    bad.checks = [check_example(a, e) for a, e in zip(bad.answers, want)]
+    rows = [{"messages": [], "meta": {"style": "chain"}}] * 2
+    summary = summarise([good, bad], rows)
+    assert summary["exact_match"] == 0.5 and summary["errors"] == {"spurious_call": 1}
+    assert bad.record("x")["error"] == "spurious_call"
+
+
+class ScriptedJudge:
+    """Fault injection at the judge boundary: fixed answers per call, including an unreadable one."""
+
+    def __init__(self, replies):
+        self.replies = list(replies)
+
+    async def chat(self, messages, **kwargs):
+        from loraforge.runtime.client import ChatResult
+
+        return ChatResult(content=self.replies.pop(0))
+
+
+def test_pairwise_win_needs_both_orders():
+    both = ScriptedJudge(['{"better": "B", "reason": ""}', '{"better": "A", "reason": ""}'])
+    assert asyncio.run(judge.compare(both, "q", [], "base answer", "adapter answer")) == "adapter"
+    position_bias = ScriptedJudge(['{"better": "A", "reason": ""}', '{"better": "A", "reason": ""}'])
+    assert asyncio.run(judge.compare(position_bias, "q", [], "b", "a")) == "tie"
+
+
+def test_absolute_score_and_unreadable_output():
+    ok = ScriptedJudge(['{"score": 7, "reason": "fine"}'])
+    assert asyncio.run(judge.score_answer(ok, "q", ["{}"], "answer")) == {"score": 7, "reason": "fine"}
+    broken = ScriptedJudge(["not json"])
+    assert asyncio.run(judge.score_answer(broken, "q", [], "answer"))["score"] is None
+
+
+def test_judge_agreement_with_exact_match():
+    assert judge.agreement([8, 2, 9, None], [True, False, False, True]) == pytest.approx(2 / 3)
+    assert judge.agreement([None], [True]) is None
+
+
+def test_fidelity_comparison():
+    refs = [[5, 6, 2], [7, 8]]
+    report = compare(refs, [[5, 6, 2], [7, 9]], [[5, 6], [7, 9]], eos=2)
+    assert report["positions"] == 5 and report["top1_agreement"] == pytest.approx(4 / 5)
+    assert report["greedy_match"] == 0.5 and not report["passed"]
+    assert compare(refs, refs, refs, eos=2)["passed"]
+
+
+def test_label_grammar_lists_every_label():
+    assert label_grammar(["bug", 'say "hi"']) == 'root ::= "bug" | "say \\"hi\\""'
+
+
+def test_bundle_files(tmp_path):
+    from loraforge.trainers.bundle import write_bundle
+
+    (tmp_path / "metrics.json").write_text(
+        json.dumps(
+            {
+                "base": {"exact_match": 0.0, "tool_name_accuracy": 0.1},
+                "adapter": {"exact_match": 0.5, "tool_name_accuracy": 0.9},
+                "heldout_examples": 16,
+            }
+        )
+    )
+    paths = write_bundle(
+        tmp_path, tmp_path / "base.gguf", {"top1_agreement": 1.0, "positions": 10, "greedy_match": 1.0}
+    )
+    names = {p.name for p in paths}
+    assert names == {"serve.sh", "Modelfile", "README.md"}
+    card = (tmp_path / "README.md").read_text()
+    assert "| exact_match | 0.000 | 0.500 |" in card and "top-1 agreement 1.0000" in card
+    assert "ADAPTER ./adapter.gguf" in (tmp_path / "Modelfile").read_text()
+    assert "--host 127.0.0.1" in (tmp_path / "serve.sh").read_text()
