@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--quiet", action="store_true")
     _add_server_flags(gen)
+
+    report = sub.add_parser("report", help="write report.html and report.md for a run folder")
+    report.add_argument("run_dir", type=Path, help="a run folder, e.g. runs/demo")
+    report.add_argument("--out", type=Path, help="where to write the report (default: the run folder)")
     return parser
 
 
@@ -395,6 +399,15 @@ def print_summary(run_dir: Path, final: dict, ui) -> None:
     print(f"Best adapter (iteration {final['iteration']}): {run_dir / 'final_adapter'}")
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from loraforge.report import build_report
+
+    written = build_report(args.run_dir, args.out)
+    plots = [name for name in written if name.endswith(".png")]
+    print(f"report: {written['html']} (and {written['markdown'].name}); plots: {', '.join(plots) or 'none yet'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -404,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         "train": cmd_train,
         "export": cmd_export,
         "eval": cmd_eval,
+        "report": cmd_report,
     }
     try:
         return handlers[args.command](args)

@@ -1,0 +1,238 @@
+"""Assemble the report: read the run, draw the plots, lay out the sections, write HTML and Markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from loraforge.files import atomic_write_text
+from loraforge.report.blocks import Block, Heading, Image, Para, Table, cell, to_html, to_markdown
+from loraforge.report.collect import RunData, collect, worst_examples
+from loraforge.report.plots import draw_all
+
+FILES_DIR = "report_files"
+
+
+def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
+    """Write report.html (self-contained) and report.md (+ report_files/*.png) for a run folder."""
+    run = collect(Path(run_dir))
+    out_dir = Path(out_dir or run_dir)
+    plots = draw_all(run, out_dir / FILES_DIR)
+    title = f"loraforge report: {run.run_dir.name}"
+    blocks = layout(run, plots)
+    html_path, md_path = out_dir / "report.html", out_dir / "report.md"
+    atomic_write_text(html_path, to_html(title, blocks))
+    atomic_write_text(md_path, to_markdown(title, blocks, out_dir))
+    return {"html": html_path, "markdown": md_path, **plots}
+
+
+def layout(run: RunData, plots: dict[str, Path]) -> list[Block]:
+    blocks: list[Block] = []
+    blocks += summary_section(run)
+    blocks += metrics_section(run, plots)
+    blocks += decisions_section(run)
+    blocks += training_section(run, plots)
+    blocks += errors_section(run, plots)
+    blocks += judge_section(run)
+    blocks += data_section(run)
+    return blocks
+
+
+def _primary(run: RunData) -> str:
+    return run.metric_names[0]
+
+
+def summary_section(run: RunData) -> list[Block]:
+    cfg = run.config
+    focus = run.focus
+    lines = [
+        ["task", "classification (labels)" if run.task == "labels" else "tool calling"],
+        ["task file", cfg.get("labels") or cfg.get("tools")],
+        ["base model", cfg.get("model") or "SmolLM2-135M-Instruct (default)"],
+        ["iterations evaluated", len(run.evaluated)],
+        ["active adapter", run.active or "none (no adapter beat the base)"],
+        ["run finished", bool(run.state.get("finished"))],
+    ]
+    if run.state.get("stop_reason"):
+        lines.append(["stopped because", run.state["stop_reason"]])
+    blocks: list[Block] = [Heading("Summary"), Table(["", "value"], lines)]
+    if focus:
+        name = _primary(run)
+        base = (focus.metrics.get("base") or {}).get(name)
+        adapter = (focus.metrics.get("adapter") or {}).get(name)
+        blocks.append(
+            Para(
+                f"Iteration {focus.number}: {name} {cell(adapter)} with the adapter against {cell(base)} for the base "
+                f"model, on {focus.metrics.get('heldout_examples', '?')} held-out examples, "
+                f"measured with {focus.metrics.get('measured_with', 'llama.cpp')}."
+            )
+        )
+    return blocks
+
+
+def metrics_section(run: RunData, plots: dict[str, Path]) -> list[Block]:
+    if not run.evaluated:
+        return [Heading("Metrics"), Para("No iteration has been evaluated yet.")]
+    header = ["iteration"] + [f"{model} {name}" for name in run.metric_names for model in ("base", "adapter")]
+    rows = [
+        [it.number]
+        + [(it.metrics.get(model) or {}).get(name) for name in run.metric_names for model in ("base", "adapter")]
+        for it in run.evaluated
+    ]
+    blocks: list[Block] = [Heading("Base against adapter, per iteration"), Table(header, rows)]
+    if "metrics.png" in plots:
+        blocks.append(Image(plots["metrics.png"], "Held-out metrics of the base model and the adapter."))
+    focus = run.focus
+    key = "per_label" if run.task == "labels" else "per_tool"
+    base_table = (focus.metrics.get("base") or {}).get(key) or {}
+    adapter_table = (focus.metrics.get("adapter") or {}).get(key) or {}
+    if adapter_table:
+        kind = "label" if run.task == "labels" else "tool"
+
+        def value(table: dict, name: str) -> Any:
+            v = table.get(name)
+            return v["recall"] if isinstance(v, dict) else v
+
+        names = sorted(set(base_table) | set(adapter_table))
+        blocks += [
+            Heading(f"Per-{kind} accuracy (iteration {focus.number})", 3),
+            Table([kind, "base", "adapter"], [[n, value(base_table, n), value(adapter_table, n)] for n in names]),
+        ]
+        if "per_key_accuracy.png" in plots:
+            blocks.append(Image(plots["per_key_accuracy.png"], f"Per-{kind} accuracy of base and adapter."))
+    return blocks
+
+
+def decisions_section(run: RunData) -> list[Block]:
+    blocks: list[Block] = [Heading("Decisions of the loop")]
+    if not run.history:
+        return blocks + [Para("No decision has been recorded yet.")]
+    rows = []
+    for entry in run.history:
+        if entry.get("event") == "rollback":
+            rows.append([entry.get("iteration"), "rollback", "", entry.get("reason", "")])
+            continue
+        rows.append([entry.get("iteration"), "promotion", "yes" if entry.get("promoted") else "no", entry["reason"]])
+        for decision in entry.get("decisions", []):
+            rows.append([entry.get("iteration"), decision["rule"], decision["action"], decision.get("evidence", "")])
+    return blocks + [Table(["iteration", "rule", "action", "evidence / reason"], rows)]
+
+
+def training_section(run: RunData, plots: dict[str, Path]) -> list[Block]:
+    rows = []
+    for it in run.evaluated:
+        training = it.metrics.get("training") or {}
+        hp = training.get("hyperparameters") or {}
+        rows.append(
+            [
+                it.number,
+                it.metrics.get("train_examples"),
+                training.get("steps"),
+                training.get("final_train_loss"),
+                training.get("best_val_loss"),
+                hp.get("epochs"),
+                hp.get("learning_rate"),
+                hp.get("r"),
+                hp.get("dropout"),
+                training.get("seconds"),
+            ]
+        )
+    blocks: list[Block] = [Heading("Training")]
+    if rows:
+        header = ["iteration", "examples", "steps", "train loss", "held-out loss", "epochs", "lr", "r", "dropout", "s"]
+        blocks.append(Table(header, rows))
+    if "loss.png" in plots:
+        blocks.append(Image(plots["loss.png"], "Training loss per step and held-out loss at each evaluation."))
+    return blocks
+
+
+def errors_section(run: RunData, plots: dict[str, Path]) -> list[Block]:
+    blocks: list[Block] = [Heading("What still fails")]
+    if "confusion.png" in plots:
+        caption = "Confusion matrix" if run.task == "labels" else "Expected tool against predicted tool"
+        blocks.append(Image(plots["confusion.png"], caption + " (adapter)."))
+    if "errors.png" in plots:
+        blocks.append(Image(plots["errors.png"], "Adapter failures over iterations."))
+    focus = run.focus
+    analysis = focus.error_analysis if focus else None
+    if not analysis:
+        return blocks + [Para("No error analysis yet.")]
+    blocks.append(
+        Para(f"Iteration {focus.number}: {analysis['failed']} of {analysis['total']} held-out examples fail.")
+    )
+    patterns = analysis.get("patterns", [])[:8]
+    if patterns:
+        blocks += [
+            Heading("Most frequent failure patterns", 3),
+            Table(
+                ["error", "tool", "parameter / label", "count", "share"],
+                [[p["error"], p["tool"], p["detail"], p["count"], p["share_of_failures"]] for p in patterns],
+            ),
+        ]
+    worst = worst_examples(analysis)
+    if worst:
+        blocks += [
+            Heading("Worst examples", 3),
+            Table(
+                ["request", "expected", "predicted", "error", "why"],
+                [[w["prompt"], w["expected"], w["predicted"], w["error"], w.get("message", "")] for w in worst],
+            ),
+        ]
+    return blocks
+
+
+def judge_section(run: RunData) -> list[Block]:
+    rows = []
+    for it in run.evaluated:
+        judge: dict[str, Any] = it.metrics.get("judge") or {}
+        if not judge:
+            continue
+        mean = judge.get("mean_score", {})
+        pairwise = judge.get("pairwise", {})
+        agreement = judge.get("agreement_with_exact_match", {})
+        rows.append(
+            [
+                it.number,
+                mean.get("base"),
+                mean.get("adapter"),
+                pairwise.get("adapter"),
+                pairwise.get("base"),
+                pairwise.get("tie"),
+                agreement.get("adapter"),
+            ]
+        )
+    if not rows:
+        return []
+    header = ["iteration", "base score", "adapter score", "adapter wins", "base wins", "ties", "agrees with EM"]
+    return [
+        Heading("LLM judge (final answers after tool results)"),
+        Para("Scores are 1-10. Pairwise wins count only when the judge agrees in both orders."),
+        Table(header, rows),
+    ]
+
+
+def data_section(run: RunData) -> list[Block]:
+    blocks: list[Block] = [Heading("Synthetic data")]
+    reports = [(it.number, it.data_report) for it in run.iterations if it.data_report]
+    if not reports:
+        return blocks + [Para("No data report yet.")]
+    counts: list[list[Any]] = []
+    for number, report in reports:
+        for kind in ("per_style", "per_tool", "per_label"):
+            for name, count in sorted((report.get(kind) or {}).items()):
+                counts.append([number, kind.removeprefix("per_"), name, count])
+    blocks += [Heading("Kept examples", 3), Table(["iteration", "by", "name", "count"], counts)]
+    rejected = [
+        [number, reason, count, (report.get("rejection_rate") or {}).get(reason)]
+        for number, report in reports
+        for reason, count in sorted((report.get("rejected") or {}).items(), key=lambda kv: -kv[1])
+    ]
+    if rejected:
+        blocks += [Heading("Rejections by reason", 3), Table(["iteration", "reason", "count", "rate"], rejected)]
+    number, report = reports[-1]
+    samples = [
+        [reason, sample] for reason, items in (report.get("rejected_samples") or {}).items() for sample in items[:2]
+    ]
+    if samples:
+        blocks += [Heading(f"Rejected samples (iteration {number})", 3), Table(["reason", "sample"], samples)]
+    return blocks
