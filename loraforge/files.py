@@ -12,11 +12,22 @@ from typing import Any
 from loraforge.errors import ConfigError
 
 
+def _file_mode() -> int:
+    """The mode a plain open() would give a new file (mkstemp's 0600 would hide results from others)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _file_mode()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, _MODE)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

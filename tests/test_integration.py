@@ -5,6 +5,8 @@ Run alone with `pytest -m integration`; skip with `-m "not integration"`.
 
 import asyncio
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -167,3 +169,79 @@ def test_token_parity_with_llama_cpp(tiny_run, base_model):
                         assert encoded.input_ids.count(tokenizer.bos_token_id) == whole.count(tokenizer.bos_token)
 
     asyncio.run(check())
+
+
+CLI = [sys.executable, "-m", "loraforge"]
+
+
+def test_export_fidelity_passes_and_catches_a_missing_permutation(tiny_run, tmp_path):
+    import shutil
+
+    from loraforge.evaluators.fidelity import check_fidelity
+    from loraforge.gguf_info import read_gguf_info
+    from loraforge.trainers.export_gguf import export_adapter
+    from loraforge.trainers.formatting import prompt_ids
+    from loraforge.trainers.model_loading import load_base_model
+
+    from safetensors.torch import load_file, save_file
+
+    out, _ = tiny_run
+    folder = tmp_path / "adapter"
+    shutil.copytree(out / "iteration_1", folder)
+    # A tiny run's q/k update barely moves the next token; amplified, a wrong layout shows in the top-1 tokens.
+    weights_path = folder / "adapter_model.safetensors"
+    weights = load_file(weights_path)
+    for name in weights:
+        if "lora_B" in name and ("q_proj" in name or "k_proj" in name):
+            weights[name] = weights[name] * 8
+    save_file(weights, weights_path)
+    done = subprocess.run(CLI + ["export", str(folder), "--prompts", "4"], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((folder / "export_report.json").read_text())
+    assert report["passed"] and report["top1_agreement"] >= 0.99 and report["prompts"] == 4
+    for name in ("serve.sh", "Modelfile", "README.md", "chat_template.jinja"):
+        assert (folder / name).is_file()
+
+    base = default_model_path()
+    broken = tmp_path / "unpermuted.gguf"
+    export_adapter(folder, read_gguf_info(base), broken, permute_qk=False)
+    _, tokenizer = load_base_model(base)
+    fmt = ChatFormat(builtin_template())
+    prompts = [prompt_ids(fmt, tokenizer, m, t) for m, t in _prompts(out)]
+    bad = check_fidelity(folder, base, broken, prompts, tokenizer.eos_token_id)
+    assert not bad["passed"] and bad["top1_agreement"] < 0.99, bad
+
+
+def test_eval_command_on_a_twenty_row_file(tiny_run, tmp_path):
+    from loraforge.generators.toolcalls import expected_calls
+
+    out, _ = tiny_run
+    source = read_jsonl(out / "iteration_1" / "heldout.jsonl") + read_jsonl(out / "iteration_1" / "train.jsonl")
+    rows = []
+    for number, row in enumerate(source[:20]):
+        calls = expected_calls(row)
+        rows.append(
+            {
+                "id": f"r{number}",
+                "messages": row["messages"][:1],
+                "tools": row["tools"],
+                "tool_calls": calls[0] if calls else [],
+            }
+        )
+    data = tmp_path / "eval.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    target = tmp_path / "eval"
+    done = subprocess.run(
+        CLI + ["eval", "--data", str(data), "--adapter", str(out / "iteration_1"), "--out", str(target), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr
+    predictions = read_jsonl(target / "predictions.jsonl")
+    assert [p["id"] for p in predictions] == [r["id"] for r in rows]
+    assert all(isinstance(p["tool_calls"], list) for p in predictions)
+    assert len(read_jsonl(target / "predictions_base.jsonl")) == 20
+    metrics = json.loads((target / "metrics.json").read_text())
+    assert metrics["base"]["n"] == metrics["adapter"]["n"] == 20
+    assert metrics["adapter"]["exact_match"] >= metrics["base"]["exact_match"]

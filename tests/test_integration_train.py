@@ -116,3 +116,36 @@ def test_two_process_data_parallel_on_gloo(tmp_path):
         json.loads(line)["loss"] for line in (double / "train_log.jsonl").read_text().splitlines() if "loss" in line
     ]
     assert len(losses) == 4 * 2 and losses[-1] < losses[0]
+
+
+def test_eval_labeled_rows_with_the_adapter_label_set(tmp_path):
+    out = tmp_path / "cls"
+    assert run(CLI + ["--outfile", str(out), "--epochs", "3"] + FAST).returncode == 0
+    rows = [json.loads(line) for line in open("examples/support-tickets.jsonl")]
+    data = tmp_path / "labeled.jsonl"
+    data.write_text(
+        "".join(json.dumps({"id": i, "item": r["item"], "label": r["label"]}) + "\n" for i, r in enumerate(rows))
+    )
+    target = tmp_path / "eval"
+    done = run(
+        [
+            sys.executable,
+            "-m",
+            "loraforge",
+            "eval",
+            "--data",
+            str(data),
+            "--adapter",
+            str(out),
+            "--out",
+            str(target),
+            "--quiet",
+        ]
+    )
+    assert done.returncode == 0, done.stderr
+    predictions = [json.loads(line) for line in (target / "predictions.jsonl").read_text().splitlines()]
+    assert {p["label"] for p in predictions} <= {"billing", "bug", "feature_request", None}
+    metrics = json.loads((target / "metrics.json").read_text())
+    for model in ("base", "adapter"):
+        assert set(metrics[model]["per_label"]) == {"billing", "bug", "feature_request"}
+    assert metrics["adapter"]["accuracy"] >= metrics["base"]["accuracy"]
