@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 run: setup
-	$(BIN)/loraforge run --tools examples/assistant-tools.yaml --out runs/demo $(RUN_ARGS)
+	$(BIN)/loraforge run --tools examples/assistant-tools.yaml --out runs/demo --examples 40 $(RUN_ARGS)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(TEST_ARGS)

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from loraforge.errors import LoraforgeError
+from loraforge.errors import LoraforgeError, StopRequested
 
 
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
@@ -30,14 +30,28 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the results as JSON")
     check.add_argument("--deep", action="store_true", help="also start the server and run one completion")
 
-    run = sub.add_parser("run", help="generate data, train, export and evaluate, unattended")
-    run.add_argument("--tools", type=Path, help="tools file (YAML or JSON)")
+    run = sub.add_parser(
+        "run",
+        help="generate data, train, export and evaluate in a loop, unattended",
+        description="Flags override the --config file, which overrides the defaults (see `loraforge init`).",
+    )
+    task = run.add_mutually_exclusive_group()
+    task.add_argument("--tools", type=Path, help="tools file (YAML or JSON): learn to call these tools")
+    task.add_argument("--labels", type=Path, help="labeled JSONL ({item, label}): learn to classify")
+    run.add_argument("--config", type=Path, help="YAML config file (write a starter with `loraforge init`)")
     run.add_argument("--out", type=Path, help="run folder (default: runs/demo)")
-    run.add_argument("--examples", type=int, help="verified examples to generate (default: 80)")
-    run.add_argument("--iterations", type=int, help="generate-train-evaluate rounds (default: 1)")
-    run.add_argument("--epochs", type=int, help="training epochs per iteration (default: 3)")
+    run.add_argument("--examples", type=int, help="verified examples in the first iteration (default: 80)")
+    run.add_argument("--iterations", type=int, help="most generate-train-evaluate rounds (default: 3)")
+    run.add_argument("--epochs", type=int, help="training epochs in the first iteration (default: 3)")
+    run.add_argument("--target", type=float, help="stop when the primary metric reaches this (default: 0.95)")
+    run.add_argument("--time-budget", type=float, dest="time_budget_minutes", help="minutes the run may take")
+    run.add_argument("--heldout-fraction", type=float, help="share of the first data kept held out (default: 0.2)")
     run.add_argument("--seed", type=int, help="seed (default: 0)")
     run.add_argument("--teacher-model", type=Path, help="GGUF model that writes the data (default: --model)")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="training device (default: auto)")
+    run.add_argument("--no-judge", action="store_true", help="skip the LLM judge of final answers")
+    run.add_argument("--min-samples", type=int, help="feedback trigger: train only with this many labeled rows")
+    run.add_argument("--min-error-rate", type=float, help="feedback trigger: train only above this error rate")
     run.add_argument(
         "--server-url",
         action="append",
@@ -45,9 +59,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="a running llama-server to use as the teacher (repeat to balance across several)",
     )
-    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run where it stopped")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     _add_server_flags(run)
+
+    init = sub.add_parser("init", help="write a starter config file with every setting and its default")
+    init.add_argument("path", type=Path, nargs="?", default=Path("loraforge.yaml"), help="default: loraforge.yaml")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    rollback = sub.add_parser("rollback", help="make an earlier adapter of a run the active one")
+    rollback.add_argument("run_dir", type=Path)
+    rollback.add_argument("--to", help="iteration number, or 'base' (default: the previously promoted adapter)")
 
     train = sub.add_parser("train", help="train a LoRA or aLoRA adapter on a data file (Mellea-compatible flags)")
     train.add_argument("datafile", type=Path, help="JSONL: chat rows, {item,label}, {instruction,input,output}")
@@ -140,41 +162,97 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+RUN_FLAGS = (
+    "tools",
+    "labels",
+    "out",
+    "examples",
+    "iterations",
+    "seed",
+    "model",
+    "teacher_model",
+    "server_urls",
+    "llama_server",
+    "time_budget_minutes",
+    "min_samples",
+    "min_error_rate",
+    "heldout_fraction",
+)
+
+
+def run_overrides(args: argparse.Namespace) -> dict:
+    """The settings given as flags, in the config file's shape."""
+    values: dict = {name: getattr(args, name) for name in RUN_FLAGS if getattr(args, name) is not None}
+    for key in ("tools", "labels", "out", "model", "teacher_model", "llama_server"):
+        if key in values:
+            values[key] = str(values[key])
+    if args.epochs is not None or args.device is not None:
+        values["training"] = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
+    if args.target is not None:
+        values["strategy"] = {"target": args.target}
+    if args.no_judge:
+        values["judge"] = False
+    return values
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from loraforge.agent.config import RunConfig
+    from loraforge.agent.config import RunConfig, build, load_config, merge
     from loraforge.agent.orchestrator import Orchestrator
+    from loraforge.errors import ConfigError
     from loraforge.files import read_json
     from loraforge.ui import UI
 
-    values: dict = {}
+    overrides = run_overrides(args)
     if args.resume:
-        saved = read_json(args.resume / "config.json")["config"]
-        values.update({k: v for k, v in saved.items()})
-        values["out"] = args.resume
-    for name in (
-        "tools",
-        "out",
-        "examples",
-        "iterations",
-        "seed",
-        "model",
-        "teacher_model",
-        "server_urls",
-        "llama_server",
-    ):
-        value = getattr(args, name)
-        if value is not None:
-            values[name] = value
-    if args.epochs is not None:
-        training = dict(values.get("training") or {})
-        training["epochs"] = args.epochs
-        values["training"] = training
-    config = RunConfig(**values)
+        saved = args.resume / "config.json"
+        if not saved.is_file():
+            raise ConfigError(f"{args.resume} holds no run to resume (no config.json).", fix="Check the folder name.")
+        values = merge(read_json(saved)["config"], {**overrides, "out": str(args.resume)})
+        config = build(RunConfig, values, "config")
+    elif args.config:
+        config = load_config(args.config, overrides)
+    else:
+        config = build(RunConfig, overrides, "config")
     ui = UI(quiet=args.quiet)
     orchestrator = Orchestrator(config, ui)
-    ui.info(f"loraforge run -> {config.out} (model {orchestrator.model.name}, {len(orchestrator.tools)} tools)")
-    final = asyncio.run(orchestrator.run())
-    print_summary(config.out, final, ui)
+    what = (
+        f"{len(orchestrator.task.tools)} tools"
+        if orchestrator.task.kind == "tools"
+        else (f"labels {', '.join(orchestrator.task.labels)}")
+    )
+    ui.info(f"loraforge run -> {config.out} (model {orchestrator.model.name}, {what})")
+    try:
+        final = asyncio.run(orchestrator.run())
+    except StopRequested:
+        print(
+            f"\nloraforge: stopped; state saved. Continue with `loraforge run --resume {config.out}`.",
+            file=sys.stderr,
+        )
+        return 130
+    if "skipped" in final:
+        print(f"Not training: {final['skipped']}")
+        return 0
+    print_summary(config.out, final, orchestrator.state, ui)
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from loraforge.agent.config import starter_yaml
+    from loraforge.files import atomic_write_text
+
+    if args.path.exists() and not args.force:
+        raise LoraforgeError(f"{args.path} already exists.", fix="Pass --force to overwrite it, or another path.")
+    atomic_write_text(args.path, starter_yaml())
+    print(f"wrote {args.path}; edit it, then: loraforge run --config {args.path}")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from loraforge.agent.registry import rollback
+
+    target = rollback(args.run_dir, args.to)
+    where = "the base model (no adapter)" if target == "base" else f"{target} (copied to final_adapter/)"
+    print(f"active adapter of {args.run_dir}: {where}")
     return 0
 
 
@@ -385,18 +463,19 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0 if report["kept_in_file"] >= args.n else 1
 
 
-def print_summary(run_dir: Path, final: dict, ui) -> None:
+def print_summary(run_dir: Path, final: dict, state, ui) -> None:
+    if state.stop_reason:
+        print(f"Stopped: {state.stop_reason}")
     if not final:
         ui.warn(f"No iteration beat the base model; no final adapter was promoted. See {run_dir}/history.jsonl.")
         return
     base, adapter = final["base"], final["adapter"]
-    rows = [
-        [metric, base.get(metric, 0.0), adapter.get(metric, 0.0)] for metric in ("exact_match", "tool_name_accuracy")
-    ]
+    names = [k for k in ("exact_match", "tool_name_accuracy", "accuracy", "macro_f1") if k in adapter]
     print()
-    ui.table(["held-out metric", "base", "adapter"], rows)
+    ui.table(["held-out metric", "base", "adapter"], [[k, base.get(k), adapter.get(k)] for k in names])
     print(f"\n{final['heldout_examples']} held-out examples, measured through llama.cpp.")
     print(f"Best adapter (iteration {final['iteration']}): {run_dir / 'final_adapter'}")
+    print(f"Report: loraforge report {run_dir}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -418,12 +497,20 @@ def main(argv: list[str] | None = None) -> int:
         "export": cmd_export,
         "eval": cmd_eval,
         "report": cmd_report,
+        "init": cmd_init,
+        "rollback": cmd_rollback,
     }
     try:
         return handlers[args.command](args)
     except LoraforgeError as exc:
         print(f"loraforge: error: {exc.paragraph()}", file=sys.stderr)
         return 2
+    except StopRequested:
+        print(
+            "\nloraforge: stopped; state saved. Continue with `loraforge run --resume RUN_DIR`.",
+            file=sys.stderr,
+        )
+        return 130
     except KeyboardInterrupt:
         print(
             "\nloraforge: stopped. Finished phases are saved; continue with `loraforge run --resume RUN_DIR`.",

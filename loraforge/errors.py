@@ -25,3 +25,11 @@ class ServerError(LoraforgeError):
 
 class StopRequested(Exception):
     """Raised inside a run when the user asked it to stop (Ctrl-C); state is already saved."""
+
+
+class PhaseTimeout(LoraforgeError):
+    """A phase ran past its time limit; the run stopped with its state saved."""
+
+
+class DiskFull(LoraforgeError):
+    """The disk filled up; the run stopped cleanly with its state saved."""

@@ -5,9 +5,8 @@ import pytest
 
 from loraforge.evaluators import judge
 from loraforge.evaluators.error_analysis import analyse, failure_row
-from loraforge.evaluators.eval_cmd import label_grammar
 from loraforge.evaluators.fidelity import compare
-from loraforge.evaluators.labels import label_metrics
+from loraforge.evaluators.labels import label_grammar, label_metrics
 from loraforge.evaluators.parsing import ParsedAnswer
 from loraforge.evaluators.toolcall_eval import RowResult, decision_points, summarise
 

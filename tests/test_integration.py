@@ -34,6 +34,7 @@ def tiny_run(tmp_path_factory):
         tools="examples/assistant-tools.yaml",
         out=out,
         examples=24,
+        iterations=1,
         seed=1,
         training=TrainConfig(epochs=3, batch_size=4, learning_rate=1e-3),
     )
@@ -177,13 +178,13 @@ CLI = [sys.executable, "-m", "loraforge"]
 def test_export_fidelity_passes_and_catches_a_missing_permutation(tiny_run, tmp_path):
     import shutil
 
+    from safetensors.torch import load_file, save_file
+
     from loraforge.evaluators.fidelity import check_fidelity
     from loraforge.gguf_info import read_gguf_info
     from loraforge.trainers.export_gguf import export_adapter
     from loraforge.trainers.formatting import prompt_ids
     from loraforge.trainers.model_loading import load_base_model
-
-    from safetensors.torch import load_file, save_file
 
     out, _ = tiny_run
     folder = tmp_path / "adapter"

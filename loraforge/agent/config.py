@@ -1,27 +1,41 @@
-"""The settings of one `loraforge run`: a dataclass whose every field is documented and checked."""
+"""The settings of one `loraforge run`: a dataclass whose every field is documented and checked.
+
+The same settings come from three places, later ones winning: the defaults below, a YAML file
+(`loraforge init` writes a starter with every default visible) and command-line flags.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from loraforge.agent.strategy import StrategyConfig
 from loraforge.errors import ConfigError
 from loraforge.generators.plan import GenerationPlan
 from loraforge.trainers.config import TrainConfig
 
+NESTED = {"generation": GenerationPlan, "training": TrainConfig, "strategy": StrategyConfig}
+
 
 @dataclass
 class RunConfig:
-    """One unattended run: the task, where models come from, and how much work each phase does."""
+    """One unattended run: the task, where models come from, how much work each phase does, when to stop."""
 
-    tools: Path | None = field(default=None, metadata={"help": "Tools file (YAML/JSON), e.g. tools.yaml."})
+    tools: Path | None = field(default=None, metadata={"help": "Tools file (YAML/JSON) to learn to call."})
+    labels: Path | None = field(
+        default=None, metadata={"help": "Labeled JSONL ({item, label}) to learn to classify, instead of tools."}
+    )
     out: Path = field(default=Path("runs/demo"), metadata={"help": "Run folder; every output lands inside it."})
     model: Path | None = field(
-        default=None, metadata={"help": "Base GGUF model; default: the embedded SmolLM2-135M-Instruct."}
+        default=None, metadata={"help": "Base GGUF model; empty: the embedded SmolLM2-135M-Instruct."}
     )
     teacher_model: Path | None = field(
-        default=None, metadata={"help": "GGUF model that writes synthetic data; default: the base model."}
+        default=None, metadata={"help": "GGUF model that writes synthetic data; empty: the base model."}
     )
     server_urls: list[str] = field(
         default_factory=list,
@@ -34,7 +48,13 @@ class RunConfig:
     heldout_fraction: float = field(
         default=0.2, metadata={"help": "Share of the first iteration's examples kept as the held-out set."}
     )
-    iterations: int = field(default=1, metadata={"help": "Generate-train-evaluate rounds, e.g. 3."})
+    iterations: int = field(default=3, metadata={"help": "Most generate-train-evaluate rounds."})
+    time_budget_minutes: float | None = field(
+        default=None, metadata={"help": "Stop before an iteration that would end past this; empty: no limit."}
+    )
+    phase_timeout_minutes: float = field(
+        default=240.0, metadata={"help": "A phase running longer than this stops the run (state is kept)."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed for data, splits and training."})
     parallel: int = field(
         default=2, metadata={"help": "Teacher requests in flight; more only helps with spare compute (a GPU)."}
@@ -43,30 +63,157 @@ class RunConfig:
         default=1,
         metadata={"help": "Parallel slots while evaluating; 1 keeps greedy results reproducible run to run."},
     )
-    judge: bool = field(default=True, metadata={"help": "Score final answers with the LLM judge (the base model)."})
+    judge: bool = field(default=True, metadata={"help": "Score final answers with the LLM judge (the teacher)."})
     eval_max_tokens: int = field(default=128, metadata={"help": "Longest answer generated during evaluation."})
-    generation: GenerationPlan = field(default_factory=GenerationPlan)
-    training: TrainConfig = field(default_factory=TrainConfig)
+    min_samples: int | None = field(
+        default=None, metadata={"help": "Feedback trigger: train only with at least this many labeled rows."}
+    )
+    min_error_rate: float | None = field(
+        default=None, metadata={"help": "Feedback trigger: train only when the current model errs this often."}
+    )
+    generation: GenerationPlan = field(default_factory=GenerationPlan, metadata={"help": "Synthetic data."})
+    training: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "LoRA training."})
+    strategy: StrategyConfig = field(default_factory=StrategyConfig, metadata={"help": "Stopping and steering."})
 
     def __post_init__(self) -> None:
-        for name in ("tools", "model", "teacher_model", "llama_server"):
+        for name in ("tools", "labels", "model", "teacher_model", "llama_server"):
             value = getattr(self, name)
-            if value is not None:
+            if value is not None and value != "":
                 setattr(self, name, Path(value))
+            elif value == "":
+                setattr(self, name, None)
         self.out = Path(self.out)
-        if isinstance(self.generation, dict):
-            self.generation = GenerationPlan(**self.generation)
-        if isinstance(self.training, dict):
-            self.training = TrainConfig.from_dict(self.training)
-        if self.tools is None:
-            raise ConfigError("No task was given.", fix="Pass --tools FILE with the tools to learn.")
+        for name, cls in NESTED.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, build(cls, value, name))
+        if self.tools is not None and self.labels is not None:
+            raise ConfigError("Both tools and labels were given.", fix="Pass either --tools FILE or --labels FILE.")
         if self.examples < 10:
             raise ConfigError(f"examples must be at least 10, got {self.examples}.", fix="Use --examples 10 or more.")
         if not 0.05 <= self.heldout_fraction <= 0.5:
             raise ConfigError(f"heldout_fraction must be between 0.05 and 0.5, got {self.heldout_fraction}.")
         if self.iterations < 1:
             raise ConfigError(f"iterations must be at least 1, got {self.iterations}.")
+        if (self.min_samples is not None or self.min_error_rate is not None) and self.labels is None:
+            raise ConfigError(
+                "Training triggers (min_samples, min_error_rate) apply to labeled feedback.",
+                fix="Pass --labels FEEDBACK.jsonl, or drop the trigger flags.",
+            )
         self.training.seed = self.seed
+
+    def check_task(self) -> None:
+        if self.tools is None and self.labels is None:
+            raise ConfigError(
+                "No task was given.",
+                fix="Pass --tools FILE (tool calling) or --labels FILE (classification), or set one in the config.",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_type_ok(value, arg) for arg in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is Path:
+        return isinstance(value, (str, Path))
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if origin in (list, dict):
+        return isinstance(value, origin)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """A dataclass from a mapping, refusing unknown keys and wrongly typed values with the key's path."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}.")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"Unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(f'{where}.{k}' for k in unknown)}.",
+            fix=f"Known settings in {where}: {', '.join(known)}. `loraforge init` writes them all with their defaults.",
+        )
+    values = {}
+    for key, value in data.items():
+        if key in NESTED and cls is RunConfig:
+            values[key] = build(NESTED[key], value or {}, f"{where}.{key}")
+            continue
+        if not _type_ok(value, hints[key]):
+            raise ConfigError(
+                f"{where}.{key} must be of type {getattr(hints[key], '__name__', hints[key])}, got {value!r}.",
+                fix=f"{known[key].metadata.get('help', '')}",
+            )
+        values[key] = value
+    return cls(**values)
+
+
+def load_config(path: Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """RunConfig from a YAML file, then `overrides` (from flags) on top; errors name the file and key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist.", fix="Write one with `loraforge init`.")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f", line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)}).") from exc
+    try:
+        return build(RunConfig, merge(data, overrides or {}), "config")
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}", fix=exc.fix) from exc
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, Path):
+        value = str(value)
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    return text.removesuffix("\n...").removesuffix("...").strip() or "null"
+
+
+def _section(obj: Any, indent: str = "") -> list[str]:
+    lines = []
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        help_text = f.metadata.get("help", "")
+        if dataclasses.is_dataclass(value):
+            lines += ["", f"{indent}# {help_text}", f"{indent}{f.name}:"]
+            lines += _section(value, indent + "  ")
+            continue
+        for part in [help_text] if help_text else []:
+            lines.append(f"{indent}# {part}")
+        lines.append(f"{indent}{f.name}: {_yaml_value(value)}")
+    return lines
+
+
+def starter_yaml(config: RunConfig | None = None) -> str:
+    """Every setting with its default and its help, as a YAML file that `load_config` accepts."""
+    config = config or RunConfig(tools=Path("examples/assistant-tools.yaml"))
+    header = [
+        "# loraforge run configuration. Every setting is shown with its default.",
+        "# Run it with: loraforge run --config THIS_FILE  (command-line flags override it)",
+    ]
+    return "\n".join(header + _section(config)) + "\n"

@@ -1,125 +1,265 @@
-"""The run loop: generate -> split -> train -> export -> evaluate -> decide, per iteration.
+"""The run loop: generate -> split -> train -> export -> evaluate -> decide, iteration after iteration.
 
-Every phase writes its outputs atomically and is recorded in state.json, so an interrupted run resumes
-at the first unfinished phase. Phases never share the CPU: the teacher server is stopped before
-training starts, and the evaluation server starts after it ends.
+Every phase writes its outputs atomically and is recorded in state.json, so an interrupted run resumes at
+the first unfinished phase and repeats no finished one. Phases never share the CPU: the teacher server
+stops before training starts, and the evaluation server starts after it ends. The decide phase asks the
+strategy for the next iteration's plan (written to iteration_N+1/plan.json) or for a stop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import errno
 import functools
+import inspect
 import json
+import os
 import random
-import shutil
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from loraforge.agent import strategy, triggers
 from loraforge.agent.config import RunConfig
 from loraforge.agent.registry import promote, record_history
 from loraforge.agent.state import RunState
+from loraforge.agent.tasks import LabelTask, Task, ToolTask
 from loraforge.constants import Artifact
-from loraforge.errors import ConfigError
-from loraforge.evaluators.toolcall_eval import summarise
-from loraforge.files import atomic_write_json, read_jsonl, write_jsonl
-from loraforge.generators.toolcalls import ToolCallGenerator
+from loraforge.errors import ConfigError, DiskFull, PhaseTimeout, StopRequested
+from loraforge.files import atomic_write_json, read_json, read_jsonl, write_jsonl
 from loraforge.gguf_info import read_gguf_info
 from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
 from loraforge.runtime.teacher import teacher
-from loraforge.tools import load_tools
 from loraforge.trainers.chat_format import ChatFormat, template_for_model
 from loraforge.ui import UI
 
-PRIMARY_METRIC = "exact_match"
+PLAN = "plan.json"
+
+
+def task_for(config: RunConfig) -> Task:
+    config.check_task()
+    return ToolTask.from_file(config.tools) if config.tools else LabelTask.from_file(config.labels)
 
 
 class Orchestrator:
     """Runs the loop for one run folder. Create it, then `await run()`."""
 
-    def __init__(self, config: RunConfig, ui: UI | None = None) -> None:
+    def __init__(self, config: RunConfig, ui: UI | None = None, task: Task | None = None) -> None:
         self.config = config
         self.ui = ui or UI()
         self.run_dir = config.out
-        self.tools = load_tools(config.tools)
+        self.task = task or task_for(config)
         self.model = resolve_model(config.model)
         self.teacher = resolve_model(config.teacher_model) if config.teacher_model else self.model
         self.base_info = read_gguf_info(self.model)
         self.chat_format = ChatFormat(template_for_model(self.base_info.chat_template))
         self.state = RunState()
+        self.stop = threading.Event()
+        self._phase_task: asyncio.Future | None = None
+        self._phase_async = False
+        self._interrupts = 0
 
     # ---- the loop -------------------------------------------------------------------------------
+
+    def phases(self) -> list[tuple[str, Any]]:
+        return [
+            ("generate", self._generate),
+            ("split", self._split),
+            ("train", self._train),
+            ("export", self._export),
+            ("evaluate", self._evaluate),
+            ("decide", self._decide),
+        ]
 
     async def run(self) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._check_same_run()
         self.state = RunState.load(self.run_dir)
-        for iteration in range(1, self.config.iterations + 1):
-            it_dir = self.run_dir / f"iteration_{iteration}"
-            it_dir.mkdir(exist_ok=True)
-            steps = [
-                ("generate", self._generate),
-                ("split", self._split),
-                ("train", self._train),
-                ("export", self._export),
-                ("evaluate", self._evaluate),
-                ("decide", self._decide),
-            ]
-            for phase, action in steps:
-                if self.state.is_done(iteration, phase):
-                    continue
-                started = time.monotonic()
-                result = action(iteration, it_dir)
-                if hasattr(result, "__await__"):
-                    await result
-                self.ui.info(f"[iteration {iteration}] {phase} done in {time.monotonic() - started:.0f} s")
-                self.state.mark(self.run_dir, iteration, phase)
-        self.state.finished = True
-        self.state.save(self.run_dir)
+        if not self.state.done and (self.config.min_samples is not None or self.config.min_error_rate is not None):
+            result = await self._check_triggers()
+            atomic_write_json(self.run_dir / "trigger.json", result.__dict__)
+            if not result.ready:
+                return {"skipped": result.message}
+            self.ui.info(result.message)
+        with self._signal_handlers():
+            while not self.state.finished:
+                iteration = self.state.iteration
+                it_dir = self.run_dir / f"iteration_{iteration}"
+                it_dir.mkdir(exist_ok=True)
+                for phase, action in self.phases():
+                    if self.state.is_done(iteration, phase):
+                        continue
+                    if self.stop.is_set():
+                        raise StopRequested(f"before {phase} of iteration {iteration}")
+                    started = time.monotonic()
+                    await self._run_phase(iteration, phase, action, it_dir)
+                    seconds = time.monotonic() - started
+                    self.ui.info(f"[iteration {iteration}] {phase} done in {seconds:.0f} s")
+                    self.state.add_time(iteration, seconds)
+                    self.state.mark(self.run_dir, iteration, phase)
+                if self.state.stop_reason:
+                    self.state.finished = True
+                else:
+                    self.state.iteration += 1
+                self.state.save(self.run_dir)
+                self._write_report()
         return self._final_metrics()
 
+    def _write_report(self) -> None:
+        """report.html after every iteration, so that a long run can be followed; never fatal."""
+        from loraforge.report import build_report
+
+        try:
+            written = build_report(self.run_dir)
+            self.ui.info(f"report: {written['html']}")
+        except Exception as exc:  # noqa: BLE001 - the run matters more than its report
+            self.ui.warn(f"The report could not be written ({exc}); `loraforge report {self.run_dir}` retries.")
+
+    async def _run_phase(self, iteration: int, phase: str, action: Any, it_dir: Path) -> None:
+        """One phase with a time limit; a full disk and a stop request end the run with its state intact."""
+        self._phase_async = inspect.iscoroutinefunction(action)
+        if self._phase_async:
+            self._phase_task = asyncio.ensure_future(action(iteration, it_dir))
+        else:  # blocking work runs in a thread, so that signals and the timeout stay responsive
+            self._phase_task = asyncio.ensure_future(asyncio.to_thread(action, iteration, it_dir))
+        limit = self.config.phase_timeout_minutes * 60
+        try:
+            await asyncio.wait_for(self._phase_task, timeout=limit)
+        except TimeoutError as exc:
+            self.stop.set()  # a training thread stops at its next step
+            raise PhaseTimeout(
+                f"The {phase} phase of iteration {iteration} ran longer than {self.config.phase_timeout_minutes:g} "
+                f"minutes and was stopped. Finished phases are saved in {self.run_dir}/state.json.",
+                fix=f"Raise phase_timeout_minutes, then `loraforge run --resume {self.run_dir}`.",
+            ) from exc
+        except asyncio.CancelledError:
+            if self.stop.is_set():
+                raise StopRequested(f"during {phase} of iteration {iteration}") from None
+            raise
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            raise DiskFull(
+                f"The disk holding {self.run_dir} is full ({phase} phase of iteration {iteration}). "
+                "The run stopped; finished phases are saved and no file was left half-written.",
+                fix=f"Free some space, then `loraforge run --resume {self.run_dir}`.",
+            ) from exc
+        finally:
+            self._phase_task = None
+
+    def request_stop(self) -> None:
+        """Ctrl-C: the first stops at the next safe point with state saved; the second stops at once."""
+        self._interrupts += 1
+        if self._interrupts >= 2:
+            self.ui.warn("Stopping now.")
+            _kill_children()
+            os._exit(130)
+        self.ui.warn("Stopping after saving state (press Ctrl-C again to stop at once)...")
+        self.stop.set()
+        # Async phases (generation, evaluation) stop now: generated rows are already on disk. A training
+        # thread sees the flag at its next step, saves a checkpoint and stops.
+        if self._phase_task is not None and self._phase_async:
+            self._phase_task.cancel()
+
+    def _signal_handlers(self) -> Any:
+        orchestrator = self
+
+        class Handlers:
+            def __enter__(self) -> None:
+                self.installed = False
+                if threading.current_thread() is threading.main_thread():
+                    try:
+                        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, orchestrator.request_stop)
+                        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, orchestrator.request_stop)
+                        self.installed = True
+                    except (NotImplementedError, RuntimeError):
+                        pass
+
+            def __exit__(self, *exc: Any) -> None:
+                if self.installed:
+                    asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+                    asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
+
+        return Handlers()
+
+    async def _check_triggers(self) -> triggers.TriggerResult:
+        """--min-samples / --min-error-rate on labeled feedback; the base model is measured when the rows
+        do not record what the model predicted."""
+        raw = read_jsonl(self.config.labels)
+        rate = triggers.recorded_error_rate(raw)
+        enough = self.config.min_samples is None or len(raw) >= self.config.min_samples
+        if rate is None and enough and self.config.min_error_rate is not None:
+            rows = self.task.seed_rows()
+            async with make_server(self._eval_server_config([])) as server:
+                async with LlamaClient(server.base_url, concurrency=1) as client:
+                    bar = self.ui.progress(len(rows), "measure error rate", "ex")
+                    try:
+                        evaluation = await self.task.evaluate(
+                            client,
+                            rows,
+                            adapter=None,
+                            max_tokens=32,
+                            on_done=functools.partial(bar.update, 1),
+                            fmt=self.chat_format,
+                        )
+                    finally:
+                        bar.close()
+            rate = 1 - sum(evaluation.correct) / len(rows)
+        return triggers.check(len(raw), rate, self.config.min_samples, self.config.min_error_rate)
+
     def _check_same_run(self) -> None:
-        """A run folder belongs to one task: refuse to resume it with a different tools file or model."""
+        """A run folder belongs to one task: refuse to resume it with a different task or model."""
         path = self.run_dir / Artifact.RUN_CONFIG.value
-        identity = {"tools": [t.to_openai() for t in self.tools], "model": str(self.model)}
+        identity = {"task": self.task.kind, "definition": self.task.identity(), "model": str(self.model)}
         if path.is_file():
             saved = json.loads(path.read_text())
             if saved.get("identity") != identity:
                 raise ConfigError(
-                    f"The run folder {self.run_dir} holds a run with other tools or another model.",
+                    f"The run folder {self.run_dir} holds a run of another task or model.",
                     fix="Choose a new --out folder, or delete the old run.",
                 )
-        atomic_write_json(path, {"identity": identity, "config": self.config.to_dict()})
+        atomic_write_json(path, {"identity": identity, "task": self.task.kind, "config": self.config.to_dict()})
 
     # ---- phases ---------------------------------------------------------------------------------
 
-    def _eval_server_config(self, adapters: list[Path]) -> ServerConfig:
+    def _plan(self, iteration: int) -> strategy.IterationPlan:
+        path = self.run_dir / f"iteration_{iteration}" / PLAN
+        if path.is_file():
+            return strategy.IterationPlan.from_dict(read_json(path))
         cfg = self.config
-        parallel = cfg.eval_parallel
-        return ServerConfig(
-            model_path=self.model,
-            llama_server=cfg.llama_server,
-            chat_template=self.chat_format.template,
-            lora_adapters=list(adapters),
-            n_parallel=parallel,
-            n_ctx=2048 * parallel,
-        )
+        plan = strategy.first_plan(cfg.examples, cfg.generation, cfg.training)
+        atomic_write_json(path, plan.to_dict())
+        return plan
+
+    def _known_texts(self, iteration: int) -> list[str]:
+        """Held-out and earlier training texts: new data must not come near them (LLM2LLM's rule)."""
+        if iteration == 1:
+            return []
+        rows = read_jsonl(self.run_dir / Artifact.HELDOUT.value)
+        rows += read_jsonl(self.run_dir / f"iteration_{iteration - 1}" / Artifact.TRAIN.value)
+        return [self.task.text_of(r) for r in rows]
 
     async def _generate(self, iteration: int, it_dir: Path) -> None:
         from loraforge.generators.runner import generate_to_file
 
-        data_path = it_dir / Artifact.DATA.value
         cfg = self.config
+        plan = self._plan(iteration)
         async with teacher(
             model=self.teacher, server_urls=cfg.server_urls, llama_server=cfg.llama_server, parallel=cfg.parallel
         ) as client:
-            generator = ToolCallGenerator(self.tools, client, cfg.generation, seed=cfg.seed)
-            bar = self.ui.progress(cfg.examples, "generate", "ex")
+            generator = self.task.generator(client, plan.generation, cfg.seed)
+            for text in self._known_texts(iteration):
+                generator.dedup.add(text, force=True)
+            bar = self.ui.progress(plan.examples, "generate", "ex")
             try:
                 report = await generate_to_file(
                     generator,
-                    data_path,
-                    cfg.examples,
+                    it_dir / Artifact.DATA.value,
+                    plan.examples,
                     first_index=(iteration - 1) * 100_000,  # each iteration draws fresh seeds
                     on_row=lambda _row: bar.update(1),
                     report_to=it_dir / Artifact.DATA_REPORT.value,
@@ -139,17 +279,24 @@ class Orchestrator:
             random.Random(self.config.seed).shuffle(rows)
             n_held = max(1, round(len(rows) * self.config.heldout_fraction))
             write_jsonl(heldout_path, rows[:n_held])
-            train = rows[n_held:]
+            train = self.task.seed_rows() + rows[n_held:]
         else:
             previous = read_jsonl(self.run_dir / f"iteration_{iteration - 1}" / Artifact.TRAIN.value)
             train = previous + rows
         if len(train) < 4:
             raise ConfigError(
                 f"Only {len(train)} training examples were verified; that is too few to train.",
-                fix="Raise --examples, or add worked examples to the tools file so the teacher has models.",
+                fix="Raise --examples, or add worked examples to the task file so the teacher has models.",
             )
         write_jsonl(it_dir / Artifact.TRAIN.value, train)
-        shutil.copyfile(heldout_path, it_dir / Artifact.HELDOUT.value)
+        write_jsonl(it_dir / Artifact.HELDOUT.value, read_jsonl(heldout_path))
+
+    def _training_config(self, iteration: int) -> Any:
+        plan = self._plan(iteration)
+        training = copy.deepcopy(self.config.training)
+        training.epochs, training.learning_rate = plan.epochs, plan.learning_rate
+        training.r, training.alpha, training.dropout = plan.r, plan.alpha, plan.dropout
+        return training
 
     def _train(self, iteration: int, it_dir: Path) -> None:
         from loraforge.trainers.job import run_training
@@ -161,20 +308,17 @@ class Orchestrator:
             bar.set_postfix(loss=f"{record['loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
             bar.update(step - bar.n)
 
-        meta = {
-            "task": "tools",
-            "architecture": self.base_info.architecture,
-            "tools": [t.to_openai() for t in self.tools],
-        }
+        meta = {"architecture": self.base_info.architecture, **self.task.adapter_meta()}
         try:
             run_training(
                 read_jsonl(it_dir / Artifact.TRAIN.value),
                 self.model,
-                self.config.training,
+                self._training_config(iteration),
                 it_dir,
                 progress=self.ui.info,
                 on_step=tick,
                 extra_meta=meta,
+                should_stop=self.stop.is_set,
             )
         finally:
             bar.close()
@@ -184,59 +328,83 @@ class Orchestrator:
 
         export_adapter(it_dir, self.base_info, it_dir / Artifact.ADAPTER_GGUF.value)
 
+    def _eval_server_config(self, adapters: list[Path]) -> ServerConfig:
+        parallel = self.config.eval_parallel
+        return ServerConfig(
+            model_path=self.model,
+            llama_server=self.config.llama_server,
+            chat_template=self.chat_format.template,
+            lora_adapters=list(adapters),
+            n_parallel=parallel,
+            n_ctx=2048 * parallel,
+        )
+
     async def _evaluate(self, iteration: int, it_dir: Path) -> None:
+        """Base, this iteration's adapter and the best adapter so far, in one server run on the same rows."""
         from loraforge.evaluators.error_analysis import analyse
-        from loraforge.evaluators.toolcall_eval import evaluate_rows, failures
 
         heldout = read_jsonl(it_dir / Artifact.HELDOUT.value)
-        server_cfg = self._eval_server_config([it_dir / Artifact.ADAPTER_GGUF.value])
+        adapters = [it_dir / Artifact.ADAPTER_GGUF.value]
+        models: list[tuple[str, int | None]] = [("base", None), ("adapter", 0)]
+        best = self.state.best_iteration
+        if best is not None and best != iteration:
+            adapters.append(self.run_dir / f"iteration_{best}" / Artifact.ADAPTER_GGUF.value)
+            models.append(("best", 1))
         results: dict[str, Any] = {}
-        per_model: dict[str, Any] = {}
+        evaluations = {}
         records: list[dict[str, Any]] = []
-        async with make_server(server_cfg) as server:
+        async with make_server(self._eval_server_config(adapters)) as server:
             # Continuous batching changes greedy outputs from run to run; evaluation uses one slot, and runs
-            # the base and the adapter as separate passes so the shared tools prompt stays cached.
+            # each model as a separate pass so the shared tools prompt stays cached.
             concurrency = self.config.eval_parallel
-            async with LlamaClient(server.base_url, concurrency=concurrency, adapter_count=1) as client:
-                for label, adapter in (("base", None), ("adapter", 0)):
+            async with LlamaClient(server.base_url, concurrency=concurrency, adapter_count=len(adapters)) as client:
+                for label, adapter in models:
                     bar = self.ui.progress(len(heldout), f"evaluate {label}", "ex")
                     try:
-                        rows_out = await evaluate_rows(
+                        evaluation = await self.task.evaluate(
                             client,
                             heldout,
                             adapter=adapter,
                             max_tokens=self.config.eval_max_tokens,
                             on_done=functools.partial(bar.update, 1),
+                            fmt=self.chat_format,
                         )
                     finally:
                         bar.close()
-                    per_model[label] = rows_out
-                    results[label] = summarise(rows_out, heldout)
-                    records += [{**r.record(i), "model": label} for i, r in enumerate(rows_out)]
-                if self.config.judge:
-                    results["judge"] = await self._judge(client, heldout, per_model)
+                    evaluations[label] = evaluation
+                    results[label] = evaluation.summary
+                    records += [{**r, "model": label} for r in evaluation.records]
+                if self.config.judge and isinstance(self.task, ToolTask):
+                    results["judge"] = await self._judge(client, heldout, evaluations)
         write_jsonl(it_dir / Artifact.PREDICTIONS.value, records)
-        analysis = analyse(failures(per_model["adapter"], heldout), total=len(heldout))
-        analysis["base"] = analyse(failures(per_model["base"], heldout), total=len(heldout))["by_error"]
+        analysis = analyse(evaluations["adapter"].failures, total=len(heldout))
+        analysis["base"] = analyse(evaluations["base"].failures, total=len(heldout))["by_error"]
         atomic_write_json(it_dir / "error_analysis.json", analysis)
-        train_result = json.loads((it_dir / "train_result.json").read_text())
+        train_result = read_json(it_dir / "train_result.json")
         report_path = it_dir / Artifact.DATA_REPORT.value
+        training = {k: train_result.get(k) for k in ("steps", "best_val_loss", "final_train_loss", "seconds")}
+        training["hyperparameters"] = {
+            k: train_result["config"][k] for k in ("epochs", "learning_rate", "r", "alpha", "dropout")
+        }
         metrics = {
             **results,
             "iteration": iteration,
-            "primary_metric": PRIMARY_METRIC,
+            "task": self.task.kind,
+            "primary_metric": self.task.primary,
+            "best_iteration_compared": best if "best" in results else None,
             "heldout_examples": len(heldout),
             "train_examples": len(read_jsonl(it_dir / Artifact.TRAIN.value)),
-            "training": {k: train_result[k] for k in ("steps", "best_val_loss", "final_train_loss", "seconds")},
-            "data": json.loads(report_path.read_text()) if report_path.is_file() else None,
-            "measured_with": "llama.cpp server, greedy decoding, base and adapter in the same server run",
+            "training": training,
+            "data": read_json(report_path) if report_path.is_file() else None,
+            "measured_with": "llama.cpp server, greedy decoding, every model in the same server run",
         }
         atomic_write_json(it_dir / Artifact.METRICS.value, metrics)
 
-    async def _judge(self, client: LlamaClient, heldout: list[dict], per_model: dict[str, Any]) -> dict[str, Any]:
+    async def _judge(self, client: LlamaClient, heldout: list[dict], evaluations: dict[str, Any]) -> dict[str, Any]:
         """Final answers after tool results, scored 1-10 and compared pairwise by the judge (the base model)."""
         from loraforge.evaluators import judge
 
+        texts = {label: ToolTask.final_texts(evaluations[label]) for label in ("base", "adapter")}
         scores: dict[str, list[int | None]] = {"base": [], "adapter": []}
         verdicts: list[str] = []
         cases = [i for i, row in enumerate(heldout) if row["messages"][-1]["role"] == "assistant"]
@@ -246,7 +414,7 @@ class Orchestrator:
                 row = heldout[index]
                 request = next(m["content"] for m in row["messages"] if m["role"] == "user")
                 results = [m["content"] for m in row["messages"] if m["role"] == "tool"]
-                answers = {label: per_model[label][index].final_text for label in scores}
+                answers = {label: texts[label][index] for label in scores}
                 for label, answer in answers.items():
                     scores[label].append((await judge.score_answer(client, request, results, answer))["score"])
                 verdicts.append(await judge.compare(client, request, results, answers["base"], answers["adapter"]))
@@ -254,42 +422,98 @@ class Orchestrator:
         finally:
             bar.close()
         summary = judge.summarise_judgements(scores, verdicts)
-        correct = {label: [per_model[label][i].correct for i in cases] for label in scores}
+        correct = {label: [evaluations[label].correct[i] for i in cases] for label in scores}
         summary["agreement_with_exact_match"] = {
             label: judge.agreement(scores[label], correct[label]) for label in scores
         }
         return summary
 
+    def _ranking(self, summary: dict[str, Any]) -> tuple[float, float]:
+        """The primary metric, then the second metric as the tie-breaker."""
+        first, second = self.task.metrics
+        return (summary.get(first) or 0.0, summary.get(second) or 0.0)
+
     def _decide(self, iteration: int, it_dir: Path) -> None:
-        metrics = json.loads((it_dir / Artifact.METRICS.value).read_text())
-        score = metrics["adapter"][PRIMARY_METRIC]
-        base = metrics["base"][PRIMARY_METRIC]
-        best_score = None
-        if self.state.best_iteration is not None:
-            best_path = self.run_dir / f"iteration_{self.state.best_iteration}" / Artifact.METRICS.value
-            best_score = json.loads(best_path.read_text())["adapter"][PRIMARY_METRIC]
-        promoted = score > base and (best_score is None or score > best_score)
+        metrics = read_json(it_dir / Artifact.METRICS.value)
+        name = self.task.primary
+        mine, base = self._ranking(metrics["adapter"]), self._ranking(metrics["base"])
+        best = self._ranking(metrics["best"]) if "best" in metrics else None
+        # Promotion gate: beat the base and the best adapter so far, measured in this same evaluation run.
+        promoted = mine[0] > base[0] and (best is None or mine > best)
         if promoted:
             promote(self.run_dir, it_dir)
             self.state.best_iteration = iteration
         reason = (
-            f"adapter {PRIMARY_METRIC} {score:.3f} vs base {base:.3f}"
-            + (f" and best so far {best_score:.3f}" if best_score is not None else "")
+            f"adapter {name} {mine[0]:.3f} vs base {base[0]:.3f}"
+            + (
+                f" and best so far (iteration {self.state.best_iteration if not promoted else '-'}) {best[0]:.3f}"
+                if best is not None
+                else ""
+            )
             + ("; promoted to final_adapter" if promoted else "; not promoted")
         )
+        plan, decisions = strategy.next_plan(
+            self._plan(iteration), self._evidence(iteration, it_dir, metrics), self.config.strategy
+        )
+        if plan is None:
+            self.state.stop_reason = f"{decisions[0].rule}: {decisions[0].evidence}"
+        else:
+            next_dir = self.run_dir / f"iteration_{iteration + 1}"
+            next_dir.mkdir(exist_ok=True)
+            atomic_write_json(next_dir / PLAN, plan.to_dict())
         entry = {
             "iteration": iteration,
-            "adapter": score,
-            "base": base,
+            "adapter": mine[0],
+            "base": base[0],
+            "best_before": best[0] if best else None,
             "promoted": promoted,
             "reason": reason,
+            "decisions": [d.__dict__ for d in decisions],
             "time": time.time(),
         }
         self.state.history.append(entry)
         record_history(self.run_dir, entry)
         self.ui.info(f"[iteration {iteration}] {reason}")
+        for d in decisions:
+            self.ui.info(f"[iteration {iteration}] {d.rule}: {d.action} ({d.evidence})")
+
+    def _evidence(self, iteration: int, it_dir: Path, metrics: dict[str, Any]) -> strategy.Evidence:
+        scores = []
+        for n in range(1, iteration + 1):
+            path = self.run_dir / f"iteration_{n}" / Artifact.METRICS.value
+            if path.is_file():
+                scores.append(read_json(path)["adapter"].get(self.task.primary) or 0.0)
+        log = read_jsonl(it_dir / Artifact.TRAIN_LOG.value, tolerant=True)
+        judge = (metrics.get("judge") or {}).get("mean_score", {}).get("adapter")
+        analysis = read_json(it_dir / "error_analysis.json")
+        budget = self.config.time_budget_minutes
+        return strategy.Evidence(
+            iteration=iteration,
+            max_iterations=self.config.iterations,
+            scores=scores,
+            base_score=metrics["base"].get(self.task.primary) or 0.0,
+            failures=analysis.get("failures", []),
+            heldout=read_jsonl(it_dir / Artifact.HELDOUT.value),
+            train_losses=[r["loss"] for r in log if "loss" in r],
+            val_losses=[r["val_loss"] for r in log if "val_loss" in r],
+            judge_score=judge,
+            elapsed_s=sum(self.state.seconds.values()),
+            iteration_seconds=[self.state.seconds[k] for k in sorted(self.state.seconds)],
+            time_budget_s=budget * 60 if budget else None,
+        )
 
     def _final_metrics(self) -> dict[str, Any]:
         if self.state.best_iteration is None:
             return {}
-        return json.loads((self.run_dir / Artifact.FINAL_ADAPTER.value / Artifact.METRICS.value).read_text())
+        return read_json(self.run_dir / Artifact.FINAL_ADAPTER.value / Artifact.METRICS.value)
+
+
+def _kill_children() -> None:
+    """Child processes (an out-of-process llama-server) go down with us."""
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            child.kill()
+    except Exception:  # noqa: BLE001 - best effort on the way out
+        pass

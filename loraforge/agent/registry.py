@@ -1,4 +1,10 @@
-"""The adapter registry inside a run folder: iteration folders, the promoted final adapter, history."""
+"""The adapter registry inside a run folder: iteration folders, the served adapter, history.
+
+- `iteration_N/` holds each iteration's adapter (PEFT and GGUF) and its metrics;
+- `final_adapter/` is a copy of the active adapter, ready to serve;
+- `ACTIVE` names the iteration it came from (or `base` after a rollback to the base model);
+- `history.jsonl` records every promotion decision and rollback.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from loraforge.constants import Artifact
-from loraforge.files import append_jsonl
+from loraforge.errors import ConfigError
+from loraforge.files import append_jsonl, atomic_write_text, read_jsonl
 
 PROMOTED_FILES = (
     Artifact.ADAPTER_WEIGHTS,
@@ -32,6 +39,9 @@ def promote(run_dir: Path, iteration_dir: Path) -> Path:
             if source.is_file():
                 shutil.copy2(source, tmp / source.name)
         (tmp / "SOURCE").write_text(Path(iteration_dir).name + "\n")
+        (tmp / "README.md").write_text(
+            f"Copy of the adapter of {Path(iteration_dir).name}. Serve it with llama-server --lora adapter.gguf.\n"
+        )
         old = None
         if final.exists():
             old = run_dir / f".final_adapter.old.{os.getpid()}"
@@ -42,7 +52,57 @@ def promote(run_dir: Path, iteration_dir: Path) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    atomic_write_text(run_dir / ACTIVE, Path(iteration_dir).name + "\n")
     return final
+
+
+ACTIVE = "ACTIVE"
+
+
+def active(run_dir: Path) -> str | None:
+    path = Path(run_dir) / ACTIVE
+    return path.read_text().strip() if path.is_file() else None
+
+
+def rollback(run_dir: Path, to: str | int | None = None) -> str:
+    """Make an earlier adapter active again. `to` is an iteration number, 'base', or None for the
+    promoted adapter before the current one. Returns the new active name."""
+    run_dir = Path(run_dir)
+    current = active(run_dir)
+    if current is None:
+        raise ConfigError(
+            f"{run_dir} has no active adapter to roll back.", fix="Pass a run folder with final_adapter/."
+        )
+    if to is None:
+        promoted = [f"iteration_{e['iteration']}" for e in read_jsonl(run_dir / "history.jsonl") if e.get("promoted")]
+        earlier = promoted[: promoted.index(current)] if current in promoted else []
+        if not earlier:
+            raise ConfigError(
+                f"{current} is the first promoted adapter of {run_dir}; there is nothing earlier.",
+                fix="Use --to base to serve the base model without an adapter, or --to N for iteration N.",
+            )
+        target = earlier[-1]
+    elif str(to) == "base":
+        target = "base"
+    else:
+        target = f"iteration_{int(to)}"
+    if target == "base":
+        final = run_dir / Artifact.FINAL_ADAPTER.value
+        if final.exists():
+            shutil.rmtree(final)
+        atomic_write_text(run_dir / ACTIVE, "base\n")
+    else:
+        folder = run_dir / target
+        if not (folder / Artifact.ADAPTER_GGUF.value).is_file():
+            raise ConfigError(
+                f"{folder} holds no exported adapter ({Artifact.ADAPTER_GGUF.value}).",
+                fix="Pick an iteration that finished its export phase; see history.jsonl.",
+            )
+        promote(run_dir, folder)
+    record_history(
+        run_dir, {"event": "rollback", "from": current, "to": target, "reason": f"rollback {current} -> {target}"}
+    )
+    return target
 
 
 def record_history(run_dir: Path, entry: dict[str, Any]) -> None:

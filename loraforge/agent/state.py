@@ -10,15 +10,16 @@ from typing import Any
 from loraforge.constants import Artifact
 from loraforge.files import atomic_write_json, read_json
 
-PHASES = ("generate", "split", "train", "export", "evaluate", "decide")
-
 
 @dataclass
 class RunState:
     """Progress of a run; a resumed run skips every phase recorded here."""
 
     done: dict[str, list[str]] = field(default_factory=dict)  # iteration -> finished phases
+    iteration: int = 1  # the iteration in progress
     best_iteration: int | None = None
+    stop_reason: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)  # iteration -> seconds spent in its phases
     history: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     finished: bool = False
@@ -33,6 +34,9 @@ class RunState:
 
     def save(self, run_dir: Path) -> None:
         atomic_write_json(Path(run_dir) / Artifact.STATE.value, asdict(self))
+
+    def add_time(self, iteration: int, seconds: float) -> None:
+        self.seconds[str(iteration)] = self.seconds.get(str(iteration), 0.0) + seconds
 
     def is_done(self, iteration: int, phase: str) -> bool:
         return phase in self.done.get(str(iteration), [])

