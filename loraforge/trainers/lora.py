@@ -37,6 +37,7 @@ class TrainResult:
     skipped_too_long: int
     resumed_from_step: int = 0
     micro_batch_split: int = 1
+    positions_run: int = 0  # positions computed by this process (a shared prefix counts once)
 
 
 def pick_device(device: str) -> str:
@@ -103,6 +104,14 @@ def shared_prefix_length(ids: Any, mask: Any) -> int:
     """How many leading tokens every row of the batch has in common (and not padding)."""
     same = (ids == ids[:1]).all(0) & (mask == 1).all(0)
     return min(int(same.long().cumprod(0).sum()), ids.shape[1] - 1)
+
+
+def positions_run(ids: Any, mask: Any, min_prefix: int = 16) -> int:
+    """Token positions the model actually runs for a batch: a shared prefix once, the rest per row
+    (padding included). What the benchmark's fraction of matmul peak counts."""
+    batch, width = ids.shape
+    prefix = shared_prefix_length(ids, mask) if batch > 1 else 0
+    return prefix + batch * (width - prefix) if prefix >= min_prefix else batch * width
 
 
 def _alora_offsets(model: Any, ids: Any) -> list[int | None] | None:
@@ -286,7 +295,7 @@ def train_lora(
     total_steps = steps_per_epoch * config.epochs
 
     step, epoch, best_val, best_state, bad_epochs, split = 0, 0, math.inf, None, 0, 1
-    resumed_from, sup_tokens, last_loss = 0, 0, math.nan
+    resumed_from, sup_tokens, last_loss, run_tokens = 0, 0, math.nan, 0
     checkpoint = load_checkpoint(out_dir)
     if checkpoint is not None and checkpoint["config"] == asdict(config) and checkpoint["world"] == world:
         with torch.no_grad():
@@ -335,7 +344,9 @@ def train_lora(
                             with torch.autocast(
                                 device_type=device.split(":")[0], dtype=amp or torch.float32, enabled=amp is not None
                             ):
-                                loss, n = supervised_loss(model, *collate(piece, pad_id, device))
+                                ids, labels, mask = collate(piece, pad_id, device)
+                                loss, n = supervised_loss(model, ids, labels, mask)
+                            run_tokens += positions_run(ids, mask)
                             (loss / max(1, group_tokens) * world).backward()
                             loss_sum, tokens = loss_sum + loss.item(), tokens + n
                     break
@@ -410,6 +421,7 @@ def train_lora(
         final_train_loss=last_loss,
         seconds=time.perf_counter() - started,
         supervised_tokens=sup_tokens,
+        positions_run=run_tokens,
         skipped_too_long=skipped,
         resumed_from_step=resumed_from,
         micro_batch_split=split,
