@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--teacher-model", type=Path, help="GGUF model that writes the data (default: --model)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="training device (default: auto)")
     run.add_argument("--no-judge", action="store_true", help="skip the LLM judge of final answers")
+    run.add_argument("--judge-model", type=Path, help="GGUF model that judges answers (default: the teacher)")
     run.add_argument("--min-samples", type=int, help="feedback trigger: train only with this many labeled rows")
     run.add_argument("--min-error-rate", type=float, help="feedback trigger: train only above this error rate")
     run.add_argument(
@@ -177,13 +178,14 @@ RUN_FLAGS = (
     "min_samples",
     "min_error_rate",
     "heldout_fraction",
+    "judge_model",
 )
 
 
 def run_overrides(args: argparse.Namespace) -> dict:
     """The settings given as flags, in the config file's shape."""
     values: dict = {name: getattr(args, name) for name in RUN_FLAGS if getattr(args, name) is not None}
-    for key in ("tools", "labels", "out", "model", "teacher_model", "llama_server"):
+    for key in ("tools", "labels", "out", "model", "teacher_model", "judge_model", "llama_server"):
         if key in values:
             values[key] = str(values[key])
     if args.epochs is not None or args.device is not None:

@@ -122,3 +122,27 @@ def test_python_api_example_in_the_readme_runs_as_written(tmp_path):
     assert (run / "tools.json").is_file() and (run / "iteration_1" / "adapter.gguf").is_file()
     printed = done.stdout.strip().splitlines()[-1]
     assert printed.startswith(("None", str(run / "final_adapter")))
+
+
+def test_labeled_run_trains_a_classifier_and_reports_it(tmp_path):
+    out = tmp_path / "labels"
+    seeds = Path(__file__).resolve().parents[1] / "examples" / "support-tickets.jsonl"
+    args = ["run", "--labels", str(seeds), "--out", str(out), "--examples", "12", "--iterations", "1", "--quiet"]
+    done = subprocess.run(
+        CLI + args, capture_output=True, text=True, timeout=1800, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    metrics = json.loads((out / "iteration_1" / "metrics.json").read_text())
+    assert metrics["task"] == "labels" and metrics["primary_metric"] == "accuracy"
+    labels = sorted({json.loads(line)["label"] for line in seeds.read_text().splitlines() if line.strip()})
+    for model in ("base", "adapter"):
+        assert metrics[model]["labels"] == labels
+        assert sum(sum(row.values()) for row in metrics[model]["confusion"].values()) == metrics["heldout_examples"]
+    train = read_jsonl(out / "iteration_1" / "train.jsonl")
+    seed_items = {json.loads(line)["item"] for line in seeds.read_text().splitlines() if line.strip()}
+    assert seed_items <= {r["item"] for r in train}  # the user's seeds always train
+    heldout = {r["item"] for r in read_jsonl(out / "heldout.jsonl")}
+    assert not heldout & seed_items
+    adapter_meta = json.loads((out / "iteration_1" / "loraforge.json").read_text())
+    assert adapter_meta["labels"] == labels
+    assert "confusion" in (out / "report.md").read_text().lower()

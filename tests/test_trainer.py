@@ -207,3 +207,31 @@ def test_alora_encoding_trains_only_the_turn_after_the_invocation():
     assert text.endswith("card declined<|im_end|>\n<|check|>billing<|im_end|>")
     plain = encode_training_row(fmt, CharTokenizer(), row)
     assert "".join(chr(i) for i in plain.input_ids).endswith("<|im_start|>assistant\nbilling<|im_end|>\n")
+
+
+def test_token_budget_splits_forward_passes_without_changing_the_result(tmp_path):
+    seen: list[int] = []
+    real = lora.supervised_loss
+
+    def watch(model, ids, labels, mask, **kwargs):
+        seen.append(ids.shape[0] * ids.shape[1])
+        return real(model, ids, labels, mask, **kwargs)
+
+    free = lora.train_lora(tiny_model(), 0, examples(), config(epochs=1), tmp_path / "free")
+    lora.supervised_loss = watch
+    try:
+        budget = max(len(e.input_ids) for e in examples()) + 1  # one row per pass
+        tight = lora.train_lora(
+            tiny_model(), 0, examples(), config(epochs=1, max_batch_tokens=budget), tmp_path / "tight"
+        )
+    finally:
+        lora.supervised_loss = real
+    assert seen and max(seen) <= budget
+    assert tight.steps == free.steps
+    assert tight.final_train_loss == pytest.approx(free.final_train_loss, rel=2e-3)  # float order only
+
+
+def test_within_budget_keeps_every_row_in_order():
+    rows = examples()
+    pieces = lora.within_budget([rows], budget=2 * max(len(e.input_ids) for e in rows))
+    assert [e for piece in pieces for e in piece] == rows and all(len(p) <= 2 for p in pieces)

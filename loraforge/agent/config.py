@@ -63,7 +63,11 @@ class RunConfig:
         default=1,
         metadata={"help": "Parallel slots while evaluating; 1 keeps greedy results reproducible run to run."},
     )
-    judge: bool = field(default=True, metadata={"help": "Score final answers with the LLM judge (the teacher)."})
+    judge: bool = field(default=True, metadata={"help": "Score final answers with the LLM judge."})
+    judge_model: Path | None = field(
+        default=None,
+        metadata={"help": "GGUF model that judges; empty: the teacher (the --server-url servers when given)."},
+    )
     eval_max_tokens: int = field(default=128, metadata={"help": "Longest answer generated during evaluation."})
     min_samples: int | None = field(
         default=None, metadata={"help": "Feedback trigger: train only with at least this many labeled rows."}
@@ -76,7 +80,7 @@ class RunConfig:
     strategy: StrategyConfig = field(default_factory=StrategyConfig, metadata={"help": "Stopping and steering."})
 
     def __post_init__(self) -> None:
-        for name in ("tools", "labels", "model", "teacher_model", "llama_server"):
+        for name in ("tools", "labels", "model", "teacher_model", "judge_model", "llama_server"):
             value = getattr(self, name)
             if value is not None and value != "":
                 setattr(self, name, Path(value))

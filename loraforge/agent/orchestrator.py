@@ -55,6 +55,7 @@ class Orchestrator:
         self.task = task or task_for(config)
         self.model = resolve_model(config.model)
         self.teacher = resolve_model(config.teacher_model) if config.teacher_model else self.model
+        self.judge_model = resolve_model(config.judge_model) if config.judge_model else self.teacher
         self.base_info = read_gguf_info(self.model)
         self.chat_format = ChatFormat(template_for_model(self.base_info.chat_template))
         self.state = RunState()
@@ -374,8 +375,14 @@ class Orchestrator:
                     evaluations[label] = evaluation
                     results[label] = evaluation.summary
                     records += [{**r, "model": label} for r in evaluation.records]
-                if self.config.judge and isinstance(self.task, ToolTask):
+                if self._judge_on_eval_server():
                     results["judge"] = await self._judge(client, heldout, evaluations)
+        if self.config.judge and isinstance(self.task, ToolTask) and not self._judge_on_eval_server():
+            cfg = self.config
+            async with teacher(
+                model=self.judge_model, server_urls=cfg.server_urls, llama_server=cfg.llama_server, parallel=1
+            ) as judge_client:
+                results["judge"] = await self._judge(judge_client, heldout, evaluations)
         write_jsonl(it_dir / Artifact.PREDICTIONS.value, records)
         analysis = analyse(evaluations["adapter"].failures, total=len(heldout))
         analysis["base"] = analyse(evaluations["base"].failures, total=len(heldout))["by_error"]
@@ -397,11 +404,21 @@ class Orchestrator:
             "training": training,
             "data": read_json(report_path) if report_path.is_file() else None,
             "measured_with": "llama.cpp server, greedy decoding, every model in the same server run",
+            "judge_model": str(self.judge_model) if "judge" in results else None,
         }
         atomic_write_json(it_dir / Artifact.METRICS.value, metrics)
 
+    def _judge_on_eval_server(self) -> bool:
+        """The judge is the teacher; when that is the base model itself, the evaluation server serves it."""
+        return (
+            self.config.judge
+            and isinstance(self.task, ToolTask)
+            and not self.config.server_urls
+            and self.judge_model == self.model
+        )
+
     async def _judge(self, client: LlamaClient, heldout: list[dict], evaluations: dict[str, Any]) -> dict[str, Any]:
-        """Final answers after tool results, scored 1-10 and compared pairwise by the judge (the base model)."""
+        """Final answers after tool results, scored 1-10 and compared pairwise by the judge."""
         from loraforge.evaluators import judge
 
         texts = {label: ToolTask.final_texts(evaluations[label]) for label in ("base", "adapter")}

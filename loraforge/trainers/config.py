@@ -56,6 +56,14 @@ class TrainConfig:
         },
     )
     threads: int = field(default=0, metadata={"help": "Torch CPU threads; 0 means every core given to training."})
+    max_batch_tokens: int = field(
+        default=0,
+        metadata={
+            "help": "Most token positions (rows x length) in one forward pass; bigger micro-batches are split "
+            "and their gradients accumulated, so results do not change. 0: sized from free memory on CPU "
+            "(the kernel kills a process that overcommits before Python sees an error), unlimited on GPU."
+        },
+    )
     seed: int = field(default=0, metadata={"help": "Seed for initialisation and data order."})
     use_rslora: bool = field(default=False, metadata={"help": "Not expressible in GGUF; refused."})
     use_dora: bool = field(default=False, metadata={"help": "Not expressible in GGUF; refused."})

@@ -197,13 +197,39 @@ def split_batch(batch: list[Encoded], parts: int) -> list[list[Encoded]]:
     return [batch[i : i + size] for i in range(0, len(batch), size)]
 
 
+def token_budget(model: Any, config: TrainConfig, device: str) -> int:
+    """Token positions one forward pass may hold. On CPU, half the free memory over a measured cost per
+    position (about 4 MB for SmolLM2-135M's 30 layers of width 576 in training, scaled by depth x width)."""
+    if config.max_batch_tokens > 0:
+        return config.max_batch_tokens
+    if not device.startswith("cpu"):
+        return 1 << 30
+    import psutil
+
+    cfg = getattr(model, "config", None)
+    depth_width = (getattr(cfg, "num_hidden_layers", 30) or 30) * (getattr(cfg, "hidden_size", 576) or 576)
+    per_position = 4e6 * depth_width / (30 * 576)
+    return max(512, int(psutil.virtual_memory().available * 0.5 / per_position))
+
+
+def within_budget(pieces: list[list[Encoded]], budget: int) -> list[list[Encoded]]:
+    """Split micro-batches until rows x longest row fits the budget (a single row always passes)."""
+    out: list[list[Encoded]] = []
+    for piece in pieces:
+        width = max(len(e.input_ids) for e in piece)
+        rows = max(1, budget // max(1, width))
+        out += [piece[i : i + rows] for i in range(0, len(piece), rows)]
+    return out
+
+
 def evaluate_loss(model: Any, examples: list[Encoded], config: TrainConfig, pad_id: int, device: str, amp) -> float:
     import torch
 
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad(), torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
-        for batch in length_batches(examples, config.batch_size, random.Random(0)):
+        batches = length_batches(examples, config.batch_size, random.Random(0))
+        for batch in within_budget(batches, token_budget(model, config, device)):
             loss, n = supervised_loss(model, *collate(batch, pad_id, device))
             total, count = total + loss.item(), count + n
     model.train()
@@ -287,6 +313,7 @@ def train_lora(
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     model = get_peft_model(model.to(device), peft_config)
+    budget = token_budget(model, config, device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -340,7 +367,7 @@ def train_lora(
                 try:
                     loss_sum, tokens = 0.0, 0
                     for batch in mine:
-                        for piece in split_batch(batch, split):
+                        for piece in within_budget(split_batch(batch, split), budget):
                             with torch.autocast(
                                 device_type=device.split(":")[0], dtype=amp or torch.float32, enabled=amp is not None
                             ):
