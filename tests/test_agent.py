@@ -486,3 +486,12 @@ def test_api_needs_tools_before_creating_an_adapter(tmp_path):
 def test_config_build_rejects_nested_unknown_keys():
     with pytest.raises(ConfigError, match="config.strategy.patiense"):
         build(RunConfig, {"strategy": {"patiense": 2}}, "config")
+
+
+def test_a_decision_recorded_again_after_a_crash_replaces_the_first(tmp_path):
+    record_history(tmp_path, {"iteration": 1, "promoted": True, "reason": "first try"})
+    record_history(tmp_path, {"event": "rollback", "from": "iteration_1", "to": "base", "reason": "r"})
+    record_history(tmp_path, {"iteration": 1, "promoted": True, "reason": "after resume"})
+    record_history(tmp_path, {"iteration": 2, "promoted": False, "reason": "next"})
+    history = read_jsonl(tmp_path / "history.jsonl")
+    assert [h.get("reason") for h in history] == ["r", "after resume", "next"]

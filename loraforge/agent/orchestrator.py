@@ -455,6 +455,7 @@ class Orchestrator:
         name = self.task.primary
         mine, base = self._ranking(metrics["adapter"]), self._ranking(metrics["base"])
         best = self._ranking(metrics["best"]) if "best" in metrics else None
+        previous = self.state.best_iteration
         # Promotion gate: beat the base and the best adapter so far, measured in this same evaluation run.
         promoted = mine[0] > base[0] and (best is None or mine > best)
         if promoted:
@@ -462,11 +463,7 @@ class Orchestrator:
             self.state.best_iteration = iteration
         reason = (
             f"adapter {name} {mine[0]:.3f} vs base {base[0]:.3f}"
-            + (
-                f" and best so far (iteration {self.state.best_iteration if not promoted else '-'}) {best[0]:.3f}"
-                if best is not None
-                else ""
-            )
+            + (f" and best so far (iteration {previous}) {best[0]:.3f}" if best is not None else "")
             + ("; promoted to final_adapter" if promoted else "; not promoted")
         )
         plan, decisions = strategy.next_plan(
@@ -488,7 +485,7 @@ class Orchestrator:
             "decisions": [d.__dict__ for d in decisions],
             "time": time.time(),
         }
-        self.state.history.append(entry)
+        self.state.history = [h for h in self.state.history if h.get("iteration") != iteration] + [entry]
         record_history(self.run_dir, entry)
         self.ui.info(f"[iteration {iteration}] {reason}")
         for d in decisions:

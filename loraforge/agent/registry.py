@@ -16,7 +16,7 @@ from typing import Any
 
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
-from loraforge.files import append_jsonl, atomic_write_text, read_jsonl
+from loraforge.files import append_jsonl, atomic_write_text, read_jsonl, write_jsonl
 
 PROMOTED_FILES = (
     Artifact.ADAPTER_WEIGHTS,
@@ -106,4 +106,12 @@ def rollback(run_dir: Path, to: str | int | None = None) -> str:
 
 
 def record_history(run_dir: Path, entry: dict[str, Any]) -> None:
-    append_jsonl(Path(run_dir) / "history.jsonl", [entry])
+    """Append an entry; an iteration's decision replaces one recorded before a crash, never doubles it."""
+    path = Path(run_dir) / "history.jsonl"
+    if "iteration" in entry and "event" not in entry and path.is_file():
+        kept = [
+            e for e in read_jsonl(path, tolerant=True) if e.get("event") or e.get("iteration") != entry["iteration"]
+        ]
+        write_jsonl(path, kept + [entry])
+        return
+    append_jsonl(path, [entry])
