@@ -246,3 +246,18 @@ def test_eval_command_on_a_twenty_row_file(tiny_run, tmp_path):
     metrics = json.loads((target / "metrics.json").read_text())
     assert metrics["base"]["n"] == metrics["adapter"]["n"] == 20
     assert metrics["adapter"]["exact_match"] >= metrics["base"]["exact_match"]
+
+
+@pytest.mark.browser
+def test_report_of_a_real_run_renders_its_plots(tiny_run, tmp_path):
+    from test_report import adapter_colour_pixels, screenshot
+
+    out, _ = tiny_run
+    done = subprocess.run(CLI + ["report", str(out)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    html = (out / "report.html").read_text()
+    metrics = json.loads((out / "iteration_1" / "metrics.json").read_text())
+    assert f"{metrics['adapter']['exact_match']:.3f}" in html  # numbers come from the run's files
+    for name in ("metrics.png", "loss.png", "confusion.png"):
+        assert (out / "report_files" / name).is_file()
+    assert adapter_colour_pixels(screenshot(out / "report.html", tmp_path / "shot.png")) > 2000
