@@ -250,7 +250,7 @@ def test_eval_command_on_a_twenty_row_file(tiny_run, tmp_path):
 
 @pytest.mark.browser
 def test_report_of_a_real_run_renders_its_plots(tiny_run, tmp_path):
-    from test_report import adapter_colour_pixels, screenshot
+    from test_report import coloured_pixels, screenshot
 
     out, _ = tiny_run
     done = subprocess.run(CLI + ["report", str(out)], capture_output=True, text=True, timeout=300)
@@ -260,4 +260,4 @@ def test_report_of_a_real_run_renders_its_plots(tiny_run, tmp_path):
     assert f"{metrics['adapter']['exact_match']:.3f}" in html  # numbers come from the run's files
     for name in ("metrics.png", "loss.png", "confusion.png"):
         assert (out / "report_files" / name).is_file()
-    assert adapter_colour_pixels(screenshot(out / "report.html", tmp_path / "shot.png")) > 2000
+    assert coloured_pixels(screenshot(out / "report.html", tmp_path / "shot.png")) > 2000
