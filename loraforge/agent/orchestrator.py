@@ -312,7 +312,7 @@ class Orchestrator:
         meta = {"architecture": self.base_info.architecture, **self.task.adapter_meta()}
         try:
             run_training(
-                read_jsonl(it_dir / Artifact.TRAIN.value),
+                [self.task.to_chat(row) for row in read_jsonl(it_dir / Artifact.TRAIN.value)],
                 self.model,
                 self._training_config(iteration),
                 it_dir,

@@ -19,6 +19,7 @@ from loraforge.generators.plan import GenerationPlan
 from loraforge.generators.toolcalls import ToolCallGenerator
 from loraforge.tools import load_tools
 from loraforge.tools.definition import ToolDefinition
+from loraforge.trainers.data import chat_from_labeled
 
 
 @dataclass
@@ -56,6 +57,10 @@ class ToolTask:
 
     def seed_rows(self) -> list[dict[str, Any]]:
         return []
+
+    @staticmethod
+    def to_chat(row: dict[str, Any]) -> dict[str, Any]:
+        return row
 
     def adapter_meta(self) -> dict[str, Any]:
         return {"task": "tools", "tools": self.identity()}
@@ -111,6 +116,11 @@ class LabelTask:
     def seed_rows(self) -> list[dict[str, Any]]:
         """The user's own labeled rows: they train in every iteration."""
         return [{"item": r["item"], "label": r["label"], "meta": {"style": "seed"}} for r in self.rows]
+
+    @staticmethod
+    def to_chat(row: dict[str, Any]) -> dict[str, Any]:
+        """The item as the user turn, the label as the assistant's answer: what training sees."""
+        return chat_from_labeled(row)
 
     def adapter_meta(self) -> dict[str, Any]:
         return {"task": "labels", "labels": self.labels}
