@@ -9,6 +9,7 @@ strategy for the next iteration's plan (written to iteration_N+1/plan.json) or f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import errno
 import functools
@@ -19,6 +20,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,26 +168,24 @@ class Orchestrator:
         if self._phase_task is not None and self._phase_async:
             self._phase_task.cancel()
 
-    def _signal_handlers(self) -> Any:
-        orchestrator = self
-
-        class Handlers:
-            def __enter__(self) -> None:
-                self.installed = False
-                if threading.current_thread() is threading.main_thread():
-                    try:
-                        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, orchestrator.request_stop)
-                        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, orchestrator.request_stop)
-                        self.installed = True
-                    except (NotImplementedError, RuntimeError):
-                        pass
-
-            def __exit__(self, *exc: Any) -> None:
-                if self.installed:
-                    asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
-                    asyncio.get_running_loop().remove_signal_handler(signal.SIGTERM)
-
-        return Handlers()
+    @contextlib.contextmanager
+    def _signal_handlers(self) -> Iterator[None]:
+        """Ctrl-C and SIGTERM go to request_stop while the loop runs (main thread only)."""
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        installed = threading.current_thread() is threading.main_thread()
+        if installed:
+            try:
+                for sig in signals:
+                    loop.add_signal_handler(sig, self.request_stop)
+            except NotImplementedError:  # no loop signal handlers on this platform: Ctrl-C interrupts as usual
+                installed = False
+        try:
+            yield
+        finally:
+            if installed:
+                for sig in signals:
+                    loop.remove_signal_handler(sig)
 
     async def _check_triggers(self) -> triggers.TriggerResult:
         """--min-samples / --min-error-rate on labeled feedback; the base model is measured when the rows
