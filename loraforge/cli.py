@@ -345,7 +345,7 @@ def _adapter_base(adapter_dir: Path, given: Path | None) -> Path:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from loraforge.evaluators.fidelity import check_fidelity
+    from loraforge.evaluators.fidelity import NOISE_FACTOR, check_fidelity
     from loraforge.evaluators.prompts_for import heldout_prompts
     from loraforge.files import atomic_write_json
     from loraforge.gguf_info import read_gguf_info
@@ -379,13 +379,19 @@ def cmd_export(args: argparse.Namespace) -> int:
         report["outtype"] = args.outtype
         atomic_write_json(folder / "export_report.json", report)
         print(
-            f"fidelity: top-1 agreement {report['top1_agreement']:.4f} over {report['positions']} positions, "
-            f"greedy match {report['greedy_match']:.2f} on {report['prompts']} prompts"
+            f"fidelity: top-1 agreement {report['top1_agreement']:.4f} over {report['positions']} positions "
+            f"({report['top1_agreement_near_ties']:.4f} counting {len(report['near_ties'])} near ties), "
+            f"greedy match {report['greedy_match']:.2f} on {report['prompts']} prompts; log-probability error "
+            f"{report['logprob_error']:.3f} (limit {report['logprob_error_limit']:.3f}, {NOISE_FACTOR:g}x the base model's "
+            f"own {report['base_logprob_error']:.3f})"
         )
         if not report["passed"]:
             print(
-                f"loraforge: error: the GGUF adapter does not reproduce the PEFT adapter (top-1 agreement "
-                f"{report['top1_agreement']:.4f} < {report['threshold']}); see {folder / 'export_report.json'}.",
+                f"loraforge: error: the GGUF adapter does not reproduce the PEFT adapter: top-1 agreement "
+                f"counting near ties {report['top1_agreement_near_ties']:.4f} (needs {report['threshold']}), "
+                f"log-probability error {report['logprob_error']:.3f} (limit {report['logprob_error_limit']:.3f})."
+                f" Check that the base model is the one the adapter was trained on; details in "
+                f"{folder / 'export_report.json'}.",
                 file=sys.stderr,
             )
             return 1

@@ -5,7 +5,7 @@ import pytest
 
 from loraforge.evaluators import judge
 from loraforge.evaluators.error_analysis import analyse, failure_row
-from loraforge.evaluators.fidelity import compare
+from loraforge.evaluators.fidelity import NEAR_TIE_LOGITS, compare
 from loraforge.evaluators.labels import label_grammar, label_metrics
 from loraforge.evaluators.parsing import ParsedAnswer
 from loraforge.evaluators.toolcall_eval import RowResult, decision_points, summarise
@@ -126,6 +126,63 @@ def test_fidelity_comparison():
     assert compare(refs, refs, refs, eos=2)["passed"]
 
 
+def test_fidelity_counts_only_near_ties_as_noise():
+    refs = [[5, 6, 2], [7, 8]]
+    forced = [[5, 9, 2], [7, 9]]
+    # PyTorch barely prefers its token at the first flip (quantisation noise), clearly at the second.
+    margins = [[0.0, NEAR_TIE_LOGITS / 2, 0.0], [0.0, NEAR_TIE_LOGITS * 4]]
+    report = compare(refs, forced, refs, eos=2, margins=margins)
+    assert report["top1_agreement"] == pytest.approx(3 / 5)
+    assert report["top1_agreement_near_ties"] == pytest.approx(4 / 5) and not report["passed"]
+    assert [(t["prompt"], t["position"]) for t in report["near_ties"]] == [(0, 1)]
+    margins[1][1] = NEAR_TIE_LOGITS
+    assert compare(refs, forced, refs, eos=2, margins=margins)["passed"]
+
+
+def test_forced_predictions_need_one_request_per_disagreement():
+    import asyncio
+
+    from loraforge.evaluators.fidelity import forced_predictions
+
+    reference = [1, 2, 3, 4, 5]
+    truth = {0: 1, 1: 9, 2: 3, 3: 4, 4: 7}  # llama.cpp's top-1 after the reference's first k tokens
+
+    class Greedy:
+        requests = 0
+
+        async def next_tokens_with_logprobs(self, prompt, count, *, adapter=None, top=5):
+            self.requests += 1
+            k = len(prompt) - 2
+            out = []
+            for position in range(k, k + count):
+                out.append((truth[position], {truth[position]: -0.1 * position}))
+                if truth[position] != reference[position]:
+                    break  # a real greedy run would continue from its own token; the caller stops there
+            return out
+
+    client = Greedy()
+    predicted, candidates = asyncio.run(forced_predictions(client, [100, 101], reference, adapter=0))
+    assert predicted == [1, 9, 3, 4, 7]
+    assert [next(iter(c.values())) for c in candidates] == pytest.approx([0, -0.1, -0.2, -0.3, -0.4])
+    assert client.requests == 2  # one per disagreement before the last position, plus one
+
+
+def test_fidelity_logprob_error_is_measured_against_the_base_noise():
+    import torch
+
+    from loraforge.evaluators.fidelity import NOISE_FACTOR, logprob_error
+
+    torch_logprobs = torch.log_softmax(torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0]]), -1)
+    exact = [{0: float(torch_logprobs[0, 0]), 1: float(torch_logprobs[0, 1])}, {1: float(torch_logprobs[1, 1])}]
+    assert logprob_error(exact, torch_logprobs) == pytest.approx([0.0, 0.0], abs=1e-6)
+    off = [{t: lp + 0.3 for t, lp in c.items()} for c in exact]
+    assert logprob_error(off, torch_logprobs) == pytest.approx([0.3, 0.3])
+    refs = [[0, 1]]
+    noisy = compare(refs, refs, refs, eos=9, margins=[[0, 0]], errors=[0.3, 0.3], base_errors=[0.1, 0.1])
+    assert noisy["logprob_error_limit"] == pytest.approx(NOISE_FACTOR * 0.1) and not noisy["passed"]
+    assert compare(refs, refs, refs, eos=9, margins=[[0, 0]], errors=[0.15, 0.15], base_errors=[0.1, 0.1])["passed"]
+
+
 def test_label_grammar_lists_every_label():
     assert label_grammar(["bug", 'say "hi"']) == 'root ::= "bug" | "say \\"hi\\""'
 
@@ -143,7 +200,9 @@ def test_bundle_files(tmp_path):
         )
     )
     paths = write_bundle(
-        tmp_path, tmp_path / "base.gguf", {"top1_agreement": 1.0, "positions": 10, "greedy_match": 1.0}
+        tmp_path,
+        tmp_path / "base.gguf",
+        {"top1_agreement": 1.0, "top1_agreement_near_ties": 1.0, "near_ties": [], "positions": 10, "greedy_match": 1.0},
     )
     names = {p.name for p in paths}
     assert names == {"serve.sh", "Modelfile", "README.md"}

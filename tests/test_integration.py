@@ -192,12 +192,14 @@ def test_export_fidelity_passes_and_catches_a_missing_permutation(tiny_run, tmp_
     done = subprocess.run(CLI + ["export", str(folder), "--prompts", "4"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((folder / "export_report.json").read_text())
-    assert report["passed"] and report["top1_agreement"] >= 0.99 and report["prompts"] == 4
+    assert report["passed"] and report["top1_agreement_near_ties"] >= 0.99 and report["prompts"] == 4
+    assert report["logprob_error"] <= report["logprob_error_limit"]
     for name in ("serve.sh", "Modelfile", "README.md", "chat_template.jinja"):
         assert (folder / name).is_file()
 
-    # A tiny run's q/k update hardly moves the next token, so a wrong layout would pass unseen. With the
-    # q/k update made 5 times stronger, the unpermuted export fails and the permuted one stays far closer.
+    # q/k exported without llama.cpp's row permutation. A tiny run's q/k update is small, so it is made 5
+    # times stronger to stand for a trained adapter (on `make run`'s adapter the unpermuted export fails
+    # unscaled: log-probability error 0.43 against a limit of 0.21).
     weights_path = folder / "adapter_model.safetensors"
     weights = load_file(weights_path)
     for name in weights:
@@ -214,8 +216,9 @@ def test_export_fidelity_passes_and_catches_a_missing_permutation(tiny_run, tmp_
         gguf = tmp_path / f"permute_{permute}.gguf"
         export_adapter(folder, read_gguf_info(base), gguf, permute_qk=permute)
         scores[permute] = check_fidelity(folder, base, gguf, prompts, tokenizer.eos_token_id)
-    assert not scores[False]["passed"] and scores[False]["top1_agreement"] < 0.99, scores
-    assert scores[True]["top1_agreement"] >= scores[False]["top1_agreement"] + 0.05, scores
+    assert not scores[False]["passed"], scores
+    assert scores[False]["logprob_error"] > scores[False]["logprob_error_limit"], scores
+    assert scores[True]["logprob_error"] < scores[False]["logprob_error"] / 2, scores
 
 
 def test_eval_command_on_a_twenty_row_file(tiny_run, tmp_path):

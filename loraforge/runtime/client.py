@@ -253,6 +253,27 @@ class LlamaClient:
         answer = await self._request("POST", "/completion", body)
         return list(answer.get("tokens") or [])
 
+    async def next_tokens_with_logprobs(
+        self, prompt: list[int], count: int, *, adapter: int | None = None, top: int = 5
+    ) -> list[tuple[int, dict[int, float]]]:
+        """Like `next_tokens`, with the log-probabilities of the `top` likeliest tokens at each step."""
+        body = {
+            "prompt": prompt,
+            "n_predict": count,
+            "temperature": 0.0,
+            "top_k": 1,
+            "return_tokens": True,
+            "n_probs": top,
+            **self._lora_field(adapter),
+        }
+        answer = await self._request("POST", "/completion", body)
+        steps = answer.get("completion_probabilities") or []
+        out = []
+        for token, step in zip(answer.get("tokens") or [], steps):
+            candidates = step.get("top_logprobs") or []
+            out.append((token, {c["id"]: c["logprob"] for c in candidates if "id" in c and "logprob" in c}))
+        return out
+
     async def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
         answer = await self._request(
             "POST", "/tokenize", {"content": text, "add_special": add_special, "parse_special": True}

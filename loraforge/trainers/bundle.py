@@ -59,7 +59,8 @@ def model_card(folder: Path, base: Path, fidelity: dict[str, Any] | None) -> str
     if fidelity:
         lines.append(
             f"\nExport fidelity (llama.cpp against PEFT): top-1 agreement {fidelity['top1_agreement']:.4f} "
-            f"over {fidelity['positions']} positions, greedy match {fidelity['greedy_match']:.2f}."
+            f"over {fidelity['positions']} positions ({fidelity['top1_agreement_near_ties']:.4f} counting "
+            f"{len(fidelity['near_ties'])} quantisation near ties), greedy match {fidelity['greedy_match']:.2f}."
         )
     lines += ["", "## Serve", "", "```", llama_server_command(base, folder), "```", ""]
     return "\n".join(lines)
