@@ -382,8 +382,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"fidelity: top-1 agreement {report['top1_agreement']:.4f} over {report['positions']} positions "
             f"({report['top1_agreement_near_ties']:.4f} counting {len(report['near_ties'])} near ties), "
             f"greedy match {report['greedy_match']:.2f} on {report['prompts']} prompts; log-probability error "
-            f"{report['logprob_error']:.3f} (limit {report['logprob_error_limit']:.3f}, {NOISE_FACTOR:g}x the base model's "
-            f"own {report['base_logprob_error']:.3f})"
+            f"{report['logprob_error']:.3f} (limit {report['logprob_error_limit']:.3f}, {NOISE_FACTOR:g}x the "
+            f"base model's own {report['base_logprob_error']:.3f})"
         )
         if not report["passed"]:
             print(

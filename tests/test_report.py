@@ -144,6 +144,7 @@ def test_report_numbers_come_from_the_run_files(tmp_path):
     for text in ("reason-of-iteration-1", "examples -&gt; 100", "weather in Paris please 2", "iteration budget spent"):
         assert text in html
     assert "examples -> 100" in markdown
+    assert "| 0.0005 |" in markdown  # the learning rate keeps its significant digits
     plots = [p for name, p in written.items() if name.endswith(".png")]
     assert {p.name for p in plots} == {"metrics.png", "per_key_accuracy.png", "loss.png", "confusion.png", "errors.png"}
     for path in plots:

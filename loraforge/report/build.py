@@ -131,10 +131,10 @@ def training_section(run: RunData, plots: dict[str, Path]) -> list[Block]:
                 training.get("final_train_loss"),
                 training.get("best_val_loss"),
                 hp.get("epochs"),
-                hp.get("learning_rate"),
+                f"{hp['learning_rate']:.2g}" if hp.get("learning_rate") is not None else None,
                 hp.get("r"),
                 hp.get("dropout"),
-                training.get("seconds"),
+                round(training["seconds"]) if training.get("seconds") is not None else None,
             ]
         )
     blocks: list[Block] = [Heading("Training")]
