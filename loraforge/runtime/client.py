@@ -240,36 +240,30 @@ class LlamaClient:
         answer = await self._request("POST", "/v1/completions", body)
         return ((answer.get("choices") or [{}])[0]).get("text") or ""
 
-    async def next_tokens(self, prompt: list[int], count: int, *, adapter: int | None = None) -> list[int]:
-        """The ids of `count` greedy tokens after `prompt` (llama.cpp's native /completion)."""
+    async def _greedy(self, prompt: list[int], count: int, adapter: int | None, top: int = 0) -> dict[str, Any]:
+        """llama.cpp's native /completion: `count` greedy tokens after `prompt`, with `top` log-probabilities."""
         body = {
             "prompt": prompt,
             "n_predict": count,
             "temperature": 0.0,
             "top_k": 1,
             "return_tokens": True,
+            **({"n_probs": top} if top else {}),
             **self._lora_field(adapter),
         }
-        answer = await self._request("POST", "/completion", body)
-        return list(answer.get("tokens") or [])
+        return await self._request("POST", "/completion", body)
+
+    async def next_tokens(self, prompt: list[int], count: int, *, adapter: int | None = None) -> list[int]:
+        """The ids of `count` greedy tokens after `prompt`."""
+        return list((await self._greedy(prompt, count, adapter)).get("tokens") or [])
 
     async def next_tokens_with_logprobs(
         self, prompt: list[int], count: int, *, adapter: int | None = None, top: int = 5
     ) -> list[tuple[int, dict[int, float]]]:
         """Like `next_tokens`, with the log-probabilities of the `top` likeliest tokens at each step."""
-        body = {
-            "prompt": prompt,
-            "n_predict": count,
-            "temperature": 0.0,
-            "top_k": 1,
-            "return_tokens": True,
-            "n_probs": top,
-            **self._lora_field(adapter),
-        }
-        answer = await self._request("POST", "/completion", body)
-        steps = answer.get("completion_probabilities") or []
+        answer = await self._greedy(prompt, count, adapter, top)
         out = []
-        for token, step in zip(answer.get("tokens") or [], steps):
+        for token, step in zip(answer.get("tokens") or [], answer.get("completion_probabilities") or []):
             candidates = step.get("top_logprobs") or []
             out.append((token, {c["id"]: c["logprob"] for c in candidates if "id" in c and "logprob" in c}))
         return out
