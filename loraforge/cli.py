@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument(
         "--roundtrip",
         choices=["call", "name", "off"],
-        default="name",
+        default="off",
         help="semantic check: the teacher must recover the whole call, or the tool name",
     )
     gen.add_argument(

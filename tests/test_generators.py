@@ -96,10 +96,12 @@ def test_tool_definitions_are_never_executed(tmp_path):
 def test_prompts_list_shots_and_end_with_the_new_values():
     tool = load_tools("examples/assistant-tools.yaml")[1]
     text = prompts.request_prompt(
-        tool, [({"minutes": 10}, "Set a timer for 10 minutes.")], {"minutes": 7, "label": "tea"}
+        prompts.tool_topic(tool), [(["10 minutes"], "Set a timer for 10 minutes.")], ["7 minutes", "tea"]
     )
-    assert text.splitlines()[-1] == "- minutes=7, label=tea:"
-    assert "- minutes=10: Set a timer for 10 minutes." in text
+    assert text.splitlines()[-1] == "- 7 minutes; tea:"
+    assert "- 10 minutes: Set a timer for 10 minutes." in text
+    assert "about set timer" in text.splitlines()[0]
+    assert tool.description not in text  # descriptions are never shown: a small teacher copies them
 
 
 def test_row_format_is_openai_chat_jsonl():

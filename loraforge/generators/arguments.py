@@ -1,8 +1,8 @@
-"""Argument values for synthetic calls.
+"""Argument values for synthetic calls, drawn from each parameter's value model.
 
-Enumerations, numbers, booleans and formatted strings (dates, e-mails) are drawn from the schema itself.
-Free-text strings come from value pools that the teacher fills, a list at a time, under a JSON Schema
-constraint; one call yields many realistic values, so the expensive prompt is paid once per pool.
+Most values come from the value model (`values.py`: Faker, built-in lists, the schema). Parameters that no
+list models ("free" text) come from value pools that the teacher fills, a list at a time, under a JSON
+Schema constraint; every pooled value must pass the same plausibility check as any other value.
 """
 
 from __future__ import annotations
@@ -12,95 +12,56 @@ import json
 import random
 from typing import Any
 
+from loraforge.generators import values
 from loraforge.runtime.client import LlamaClient
 from loraforge.tools.definition import ToolDefinition
-from loraforge.tools.schema_sampling import sample_value
 
-_NICE_NUMBERS = [
-    1,
-    2,
-    3,
-    5,
-    7,
-    8,
-    10,
-    12,
-    15,
-    20,
-    25,
-    30,
-    40,
-    45,
-    50,
-    60,
-    75,
-    90,
-    100,
-    120,
-    150,
-    200,
-    250,
-    300,
-    500,
-    750,
-    1000,
-    1200,
-    1500,
-    2000,
-    2500,
-    5000,
-    10000,
-]
+# Kinds whose value is the user's own wording: a loosely stated one is repaired to the request's span.
+TEXT_KINDS = {"free", "message", "memo", "title", "task", "query", "label", "tag", "category"}
 
 
-def is_free_text(schema: dict[str, Any]) -> bool:
-    return (
-        schema.get("type") == "string" and not schema.get("enum") and not schema.get("format") and "const" not in schema
-    )
-
-
-def nice_number(schema: dict[str, Any], rng: random.Random) -> int | float:
-    """Numbers people say: 25, 40, 2500, sometimes 12.5; inside the schema's bounds."""
-    low = schema.get("minimum", schema.get("exclusiveMinimum", 0))
-    high = schema.get("maximum", schema.get("exclusiveMaximum", 10000))
-    candidates = [n for n in _NICE_NUMBERS if low <= n <= high and n != schema.get("exclusiveMinimum")]
-    if schema.get("type") == "number" and rng.random() < 0.2:
-        candidates = [n + 0.5 for n in candidates if n + 0.5 <= high] or candidates
-    if not candidates or rng.random() < 0.25:
-        return sample_value(schema, rng)
-    return rng.choice(candidates)
+def is_free_text(model: values.ParamModel) -> bool:
+    return model.kind in TEXT_KINDS and model.schema.get("type", "string") == "string" and not model.is_enum
 
 
 class ArgumentDrafter:
-    """Draws argument objects for a tool. Pools are per (tool, parameter) and refill when empty."""
+    """Draws argument objects for a tool. Pools are per (tool, parameter path) and refill when empty."""
 
     def __init__(self, client: LlamaClient, *, temperature: float = 0.9, pool_size: int = 10) -> None:
         self.client = client
         self.temperature = temperature
         self.pool_size = pool_size
+        self.source = values.ValueSource()
+        self._models: dict[str, dict[str, values.ParamModel]] = {}
         self._pools: dict[tuple[str, str], list[Any]] = {}
         self._used: dict[tuple[str, str], set[str]] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.teacher_calls = 0
+        self.implausible: list[dict[str, Any]] = []  # pooled values refused, for the data report
+
+    def models(self, tool: ToolDefinition) -> dict[str, values.ParamModel]:
+        if tool.name not in self._models:
+            self._models[tool.name] = values.model_tool(tool)
+        return self._models[tool.name]
 
     def seed_values(self, tool: ToolDefinition, name: str) -> list[Any]:
-        values = [ex.arguments[name] for ex in tool.examples if name in ex.arguments]
+        values_ = [ex.arguments[name] for ex in tool.examples if name in ex.arguments]
         schema = tool.properties.get(name, {})
-        if not values and schema.get("examples"):
-            values = list(schema["examples"])
-        return values
+        if not values_ and schema.get("examples"):
+            values_ = list(schema["examples"])
+        return values_
 
-    async def _refill(self, tool: ToolDefinition, name: str, rng: random.Random) -> None:
-        key = (tool.name, name)
-        schema = dict(tool.properties.get(name, {}))
-        seeds = self.seed_values(tool, name) or [sample_value(schema, rng, name) for _ in range(2)]
-        description = schema.get("description", "")
+    async def _refill(self, tool: ToolDefinition, path: str, model: values.ParamModel, rng: random.Random) -> None:
+        key = (tool.name, path)
+        seeds = [v for v in self.seed_values(tool, path) if isinstance(v, str)] or [str(e) for e in model.examples]
+        description = model.description
         prompt = (
-            f'Realistic, varied values of the parameter "{name}"{f" ({description})" if description else ""} '
-            f"of the tool {tool.name} ({tool.description.strip()}), as JSON lists:\n"
-            f"{json.dumps(seeds, ensure_ascii=False)}\n"
+            f'Realistic values that people give for "{" ".join(values.phrasing.split_name(path))}"'
+            f"{f' ({description})' if description else ''}, as short JSON lists:\n"
+            f"{json.dumps(seeds[:4] or ['...'], ensure_ascii=False)}\n"
         )
-        item = {k: v for k, v in schema.items() if k in ("type", "maxLength", "minLength", "pattern")}
+        item = {k: v for k, v in model.schema.items() if k in ("type", "maxLength", "minLength", "pattern")}
+        item["type"] = "string"
         item.setdefault("maxLength", 60)
         list_schema = {"type": "array", "items": item, "minItems": 4, "maxItems": self.pool_size}
         self.teacher_calls += 1
@@ -113,30 +74,53 @@ class ArgumentDrafter:
             family="values",
         )
         try:
-            values = json.loads(text)
+            proposed = json.loads(text)
         except json.JSONDecodeError:
-            values = []
+            proposed = []
         used = self._used.setdefault(key, set())
         fresh = []
-        for value in values if isinstance(values, list) else []:
+        for value in proposed if isinstance(proposed, list) else []:
             if not isinstance(value, str):
                 continue
             value = " ".join(value.split())
-            if 1 < len(value) <= item["maxLength"] and value.lower() not in used:
+            problem = values.plausible(model, value, tool.name)
+            if problem:
+                if len(self.implausible) < 200:
+                    self.implausible.append({"tool": tool.name, "parameter": path, "value": value, "why": problem})
+                continue
+            if value.lower() not in used:
                 used.add(value.lower())
                 fresh.append(value)
         if not fresh:  # a teacher that gives nothing usable still lets generation go on
-            fresh = [s for s in seeds if isinstance(s, str)] or [sample_value(schema, rng, name)]
+            fresh = seeds or [self.source.draw(model, rng)]
         self._pools.setdefault(key, []).extend(fresh)
 
-    async def free_text(self, tool: ToolDefinition, name: str, rng: random.Random) -> str:
-        key = (tool.name, name)
+    async def pooled(self, tool: ToolDefinition, path: str, model: values.ParamModel, rng: random.Random) -> str:
+        key = (tool.name, path)
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             if not self._pools.get(key):
-                await self._refill(tool, name, rng)
+                await self._refill(tool, path, model, rng)
             pool = self._pools[key]
             return pool.pop(rng.randrange(len(pool)))
+
+    async def _value(
+        self, tool: ToolDefinition, path: str, model: values.ParamModel, rng: random.Random, rate: float
+    ) -> Any:
+        if values.needs_pool(model):
+            return await self.pooled(tool, path, model, rng)
+        if model.kind == "object" and any(values.needs_pool(f) for f in model.fields.values()):
+            out = {}
+            for key, sub in model.fields.items():
+                if key in model.required or rng.random() < rate:
+                    out[key] = await self._value(tool, f"{path}.{key}", sub, rng, rate)
+            return out
+        if model.kind == "array" and model.items is not None and values.needs_pool(model.items):
+            count = max(1, int(model.schema.get("minItems", 1) or 1))
+            count = rng.randint(count, max(count, min(3, int(model.schema.get("maxItems", 3) or 3))))
+            items = [await self.pooled(tool, path, model.items, rng) for _ in range(count)]
+            return list(dict.fromkeys(items))
+        return self.source.draw(model, rng, optional_rate=rate)
 
     async def draft(
         self,
@@ -148,21 +132,24 @@ class ArgumentDrafter:
     ) -> dict[str, Any]:
         """A new argument object. With `like`, the same parameters are present (for variations).
 
-        `optional_rate` is the chance that an optional parameter appears, or a rate per parameter name.
+        `optional_rate` is the chance that an optional parameter appears, or a rate per parameter name. A
+        call to a tool that has parameters names at least one (an empty call teaches nothing).
         """
+        models = self.models(tool)
         required = set(tool.required)
-        arguments: dict[str, Any] = {}
-        for name, schema in tool.properties.items():
+        present = []
+        for name in models:
             rate = optional_rate.get(name, 0.5) if isinstance(optional_rate, dict) else optional_rate
-            present = name in like if like is not None else (name in required or rng.random() < rate)
-            if not present:
-                continue
-            if is_free_text(schema):
-                arguments[name] = await self.free_text(tool, name, rng)
-            elif schema.get("type") in ("integer", "number") and not schema.get("enum"):
-                arguments[name] = nice_number(schema, rng)
-            else:
-                arguments[name] = sample_value(schema, rng, name)
+            if models[name].kind == "boolean" and name not in required:
+                rate *= 0.4  # a flag is rarely what a request is about
+            if like is not None and name in like or like is None and (name in required or rng.random() < rate):
+                present.append(name)
+        if not present and models and like is None:
+            present = [rng.choice([n for n in models if models[n].kind != "boolean"] or list(models))]
+        arguments: dict[str, Any] = {}
+        for name in present:
+            arguments[name] = await self._value(tool, name, models[name], rng, 0.5)
+        values.harmonise(models, arguments, self.source, rng)
         return distinct_enums(tool, arguments, rng)
 
 

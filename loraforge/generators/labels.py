@@ -180,7 +180,7 @@ class LabelGenerator:
             raise verify.Rejected("too_long", item)
         if self.dedup.is_duplicate(item):
             raise verify.Rejected("near_duplicate", item)
-        if self.plan.roundtrip != "off":
+        if self.plan.label_check:
             got = await self._classify(item, rng)
             if got != label:
                 raise verify.Rejected("label_disagrees", {"item": item, "intended": label, "teacher": got})

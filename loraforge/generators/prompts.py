@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any
 
+from loraforge.generators.phrasing import split_name
 from loraforge.tools.definition import ToolDefinition
-
-
-def describe_values(arguments: dict[str, Any]) -> str:
-    """`city=Paris, unit=celsius`: how values are shown to the teacher."""
-    return ", ".join(f"{key}={plain(value)}" for key, value in arguments.items())
 
 
 def plain(value: Any) -> str:
@@ -25,22 +22,28 @@ def plain(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def template_request(tool: ToolDefinition, arguments: dict[str, Any]) -> str:
-    """A plain sentence built from the tool's own words: the bootstrap shot for tools without examples."""
-    action = tool.description.strip().rstrip(".")
-    action = action[0].lower() + action[1:] if action else tool.name.replace("_", " ")
-    details = ", ".join(f"{key.replace('_', ' ')} {plain(value)}" for key, value in arguments.items())
-    return f"Please {action}: {details}." if details else f"Please {action}."
+_GENERIC_VERBS = {"get", "fetch", "retrieve", "query", "lookup", "list", "do", "perform", "execute", "run", "api"}
 
 
-def request_prompt(tool: ToolDefinition, shots: list[tuple[dict[str, Any], str]], arguments: dict[str, Any]) -> str:
-    """Ask for a user request that states exactly these values."""
-    lines = [
-        "Requests that users typed to an assistant, with the values they mention, "
-        f"for the tool {tool.name} ({tool.description.strip()}):"
-    ]
-    lines += [f"- {describe_values(args)}: {text}" for args, text in shots]
-    lines.append(f"- {describe_values(arguments)}:")
+def tool_topic(tool: ToolDefinition) -> str:
+    """What a tool is about, in words: `send_text_message` -> send text message; `get_current_weather` ->
+    current weather (a generic verb says nothing a person would)."""
+    words = split_name(tool.name)
+    kept = [w for w in words if w not in _GENERIC_VERBS] or words
+    return " ".join(kept) or tool.name
+
+
+Shot = tuple[list[str], str]  # (the details as the request states them, the request)
+
+
+def request_prompt(topic: str, shots: list[Shot], details: list[str]) -> str:
+    """Ask for a request about `topic` that states these details, after requests for the same tool.
+
+    The tool's description is never shown: a small teacher copies what it is shown, and people do not
+    talk like API documentation."""
+    lines = [f"Requests that people typed to their assistant about {topic}, each after the details it states:"]
+    lines += [f"- {'; '.join(shot_details)}: {text}" for shot_details, text in shots]
+    lines.append(f"- {'; '.join(details)}:")
     return "\n".join(lines)
 
 
@@ -68,23 +71,78 @@ def answer_prompt(request: str, result: Any) -> str:
     return "\n".join(lines)
 
 
+_GREETING = re.compile(r"^(hi|hello|hey|good (morning|afternoon|evening)|yo|howdy)\b", re.IGNORECASE)
+_THANKS = re.compile(r"\b(thanks|thank you|cheers|appreciate)\b", re.IGNORECASE)
+_BYE = re.compile(r"\b(bye|goodbye|good night|see you|that's all|never mind|nevermind|cancel that)\b", re.IGNORECASE)
+_CREATIVE = re.compile(
+    r"\b(write|poem|haiku|limerick|joke|story|song|riddle|name (ideas|for)|names? for|slogan|toast|pun)\b",
+    re.IGNORECASE,
+)
+_HONEST = [
+    "None of my tools can look that up, and I'd rather not guess. Is there something I can do with them instead?",
+    "I can't check that with the tools I have here, so I won't make up an answer.",
+    "That's outside what my tools can do, and I don't want to give you a wrong answer.",
+    "I don't have a tool for that, so I can't give you a reliable answer.",
+    "Sorry, I can't answer that reliably with the tools available to me.",
+]
+
+
+def no_call_kind(request: str) -> str:
+    """greeting, thanks, goodbye, creative (the teacher may write it) or question (answered honestly)."""
+    if _THANKS.search(request):
+        return "thanks"
+    if _BYE.search(request):
+        return "goodbye"
+    if _GREETING.search(request.strip()) and len(request.split()) <= 8:
+        return "greeting"
+    if _CREATIVE.search(request):
+        return "creative"
+    return "question"
+
+
+def honest_reply(kind: str, rng: random.Random) -> str:
+    """A short reply that states no facts, for requests that no tool serves."""
+    replies = {
+        "thanks": ["You're welcome!", "Happy to help!", "Anytime!", "Glad I could help."],
+        "goodbye": ["Okay, talk soon!", "Sure, just let me know if you need anything.", "Bye for now!"],
+        "greeting": ["Hi! How can I help you today?", "Hello! What can I do for you?", "Hey! What do you need?"],
+    }
+    return rng.choice(replies.get(kind, _HONEST))
+
+
 def fallback_answer(tool: ToolDefinition, result: Any) -> str:
     """A plain sentence from the result, used when the teacher's answer is not grounded."""
     if isinstance(result, dict) and result:
-        facts = ", ".join(f"{key.replace('_', ' ')} {plain(value)}" for key, value in list(result.items())[:4])
-        return f"Done. The {tool.name.replace('_', ' ')} tool returned {facts}."
-    return f"Done. The {tool.name.replace('_', ' ')} tool returned {plain(result)}."
+        facts = [plain(v) for k, v in result.items() if k != "status" and not isinstance(v, (dict, list))][:4]
+        if result.get("status") == "ok":
+            return f"Done ({tool_topic(tool)}: {', '.join(facts)})." if facts else "Done."
+        facts = [f"{' '.join(split_name(k))}: {plain(v)}" for k, v in list(result.items())[:4]]
+        return f"Here is what I found: {'; '.join(facts)}."
+    return f"Here is what I found: {plain(result)}."
 
 
-def roundtrip_prompt(tools: list[ToolDefinition], request: str) -> str:
-    """Ask the teacher to turn a request into a call, shown one worked call per tool."""
+def roundtrip_prompt(tools: list[ToolDefinition], request: str, shots: list[tuple[str, dict[str, Any]]]) -> str:
+    """Ask the teacher to turn a request into a call, shown one worked call per tool where there is one."""
     lines = ["Function calls that an assistant made for user requests."]
-    for tool in tools:
-        for example in tool.examples[:2]:
-            call = {"name": tool.name, "arguments": example.arguments}
-            lines += [f"Request: {example.request}", f"Call: {json.dumps(call, ensure_ascii=False)}"]
+    for text, call in shots:
+        lines += [f"Request: {text}", f"Call: {json.dumps(call, ensure_ascii=False)}"]
     lines += [f"Request: {request}", "Call:"]
     return "\n".join(lines)
+
+
+def tool_choice_prompt(tools: list[ToolDefinition], request: str, shots: list[tuple[str, str]]) -> str:
+    """Ask the teacher which tool serves a request; the tool list and shots come first, so they stay cached."""
+    lines = ["An assistant picks the one tool that serves each request.", "Tools:"]
+    lines += [f"- {tool.name}: {tool.description.strip()}" for tool in tools]
+    lines.append("")
+    for text, name in shots:
+        lines += [f"Request: {text}", f"Tool: {name}"]
+    lines += [f"Request: {request}", "Tool:"]
+    return "\n".join(lines)
+
+
+def tool_choice_schema(tools: list[ToolDefinition]) -> dict[str, Any]:
+    return {"type": "string", "enum": [tool.name for tool in tools]}
 
 
 def roundtrip_schema(tools: list[ToolDefinition]) -> dict[str, Any]:
@@ -99,20 +157,6 @@ def roundtrip_schema(tools: list[ToolDefinition]) -> dict[str, Any]:
             for tool in tools
         ]
     }
-
-
-NO_CALL_SEEDS = [
-    "Tell me a joke about cats.",
-    "What is the capital of Australia?",
-    "Can you explain what photosynthesis is?",
-    "Write a two-line poem about the sea.",
-    "How do I say thank you in Japanese?",
-    "What's a good name for a goldfish?",
-    "Why is the sky blue?",
-    "Give me a tip for staying focused while studying.",
-    "hi there! how are you doing?",
-    "Summarize the plot of Romeo and Juliet in one sentence.",
-]
 
 
 def no_call_prompt(shots: list[str]) -> str:

@@ -1,4 +1,4 @@
-"""Counts for a generation's data report: what was kept, what was rejected and why."""
+"""Counts for a generation's data report: what was kept, what was rejected and why, per tool."""
 
 from __future__ import annotations
 
@@ -9,14 +9,18 @@ from typing import Any
 
 @dataclass
 class GenerationStats:
-    """Accepted examples per style, tool and label; rejections per reason, with a few samples each."""
+    """Accepted examples per style, tool and label; rejections per reason and per tool, with samples."""
 
     per_style: Counter = field(default_factory=Counter)
     per_tool: Counter = field(default_factory=Counter)
     per_label: Counter = field(default_factory=Counter)
     rejected: Counter = field(default_factory=Counter)
     rejected_per_tool: Counter = field(default_factory=Counter)
+    rejected_by_tool: dict[str, Counter] = field(default_factory=dict)
+    tool_attempts: Counter = field(default_factory=Counter)
     samples: dict[str, list[Any]] = field(default_factory=dict)
+    samples_by_tool: dict[str, list[Any]] = field(default_factory=dict)
+    implausible_samples: list[dict[str, Any]] = field(default_factory=list)
     notes: Counter = field(default_factory=Counter)
     given_up: int = 0
     teacher_calls: int = 0
@@ -35,6 +39,10 @@ class GenerationStats:
         tool = sample.get("tool") if isinstance(sample, dict) else None
         if tool:
             self.rejected_per_tool[tool] += 1
+            self.rejected_by_tool.setdefault(tool, Counter())[reason] += 1
+            mine = self.samples_by_tool.setdefault(tool, [])
+            if len(mine) < 3:
+                mine.append({"reason": reason, **sample})
         kept = self.samples.setdefault(reason, [])
         if len(kept) < 3:
             kept.append(sample)
@@ -43,9 +51,22 @@ class GenerationStats:
     def accepted(self) -> int:
         return sum(self.per_style.values()) or sum(self.per_label.values())
 
-    def report(self) -> dict[str, Any]:
+    def coverage(self, tools: list[str]) -> list[dict[str, Any]]:
+        """Every tool with no kept example: how often it was tried, why it failed, and samples."""
+        return [
+            {
+                "tool": name,
+                "attempts": self.tool_attempts[name],
+                "rejections": dict(self.rejected_by_tool.get(name, Counter()).most_common()),
+                "samples": self.samples_by_tool.get(name, []),
+            }
+            for name in tools
+            if self.per_tool[name] == 0
+        ]
+
+    def report(self, tools: list[str] | None = None) -> dict[str, Any]:
         attempts = self.accepted + sum(self.rejected.values())
-        return {
+        out = {
             "accepted": self.accepted,
             "per_style": dict(self.per_style),
             "per_tool": dict(self.per_tool),
@@ -54,8 +75,15 @@ class GenerationStats:
             "rejected": dict(self.rejected),
             "rejection_rate": {k: round(v / attempts, 4) for k, v in self.rejected.items()} if attempts else {},
             "rejected_per_tool": dict(self.rejected_per_tool),
+            "rejected_by_tool": {tool: dict(c) for tool, c in self.rejected_by_tool.items()},
+            "attempts_per_tool": dict(self.tool_attempts),
             "rejected_samples": self.samples,
+            "implausible_samples": self.implausible_samples,
             "notes": dict(self.notes),
             "given_up": self.given_up,
             "teacher_calls": self.teacher_calls,
+            "teacher_calls_per_example": round(self.teacher_calls / self.accepted, 2) if self.accepted else None,
         }
+        if tools is not None:
+            out["uncovered_tools"] = self.coverage(tools)
+        return out

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from loraforge.files import append_jsonl, atomic_write_json, read_jsonl, write_jsonl
+from loraforge.generators import realism
 
 
 def report_path(data_path: Path) -> Path:
@@ -32,6 +34,7 @@ async def generate_to_file(
     *,
     first_index: int = 0,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
     report_to: Path | None = None,
     max_rounds: int = 6,
 ) -> dict[str, Any]:
@@ -39,7 +42,9 @@ async def generate_to_file(
 
     Example i always starts from the same seed, and a row is appended as soon as it passes, so a killed
     generation picks up where it stopped. Indices that give up are replaced by new ones (a few rounds).
+    A tool that has no example after a round is named through `on_warning`, with its main rejections.
     """
+    started = time.monotonic()
     existing = load_partial(data_path)
     generator.remember(existing)
     done = {row["meta"]["index"] for row in existing}
@@ -63,8 +68,32 @@ async def generate_to_file(
                 wanted.append(next_index)
             next_index += 1
         await generator.generate(wanted, on_example=keep)
-    report = generator.stats.report()
+        if on_warning:
+            for gap in uncovered(generator):
+                on_warning(coverage_message(gap))
+    tools = getattr(generator, "tools", None)
+    report = generator.stats.report([t.name for t in tools] if tools else None)
     report["requested"] = count
     report["kept_in_file"] = kept
+    report["seconds"] = round(time.monotonic() - started, 1)
+    made = kept - len(existing)
+    report["examples_per_minute"] = round(60 * made / report["seconds"], 2) if report["seconds"] and made else None
+    if tools:
+        report["realism"] = realism.summarise(read_jsonl(data_path, tolerant=True), tools)
     atomic_write_json(report_to or report_path(data_path), report)
     return report
+
+
+def uncovered(generator: Any) -> list[dict[str, Any]]:
+    """Tools of a tool-calling generator with no kept example yet, with why they failed."""
+    tools = getattr(generator, "tools", None)
+    return generator.stats.coverage([t.name for t in tools]) if tools else []
+
+
+def coverage_message(gap: dict[str, Any]) -> str:
+    """One line that says which tool has no data, after how many attempts, and the main reasons."""
+    reasons = ", ".join(f"{k} {v}" for k, v in list(gap["rejections"].items())[:3]) or "no attempt yet"
+    return (
+        f"No verified example for tool {gap['tool']!r} after {gap['attempts']} attempts ({reasons}); "
+        "see uncovered_tools in the data report for rejected samples."
+    )

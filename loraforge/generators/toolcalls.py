@@ -2,9 +2,12 @@
 
 Styles: single (one call), multiple (one call chosen among several tools), parallel (several calls in
 one turn), chain (call, result, next call, result, answer) and no_call (no tool fits; answer in text).
-Each call's arguments come from the schema and the teacher's value pools; the teacher writes a request
-that states them; checks reject what is off-schema, ungrounded, not recoverable by the teacher (round
-trip) or too close to a request already kept. Rejections are counted by reason.
+Every tool gets its share of examples (a quota, like the styles'), and a tool that the teacher cannot
+write for is reported by name with its rejections. Each call's arguments come from the value model; the
+teacher, shown people's requests from the built-in bank (or the tool's own examples), writes a request
+that states them. Checks reject what is off-schema, implausible, copied from a description, labelled with
+a parameter name, ungrounded, not matched by its call, not recoverable by the teacher (round trip) or too
+close to a request already kept. Rejections are counted by reason and by tool.
 """
 
 from __future__ import annotations
@@ -12,13 +15,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from loraforge.evaluators.exact_match import check_call
-from loraforge.generators import prompts, verify
+from loraforge.generators import prompts, realism, shots, values, verify
 from loraforge.generators.arguments import ArgumentDrafter, is_free_text
+from loraforge.generators.bank import load_bank, role_prefix
 from loraforge.generators.dedup import NearDuplicateIndex, rouge_l
 from loraforge.generators.plan import STYLES, GenerationPlan
 from loraforge.generators.report import GenerationStats
@@ -54,6 +59,14 @@ def expected_calls(row: dict[str, Any]) -> list[list[dict[str, Any]]]:
     return turns
 
 
+def no_call_seeds() -> list[str]:
+    """The built-in requests that no tool serves (package data)."""
+    from importlib import resources
+
+    text = resources.files("loraforge.generators").joinpath("data/no_call.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
 class ToolCallGenerator:
     """Makes verified tool-calling examples; concurrency is bounded by the client's request slots."""
 
@@ -78,22 +91,32 @@ class ToolCallGenerator:
         self.stats = GenerationStats()
         self.drafter = ArgumentDrafter(client)
         self.dedup = NearDuplicateIndex(dedup_threshold)
-        self._shots: dict[str, list[tuple[dict[str, Any], str]]] = {t.name: [] for t in tools}
+        self._shots: dict[str, list[prompts.Shot]] = {t.name: [] for t in tools}  # kept requests per tool
+        self._first_request: dict[str, str] = {}
+        self._no_call_seeds = no_call_seeds()
         self._no_call_shots: list[str] = []
         self._teacher_calls = 0
         self._assigned: Counter = Counter()
+        self._tool_assigned: Counter = Counter()
         for tool in tools:
             for example in tool.examples:
                 self.dedup.add(example.request, force=True)
+        # Seeds never come back as training data: generated text must not come near them either.
+        for entry in load_bank():
+            self.dedup.add(entry.request, force=True)
+        for text in self._no_call_seeds:
+            self.dedup.add(text, force=True)
 
     # ---- driving ------------------------------------------------------------------------------
 
     def remember(self, rows: list[dict[str, Any]]) -> None:
-        """Rows kept by an earlier, interrupted generation: they count for near-duplicates and style shares."""
+        """Rows kept by an earlier, interrupted generation: they count for near-duplicates and shares."""
         for row in rows:
             self.dedup.add(row["messages"][0]["content"], force=True)
             self.stats.accept(row)
             self._assigned[row["meta"].get("style", "single")] += 1
+            for name in row["meta"].get("tools_called", []):
+                self._tool_assigned[name] += 1
 
     async def generate(
         self, indices: list[int], on_example: Callable[[dict[str, Any]], None] | None = None
@@ -110,8 +133,14 @@ class ToolCallGenerator:
 
         await asyncio.gather(*(work(i) for i in indices))
         self.stats.teacher_calls = self.drafter.teacher_calls + self._teacher_calls
+        self.stats.implausible_samples = self.drafter.implausible[:20]
+        self.stats.notes["implausible_pool_values"] = len(self.drafter.implausible)
         results.sort(key=lambda r: r["meta"]["index"])
         return results
+
+    def uncovered(self) -> list[str]:
+        """Tools with no kept example so far."""
+        return [t.name for t in self.tools if self.stats.per_tool[t.name] == 0]
 
     async def _complete(self, prompt: str, **kwargs: Any) -> str:
         self._teacher_calls += 1
@@ -129,19 +158,22 @@ class ToolCallGenerator:
         for attempt in range(self.attempts):
             seed = (self.seed * 1_000_003 + index) * 97 + attempt + 1
             rng = random.Random(seed)
+            picked: list[str] = []
             try:
                 if style == "no_call":
                     row = await self._no_call(rng)
                 elif style in ("parallel", "chain"):
-                    row = await self._pair(rng, style, target)
+                    row = await self._pair(rng, style, target, picked)
                 else:
-                    row = await self._single(rng, style, target)
+                    row = await self._single(rng, style, target, picked)
                 request = row["messages"][0]["content"]
                 if self.dedup.is_duplicate(request):
-                    raise Rejected("near_duplicate", request)
+                    raise Rejected("near_duplicate", {"request": request, "tool": (picked or [None])[0]})
                 self.dedup.add(request, force=True)
             except Rejected as rejection:
                 self.stats.reject(rejection.reason, rejection.sample)
+                for name in picked:
+                    self._tool_assigned[name] -= 1
                 continue
             row["meta"].update({"index": index, "seed": seed, "temperature": plan.temperature})
             if target is not None:
@@ -164,9 +196,24 @@ class ToolCallGenerator:
 
     # ---- styles -------------------------------------------------------------------------------
 
-    def _pick_tool(self, rng: random.Random, exclude: set[str] = frozenset()) -> ToolDefinition:
+    def _pick_tool(self, rng: random.Random, picked: list[str], exclude: set[str] = frozenset()) -> ToolDefinition:
+        """Coverage first: a tool below 80% of the mean number of examples per tool (weighted) goes first,
+        the least tried of them first, so that a hard tool gets its attempts without eating them all; when
+        every tool has its share, the one furthest below its weighted share. Ties break at random."""
         names = [t.name for t in self.tools if t.name not in exclude] or [t.name for t in self.tools]
-        return self.by_name[self.plan.pick(rng, names, self.plan.tool_weights)]
+        weights = {n: max(1e-6, self.plan.tool_weights.get(n, 1.0)) for n in names}
+        total = sum(weights.values())
+        share = {n: weights[n] / total for n in names}
+        kept = {n: self._tool_assigned[n] / share[n] for n in names}  # kept and in flight, per unit share
+        mean = sum(kept.values()) / len(kept)
+        behind = [n for n in names if kept[n] < 0.8 * mean or kept[n] == 0]
+        if behind:
+            name = min(behind, key=lambda n: (self.stats.tool_attempts[n] / share[n], rng.random()))
+        else:
+            name = min(names, key=lambda n: (kept[n], rng.random()))
+        self._tool_assigned[name] += 1
+        picked.append(name)
+        return self.by_name[name]
 
     def _present(self, rng: random.Random, needed: list[ToolDefinition], at_least: int) -> list[dict[str, Any]]:
         """The tools shown in the prompt: the needed ones plus distractors, or every tool."""
@@ -181,13 +228,15 @@ class ToolCallGenerator:
             chosen = [t for t in self.tools if t.name in picked]
         return [t.to_openai() for t in chosen]
 
-    async def _single(self, rng: random.Random, style: str, target: dict | None) -> dict[str, Any]:
+    async def _single(self, rng: random.Random, style: str, target: dict | None, picked: list[str]) -> dict[str, Any]:
         like = None
         if target:
             (first,) = expected_calls(target)[0][:1]
             tool, like = self.by_name[first["name"]], first["arguments"]
+            picked.append(tool.name)
+            self._tool_assigned[tool.name] += 1
         else:
-            tool = self._pick_tool(rng)
+            tool = self._pick_tool(rng, picked)
         arguments, request = await self._call_and_request(tool, rng, like)
         result = simulate_response(tool, arguments, rng.randrange(2**31))
         answer = await self._answer(tool, request, result)
@@ -200,19 +249,27 @@ class ToolCallGenerator:
         ]
         return {"messages": messages, "tools": presented, "meta": {"style": style, "tools_called": [tool.name]}}
 
-    async def _pair(self, rng: random.Random, style: str, target: dict | None) -> dict[str, Any]:
+    async def _pair(self, rng: random.Random, style: str, target: dict | None, picked: list[str]) -> dict[str, Any]:
         if target:
             calls = [c for turn in expected_calls(target) for c in turn][:2]
             picks = [(self.by_name[c["name"]], c["arguments"]) for c in calls]
+            for tool, _ in picks:
+                picked.append(tool.name)
+                self._tool_assigned[tool.name] += 1
         else:
-            first = self._pick_tool(rng)
-            second = first if style == "parallel" and rng.random() < 0.4 else self._pick_tool(rng, {first.name})
+            first = self._pick_tool(rng, picked)
+            if style == "parallel" and rng.random() < 0.4:
+                second = first
+                picked.append(first.name)
+                self._tool_assigned[first.name] += 1
+            else:
+                second = self._pick_tool(rng, picked, {first.name})
             picks = [(first, None), (second, None)]
         parts = []
         for tool, like in picks:
             arguments, request = await self._call_and_request(tool, rng, like)
             if parts and arguments == parts[0][1]:
-                raise Rejected("repeated_call", arguments)
+                raise Rejected("repeated_call", {"tool": tool.name, "arguments": arguments})
             result = simulate_response(tool, arguments, rng.randrange(2**31))
             parts.append((tool, arguments, request, result))
         joiners = prompts.PARALLEL_JOINERS if style == "parallel" else prompts.CHAIN_JOINERS
@@ -234,9 +291,8 @@ class ToolCallGenerator:
         }
 
     async def _no_call(self, rng: random.Random) -> dict[str, Any]:
-        shots = rng.sample(prompts.NO_CALL_SEEDS, k=4) + rng.sample(
-            self._no_call_shots, k=min(2, len(self._no_call_shots))
-        )
+        shots = rng.sample(self._no_call_seeds, k=min(5, len(self._no_call_seeds)))
+        shots += rng.sample(self._no_call_shots, k=min(2, len(self._no_call_shots)))
         text = await self._complete(
             prompts.no_call_prompt(shots),
             family="no_call",
@@ -246,25 +302,34 @@ class ToolCallGenerator:
             top_p=self.plan.top_p,
             seed=rng.randrange(2**31),
         )
-        request = verify.clean_line(text)
+        request = verify.clean_line(text).lstrip("- ").strip()
         problem = verify.request_problem(request)
         if problem:
             raise Rejected(problem, request)
         for tool in self.tools:
             references = [tool.description] + [ex.request for ex in tool.examples]
-            if tool.name.replace("_", " ") in request.lower() or max(rouge_l(request, r) for r in references) > 0.5:
+            topic = prompts.tool_topic(tool)
+            if topic in request.lower() or max(rouge_l(request, r) for r in references) > 0.5:
                 raise Rejected("no_call_looks_like_a_tool_request", {"request": request, "tool": tool.name})
-        reply = await self.client.chat(
-            [{"role": "user", "content": request}], max_tokens=80, temperature=0.3, seed=rng.randrange(2**31)
-        )
-        self._teacher_calls += 1
-        answer = verify.first_sentences(reply.content, 2)
-        if len(answer) < 4 or "<tool_call>" in answer:
-            raise Rejected("no_call_bad_answer", {"request": request, "answer": reply.content[:200]})
+        kind = prompts.no_call_kind(request)
+        if kind == "creative":
+            reply = await self.client.chat(
+                [{"role": "user", "content": request}], max_tokens=80, temperature=0.3, seed=rng.randrange(2**31)
+            )
+            self._teacher_calls += 1
+            answer = verify.first_sentences(reply.content, 3)
+            if len(answer) < 4 or "<tool_call>" in answer:
+                raise Rejected("no_call_bad_answer", {"request": request, "answer": reply.content[:200]})
+        else:  # facts from a small teacher are often invented: the reply stays short and honest
+            answer = prompts.honest_reply(kind, rng)
         self._no_call_shots.append(request)
         messages = [{"role": "user", "content": request}, {"role": "assistant", "content": answer}]
         presented = self._present(rng, [], rng.randint(1, 3))
-        return {"messages": messages, "tools": presented, "meta": {"style": "no_call", "tools_called": []}}
+        return {
+            "messages": messages,
+            "tools": presented,
+            "meta": {"style": "no_call", "tools_called": [], "reply": kind},
+        }
 
     # ---- building blocks ----------------------------------------------------------------------
 
@@ -272,21 +337,18 @@ class ToolCallGenerator:
         self, tool: ToolDefinition, rng: random.Random, like: dict[str, Any] | None = None, tries: int = 3
     ) -> tuple[dict[str, Any], str]:
         """Arguments and a verified request for them; a failed request is retried with new values."""
+        models = self.drafter.models(tool)
         for attempt in range(tries):
+            self.stats.tool_attempts[tool.name] += 1
             if like is None:
                 rates = {name: self.plan.optional_rate(tool.name, name) for name in tool.properties}
                 arguments = await self.drafter.draft(tool, rng, optional_rate=rates)
             else:
                 arguments = await self.drafter.draft(tool, rng, like=like)
             try:
-                problem = accepts_call(tool, arguments)
-                if problem:
-                    raise Rejected("schema_invalid", {"tool": tool.name, "arguments": arguments, "problem": problem})
+                self._check_call(tool, models, arguments)
                 request = await self._request(tool, arguments, rng)
-                problem = accepts_call(tool, arguments)  # a repaired span must still fit the schema
-                if problem:
-                    raise Rejected("schema_invalid", {"tool": tool.name, "arguments": arguments, "problem": problem})
-                self._order_check(tool, arguments, request)
+                self._check_call(tool, models, arguments)  # a repaired span must still fit
                 if self.plan.roundtrip != "off":
                     await self._roundtrip(tool, arguments, request, rng)
             except Rejected as rejection:
@@ -294,18 +356,50 @@ class ToolCallGenerator:
                     raise
                 self.stats.reject(rejection.reason, rejection.sample)
                 continue
-            self._shots[tool.name].append((arguments, request))
+            self._first_request.setdefault(tool.name, request)
             return arguments, request
         raise AssertionError("unreachable")
 
-    async def _request(self, tool: ToolDefinition, arguments: dict[str, Any], rng: random.Random) -> str:
-        fixed = [(ex.arguments, ex.request) for ex in tool.examples[:3]]
-        if not fixed:
-            fixed = [(arguments, prompts.template_request(tool, arguments))]
+    def _check_call(self, tool: ToolDefinition, models: dict[str, values.ParamModel], arguments: dict) -> None:
+        problem = accepts_call(tool, arguments)
+        if problem:
+            raise Rejected("schema_invalid", {"tool": tool.name, "arguments": arguments, "problem": problem})
+        for name, value in arguments.items():
+            problem = values.plausible(models[name], value, tool.name)
+            if problem:
+                raise Rejected("implausible_value", {"tool": tool.name, "arguments": arguments, "problem": problem})
+
+    def _details(self, tool: ToolDefinition, arguments: dict[str, Any], rng: random.Random) -> list[str]:
+        """The call's values as a person says them, in an order that varies; "from"/"to" mark the roles of
+        two values of one kind."""
+        models = self.drafter.models(tool)
+        names = [n for n in arguments if not (isinstance(arguments[n], list) and not arguments[n])]
+        if rng.random() < 0.5 and not any(role_prefix(n) for n in names):
+            rng.shuffle(names)
+        return [role_prefix(n) + values.spoken(models[n], arguments[n], rng) for n in names]
+
+    def _shots_for(self, tool: ToolDefinition, rng: random.Random) -> list[prompts.Shot]:
+        """The tool's own examples where it has them, else bank requests on its topic rewritten with its
+        values (`shots.py`); then up to two of this tool's kept requests."""
+        models = self.drafter.models(tool)
+        found: list[prompts.Shot] = []
+        for example in tool.examples[:3]:
+            spoken = [
+                role_prefix(k) + values.spoken(models[k], v, rng) if k in models else prompts.plain(v)
+                for k, v in example.arguments.items()
+            ]
+            found.append((spoken, example.request))
+        if len(found) < 2:
+            found += shots.shots_for_tool(tool, models, self.drafter.source, rng, k=3 - len(found))
         learned = self._shots[tool.name]
-        shots = fixed + rng.sample(learned, k=min(2, len(learned)))
+        found += rng.sample(learned, k=min(2, len(learned)))
+        return found
+
+    async def _request(self, tool: ToolDefinition, arguments: dict[str, Any], rng: random.Random) -> str:
+        details = self._details(tool, arguments, rng)
+        found = self._shots_for(tool, rng)
         text = await self._complete(
-            prompts.request_prompt(tool, shots, arguments),
+            prompts.request_prompt(prompts.tool_topic(tool), found, details),
             family=f"request:{tool.name}",
             stop=["\n"],
             max_tokens=60,
@@ -313,33 +407,88 @@ class ToolCallGenerator:
             top_p=self.plan.top_p,
             seed=rng.randrange(2**31),
         )
-        request = verify.clean_line(text)
+        request = re.sub(r"^\s*\d+\s*:\s*", "", verify.clean_line(text)).strip("| ").strip()
+        mine = {d.lower() for d in details}
+        shown = {d.split(" ", 1)[-1] if d.startswith(("from ", "to ")) else d for shot, _ in found for d in shot}
+        self._verify_request(tool, arguments, request, [d for d in shown if d.lower() not in mine])
+        self._shots[tool.name].append((details, request))
+        return request
+
+    def _verify_request(
+        self, tool: ToolDefinition, arguments: dict[str, Any], request: str, shown: list[str] = ()
+    ) -> None:
+        """Every check a request must pass for its call. The call is then made to match the request: a
+        loosely stated free-text value becomes the user's own words, and an optional value the request
+        leaves out is dropped from the call (a required one rejects the request)."""
+        sample = {"tool": tool.name, "request": request, "arguments": dict(arguments)}
         problem = verify.request_problem(request)
         if problem:
-            raise Rejected(problem, request)
+            raise Rejected(problem, sample)
+        copied = realism.copied_description(request, tool)
+        if copied:
+            raise Rejected("copied_description", {**sample, "copied": copied})
+        models = self.drafter.models(tool)
+        call = realism.CallInRequest(tool, models, arguments)
+        stolen = realism.copied_values(request, shown, call)
+        if stolen:
+            raise Rejected("copied_shot_value", {**sample, "copied": stolen})
         for name, value in list(arguments.items()):
-            if is_free_text(tool.properties.get(name, {})) and isinstance(value, str):
+            if isinstance(value, str) and is_free_text(models[name]):
                 span = verify.ground_free_text(value, request)
                 if span is not None:
                     arguments[name] = span  # the user's own words become the argument
-        missing = verify.ungrounded_arguments(arguments, request)
-        if missing:
-            raise Rejected(
-                "ungrounded", {"tool": tool.name, "request": request, "arguments": arguments, "missing": missing}
-            )
-        return request
-
-    def _order_check(self, tool: ToolDefinition, arguments: dict[str, Any], request: str) -> None:
-        problem = verify.enum_order_problem(tool.properties, arguments, request)
+        for name, model in models.items():
+            choice = realism.enum_choice_stated(request, model)
+            if choice is not None and arguments.get(name) != choice:
+                arguments[name] = choice  # the request says "by bike": the call says bicycling
+                self.stats.notes["enum_set_from_request"] += 1
+        required = set(tool.required)
+        for name, value in list(arguments.items()):
+            part = values.stated_part(models[name], value, request)
+            if part is None and name in required:
+                raise Rejected("ungrounded", {**sample, "missing": [name]})
+            if part is None:
+                del arguments[name]
+                self.stats.notes["dropped_unstated_optional"] += 1
+            else:
+                arguments[name] = part
+        if not arguments and tool.properties:
+            raise Rejected("ungrounded", {**sample, "missing": list(sample["arguments"])})
+        leak = realism.name_leak(request, arguments)  # after the repairs: a repaired value may be labelled
+        if leak:
+            raise Rejected("name_leak", {**sample, "leak": leak})
+        unmatched = realism.unmatched_mentions(request, [call])
+        if unmatched:
+            raise Rejected("unmatched_mention", {**sample, "unmatched": unmatched})
+        problem = realism.order_problem(request, call)
         if problem:
-            raise Rejected("ambiguous_order", {"tool": tool.name, "request": request, "problem": problem})
+            raise Rejected("ambiguous_order", {**sample, "problem": problem})
 
     async def _roundtrip(
         self, tool: ToolDefinition, arguments: dict[str, Any], request: str, rng: random.Random
     ) -> None:
-        """The teacher, given only the request, must produce the same call."""
+        """The teacher, given only the request, must pick the same tool ('name') or make the same call."""
+        if self.plan.roundtrip == "name":
+            if len(self.tools) == 1:
+                return
+            shots = [(text, name) for name, text in self._first_request.items()]
+            text = await self._complete(
+                prompts.tool_choice_prompt(self.tools, request, shots),
+                family="roundtrip",
+                max_tokens=24,
+                temperature=0.0,
+                json_schema=prompts.tool_choice_schema(self.tools),
+            )
+            try:
+                got_name = json.loads(text)
+            except json.JSONDecodeError:
+                raise Rejected("roundtrip_unreadable", {"tool": tool.name, "request": request, "got": text}) from None
+            if got_name != tool.name:
+                raise Rejected("roundtrip_mismatch", {"tool": tool.name, "request": request, "got": got_name})
+            return
+        shots = [(ex.request, {"name": t.name, "arguments": ex.arguments}) for t in self.tools for ex in t.examples[:2]]
         text = await self._complete(
-            prompts.roundtrip_prompt(self.tools, request),
+            prompts.roundtrip_prompt(self.tools, request, shots),
             family="roundtrip",
             max_tokens=120,
             temperature=0.0,
@@ -348,10 +497,8 @@ class ToolCallGenerator:
         try:
             got = json.loads(text)
         except json.JSONDecodeError:
-            raise Rejected("roundtrip_unreadable", text) from None
+            raise Rejected("roundtrip_unreadable", {"tool": tool.name, "request": request, "got": text}) from None
         check = check_call(got, {"name": tool.name, "arguments": arguments}, tool.parameters)
-        if self.plan.roundtrip == "name" and got.get("name") == tool.name:
-            return
         if not check.valid:
             raise Rejected(
                 "roundtrip_mismatch",

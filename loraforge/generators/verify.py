@@ -97,8 +97,12 @@ def request_problem(text: str) -> str | None:
         return "too_short"
     if len(text) > 300:
         return "too_long"
-    if "=" in text or "{" in text:
+    if "=" in text or "{" in text or ";" in text:
         return "leaked_markup"
+    words = re.findall(r"[\w']+", text.lower())
+    grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+    if len(grams) != len(set(grams)):
+        return "repetitive"
     return None
 
 
@@ -129,7 +133,7 @@ def answer_problem(answer: str, request: str, result: Any) -> str | None:
     """
     if len(answer) < 8:
         return "too_short"
-    top = list(result.values()) if isinstance(result, dict) else [result]
+    top = [v for k, v in result.items() if k != "status"] if isinstance(result, dict) else [result]
     facts = [v for v in top if isinstance(v, (str, int, float)) and not isinstance(v, bool)]
     stated = sum(value_grounded(v, answer) for v in facts)
     if facts and 3 * stated < 2 * len(facts):

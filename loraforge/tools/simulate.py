@@ -22,8 +22,8 @@ def simulate_response(tool: ToolDefinition, arguments: dict[str, Any], seed: int
         result = copy.deepcopy(rng.choice(responses))
     elif tool.returns:
         result = sample_value(tool.returns, rng, tool.name, optional_rate=1.0)
-    else:
-        result = {"status": "ok"}
+    else:  # no result schema: an acknowledgement that echoes the request, as most APIs' responses do
+        result = {"status": "ok", **copy.deepcopy(arguments)}
     if isinstance(result, dict):
         for key in result:
             if key in arguments and type(arguments[key]) is type(result[key]):

@@ -1,0 +1,193 @@
+"""The value model: kinds, ranges and examples read from descriptions, plausible values, spoken forms."""
+
+import random
+
+import jsonschema
+import pytest
+
+from loraforge.generators import phrasing, values
+from loraforge.tools import ToolDefinition, load_tools
+
+
+def tool(**properties):
+    return ToolDefinition(name="t", description="Test tool.", parameters={"type": "object", "properties": properties})
+
+
+@pytest.mark.parametrize(
+    "name, schema, kind",
+    [
+        ("city", {"type": "string"}, "city"),
+        ("location", {"type": "string", "description": "City and state, e.g. 'Berkeley, CA'"}, "location"),
+        ("payee", {"type": "string"}, "person"),
+        ("to", {"type": "string", "format": "email"}, "email"),
+        ("phone_number", {"type": "string"}, "phone"),
+        ("start_time", {"type": "string", "description": "24-hour HH:MM"}, "time"),
+        ("date", {"type": "string", "description": "YYYY-MM-DD"}, "date"),
+        ("amount", {"type": "number", "description": "Amount in US dollars"}, "money"),
+        ("weight_kg", {"type": "number"}, "weight"),
+        ("party_size", {"type": "integer"}, "count"),
+        ("days", {"type": "integer", "description": "Number of days, between 1 and 10."}, "days"),
+        ("subject", {"type": "string"}, "title"),
+        ("cuisine", {"type": "string"}, "cuisine"),
+        ("command", {"type": "string", "description": "Shell command to run"}, "command"),
+        ("unit", {"type": "string", "enum": ["c", "f"]}, "enum"),
+        ("widget_flavour", {"type": "string"}, "free"),
+    ],
+)
+def test_kinds_come_from_name_description_type_and_format(name, schema, kind):
+    assert values.model_param(name, schema).kind == kind
+
+
+@pytest.mark.parametrize(
+    "description, bounds",
+    [
+        ("Number of days to forecast, between 1 and 10.", (1, 10)),
+        ("Length of the event in minutes (15 to 480).", (15, 480)),
+        ("Volume level 0-100", (0, 100)),
+        ("Weight in kilograms (up to 30).", (None, 30)),
+        ("Number of diners, 1-12.", (1, 12)),
+        ("A percentage", (0, 100)),
+        ("Any size", (None, None)),
+    ],
+)
+def test_ranges_stated_only_in_descriptions(description, bounds):
+    assert values.stated_range(description) == bounds
+
+
+def test_examples_stated_in_descriptions():
+    assert values.stated_examples("City, e.g. 'Berkeley, CA' or 'Lyon, France'.") == ["Berkeley, CA", "Lyon, France"]
+    assert values.stated_examples("Type of food, e.g. 'thai', 'italian'.") == ["thai", "italian"]
+    assert values.stated_examples("Plain text.") == []
+
+
+def test_drawn_numbers_respect_stated_and_schema_ranges():
+    source = values.ValueSource()
+    rng = random.Random(0)
+    volume = values.model_param("volume", {"type": "integer", "description": "Volume level, between 0 and 100."})
+    money = values.model_param("amount", {"type": "number", "exclusiveMinimum": 0, "description": "in US dollars"})
+    days = values.model_param("days", {"type": "integer", "minimum": 2, "maximum": 4})
+    for _ in range(200):
+        assert 0 <= source.draw(volume, rng) <= 100
+        assert source.draw(money, rng) > 0
+        assert 2 <= source.draw(days, rng) <= 4
+    assert values.plausible(volume, 1200) is not None
+    assert values.plausible(volume, 80) is None
+
+
+def test_every_drawn_value_validates_and_is_plausible():
+    source = values.ValueSource()
+    for path in ("examples/api-tools.json", "examples/assistant-tools.yaml"):
+        for t in load_tools(path):
+            models = values.model_tool(t)
+            rng = random.Random(1)
+            for _ in range(25):
+                arguments = {name: source.draw(model, rng, optional_rate=1.0) for name, model in models.items()}
+                values.harmonise(models, arguments, source, rng)
+                jsonschema.validate(arguments, t.parameters, format_checker=jsonschema.FormatChecker())
+                for name, value in arguments.items():
+                    assert values.plausible(models[name], value, t.name) is None, (t.name, name, value)
+
+
+def test_temperatures_agree_with_the_scale_beside_them():
+    t = load_tools("examples/api-tools.json")
+    thermostat = next(x for x in t if x.name == "set_thermostat")
+    models = values.model_tool(thermostat)
+    source = values.ValueSource()
+    rng = random.Random(2)
+    for scale, low, high in (("F", 55, 90), ("C", 15, 30)):
+        arguments = {"temperature": 0, "scale": scale}
+        values.harmonise(models, arguments, source, rng)
+        assert low <= arguments["temperature"] <= high
+
+
+def test_arrays_and_nested_objects():
+    source = values.ValueSource()
+    rng = random.Random(3)
+    days = values.model_param(
+        "repeat_days",
+        {"type": "array", "items": {"type": "string", "enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}},
+    )
+    order = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    for _ in range(30):
+        picked = source.draw(days, rng)
+        assert picked and picked == sorted(picked, key=order.index) and len(set(picked)) == len(picked)
+    address = values.model_param(
+        "recipient",
+        {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "city": {"type": "string"}, "zip": {"type": "string"}},
+            "required": ["name", "city"],
+        },
+    )
+    assert [f.kind for f in address.fields.values()] == ["person", "city", "postal_code"]
+    for _ in range(10):
+        value = source.draw(address, rng)
+        assert {"name", "city"} <= set(value)
+    assert values.kinds_of(address) == ["object", "person", "city", "postal_code"]
+
+
+def test_pooled_values_are_checked_for_plausibility():
+    free = values.model_param("widget_flavour", {"type": "string"})
+    assert values.needs_pool(free)
+    assert values.plausible(free, "zesty lime") is None
+    assert values.plausible(free, "example value") is not None
+    assert values.plausible(free, "widget flavour berry") is not None  # the parameter's name as a value
+    assert values.plausible(free, "cast movies_3_FindMovies", "movies_3_FindMovies") is not None
+    city = values.model_param("city", {"type": "string"})
+    assert values.plausible(city, "date willow beta 2") is not None
+
+
+@pytest.mark.parametrize(
+    "value, description, said",
+    [
+        ("gluten_free", "", "gluten free"),
+        ("C", "Temperature scale: C for Celsius, F for Fahrenheit.", "celsius"),
+        ("bicycling", "", "bicycling"),
+        ("USD", "", "dollars"),
+    ],
+)
+def test_enums_are_worded_the_way_people_say_them(value, description, said):
+    phrases = phrasing.enum_phrases(value, description)
+    assert phrases[0] == said and value in phrases
+
+
+def test_spoken_forms_are_found_back_in_requests():
+    source = values.ValueSource()
+    rng = random.Random(4)
+    for t in load_tools("examples/api-tools.json"):
+        models = values.model_tool(t)
+        for _ in range(10):
+            for name, model in models.items():
+                value = source.draw(model, rng)
+                if isinstance(value, bool) or value == [] or isinstance(value, dict):
+                    continue
+                text = f"please do it with {values.spoken(model, value, rng)} thanks"
+                assert values.is_stated(model, value, text), (t.name, name, value, text)
+
+
+@pytest.mark.parametrize(
+    "value, text, found",
+    [
+        ("18:00", "wake me at 6pm", True),
+        ("18:00", "wake me at 18:00", True),
+        ("06:00", "wake me at 6 am", True),
+        ("11:30", "alarm at 11:30 p.m.", False),
+        ("23:30", "alarm at 11:30 p.m.", True),
+        ("07:30", "7:30pm works", False),
+        ("12:00", "lunch at noon", True),
+    ],
+)
+def test_times_of_day(value, text, found):
+    assert (phrasing.find_time(value, text) is not None) is found
+
+
+def test_stated_part_keeps_what_the_request_says():
+    items = values.model_param("ingredients", {"type": "array", "items": {"type": "string"}})
+    assert values.stated_part(items, ["eggs", "kale"], "omelette with eggs") == ["eggs"]
+    assert values.stated_part(items, ["kale"], "omelette with eggs") is None
+    where = values.model_param(
+        "to",
+        {"type": "object", "properties": {"name": {"type": "string"}, "zip": {"type": "string"}}, "required": ["name"]},
+    )
+    assert values.stated_part(where, {"name": "Ann Lee", "zip": "02139"}, "send to Ann Lee") == {"name": "Ann Lee"}
+    assert values.stated_part(where, {"name": "Ann Lee", "zip": "02139"}, "send to 02139") is None
