@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="training device (default: auto)")
     run.add_argument("--no-judge", action="store_true", help="skip the LLM judge of final answers")
     run.add_argument("--judge-model", type=Path, help="GGUF model that judges answers (default: the teacher)")
+    run.add_argument(
+        "--eval-data",
+        type=Path,
+        help="real, human-written requests (eval row format) that decide promotion; never trained on",
+    )
     run.add_argument("--min-samples", type=int, help="feedback trigger: train only with this many labeled rows")
     run.add_argument("--min-error-rate", type=float, help="feedback trigger: train only above this error rate")
     run.add_argument(
@@ -179,13 +184,14 @@ RUN_FLAGS = (
     "min_error_rate",
     "heldout_fraction",
     "judge_model",
+    "eval_data",
 )
 
 
 def run_overrides(args: argparse.Namespace) -> dict:
     """The settings given as flags, in the config file's shape."""
     values: dict = {name: getattr(args, name) for name in RUN_FLAGS if getattr(args, name) is not None}
-    for key in ("tools", "labels", "out", "model", "teacher_model", "judge_model", "llama_server"):
+    for key in ("tools", "labels", "out", "model", "teacher_model", "judge_model", "llama_server", "eval_data"):
         if key in values:
             values[key] = str(values[key])
     if args.epochs is not None or args.device is not None:
@@ -246,7 +252,43 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise LoraforgeError(f"{args.path} already exists.", fix="Pass --force to overwrite it, or another path.")
     atomic_write_text(args.path, starter_yaml())
     print(f"wrote {args.path}; edit it, then: loraforge run --config {args.path}")
+    requests = args.path.with_name("eval-requests.jsonl")
+    if not requests.exists() or args.force:
+        atomic_write_text(requests, EVAL_TEMPLATE)
+        print(
+            f"wrote {requests}: replace its rows with 20 or more requests your users really wrote (one JSON "
+            "object per line, as shown), then set eval_data to it or pass --eval-data. They decide which "
+            "adapter is promoted and are never trained on."
+        )
     return 0
+
+
+# `loraforge init`'s template of real requests, for the example tools: a call, a call with an optional value,
+# two calls in one request, and a request that no tool serves.
+EVAL_TEMPLATE = "".join(
+    json.dumps(row) + "\n"
+    for row in [
+        {
+            "id": "example-1",
+            "messages": [{"role": "user", "content": "is it raining in lisbon right now?"}],
+            "tool_calls": [{"name": "get_weather", "arguments": {"city": "Lisbon"}}],
+        },
+        {
+            "id": "example-2",
+            "messages": [{"role": "user", "content": "timer for 20 min, call it pizza"}],
+            "tool_calls": [{"name": "set_timer", "arguments": {"minutes": 20, "label": "pizza"}}],
+        },
+        {
+            "id": "example-3",
+            "messages": [{"role": "user", "content": "weather in Oslo in celsius, and a 5 minute timer"}],
+            "tool_calls": [
+                {"name": "get_weather", "arguments": {"city": "Oslo", "unit": "celsius"}},
+                {"name": "set_timer", "arguments": {"minutes": 5}, "acceptable": {"label": [""]}},
+            ],
+        },
+        {"id": "example-4", "messages": [{"role": "user", "content": "thank you!"}], "tool_calls": []},
+    ]
+)
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -479,9 +521,22 @@ def print_summary(run_dir: Path, final: dict, state, ui) -> None:
         return
     base, adapter = final["base"], final["adapter"]
     names = [k for k in ("exact_match", "tool_name_accuracy", "accuracy", "macro_f1") if k in adapter]
+    real = final.get("real")
+    if real:
+        print()
+        ui.table(
+            ["real requests", "base", "adapter"], [[k, real["base"].get(k), real["adapter"].get(k)] for k in names]
+        )
+        print(f"\n{real['rows']} real requests (--eval-data) decided promotion, measured through llama.cpp.")
     print()
-    ui.table(["held-out metric", "base", "adapter"], [[k, base.get(k), adapter.get(k)] for k in names])
-    print(f"\n{final['heldout_examples']} held-out examples, measured through llama.cpp.")
+    ui.table(["synthetic held-out", "base", "adapter"], [[k, base.get(k), adapter.get(k)] for k in names])
+    print(f"\n{final['heldout_examples']} synthetic held-out examples, measured through llama.cpp.")
+    if not real:
+        print(
+            "Every score above is on synthetic data, which the teacher wrote; it does not say how the adapter "
+            "does on what your users type. Write 20 real requests (`loraforge init` writes a template, "
+            "eval-requests.jsonl) and pass them with --eval-data: they then decide promotion."
+        )
     print(f"Best adapter (iteration {final['iteration']}): {run_dir / 'final_adapter'}")
     print(f"Report: loraforge report {run_dir}")
 

@@ -23,6 +23,10 @@ class Artifact(str, Enum):
     RUN_CONFIG = "config.json"
     FINAL_ADAPTER = "final_adapter"
     SERVER_LOG = "server.log"
+    REAL_HELDOUT = "real_heldout.jsonl"  # the user's real requests (--eval-data), copied into the run
+    PREDICTIONS_REAL = "predictions_real.jsonl"
+    ERROR_ANALYSIS = "error_analysis.json"
+    ERROR_ANALYSIS_REAL = "error_analysis_real.json"
 
     def __str__(self) -> str:
         return self.value

@@ -197,8 +197,18 @@ def test_init_writes_a_config_that_loads_with_every_default(tmp_path):
     text = path.read_text()
     config = load_config(path)
     assert config.iterations == RunConfig().iterations and config.training.r == TrainConfig().r
-    assert "# LoRA rank" in text and "target:" in text
+    assert "# LoRA rank" in text and "target:" in text and "eval_data:" in text
     assert main(["init", str(path)]) == 2  # no silent overwrite
+    # the template of real requests is valid eval data for the example tools
+    from loraforge.evaluators.eval_cmd import load_eval_rows
+    from loraforge.tools import load_tools
+
+    tools = {t.name: t for t in load_tools(TOOLS)}
+    rows, kind = load_eval_rows(tmp_path / "eval-requests.jsonl", [t.to_openai() for t in tools.values()])
+    assert kind == "tools" and len(rows) == 4 and any(r["tool_calls"] == [] for r in rows)
+    for row in rows:
+        for call in row["tool_calls"]:
+            assert tools[call["name"]].validate_arguments(call["arguments"]) is None
 
 
 def test_flags_override_the_file(tmp_path):
@@ -495,3 +505,77 @@ def test_a_decision_recorded_again_after_a_crash_replaces_the_first(tmp_path):
     record_history(tmp_path, {"iteration": 2, "promoted": False, "reason": "next"})
     history = read_jsonl(tmp_path / "history.jsonl")
     assert [h.get("reason") for h in history] == ["r", "after resume", "next"]
+
+
+class RealSetLoop(FakeLoop):
+    """The fake loop with a second score per iteration: the adapter on the user's real requests."""
+
+    def __init__(self, config: RunConfig, scores: list[float], real: list[float]) -> None:
+        super().__init__(config, scores)
+        self.real = real
+
+    async def _fake_evaluate(self, iteration, it_dir):
+        await super()._fake_evaluate(iteration, it_dir)
+        metrics = json.loads((it_dir / "metrics.json").read_text())
+        assert len(self.real_rows()) == 2  # the run scores on its own copy of the user's file
+        real = {
+            "rows": 2,
+            "base": {"exact_match": 0.2, "tool_name_accuracy": 0.2},
+            "adapter": {"exact_match": self.real[iteration - 1], "tool_name_accuracy": self.real[iteration - 1]},
+        }
+        best = self.state.best_iteration
+        if best is not None:
+            real["best"] = {"exact_match": self.real[best - 1], "tool_name_accuracy": self.real[best - 1]}
+        metrics["real"] = real
+        (it_dir / "metrics.json").write_text(json.dumps(metrics))
+        failures = [{"id": "r1", "error": "value_error", "tool": "set_timer", "parameter": "minutes"}]
+        (it_dir / "error_analysis_real.json").write_text(json.dumps({"failures": failures}))
+
+
+def real_requests(tmp_path) -> Path:
+    path = tmp_path / "real.jsonl"
+    rows = [
+        {
+            "messages": [{"role": "user", "content": "timer 5 min"}],
+            "tool_calls": [{"name": "set_timer", "arguments": {"minutes": 5}}],
+        },
+        {"messages": [{"role": "user", "content": "thanks!"}], "tool_calls": []},
+    ]
+    write_jsonl(path, rows)
+    return path
+
+
+@needs_model
+def test_a_real_set_regression_blocks_promotion_even_when_the_synthetic_score_rises(tmp_path):
+    config = loop_config(tmp_path, iterations=2, eval_data=real_requests(tmp_path))
+    loop = RealSetLoop(config, scores=[0.5, 0.9], real=[0.5, 0.3])
+    asyncio.run(loop.run())
+    run = tmp_path / "run"
+    history = read_jsonl(run / "history.jsonl")
+    assert [h["promoted"] for h in history] == [True, False]
+    assert history[1]["synthetic"]["adapter"] > history[0]["synthetic"]["adapter"]  # synthetic rose
+    assert history[1]["decided_on"] == "real" and "2 real requests" in history[1]["reason"]
+    assert active(run) == "iteration_1"
+    # Real failures weigh the next plan by their pattern, and their text never becomes data to vary.
+    plan2 = json.loads((run / "iteration_2" / "plan.json").read_text())
+    assert plan2["generation"]["tool_weights"].get("set_timer", 1) > 1
+    assert all(v.get("id") != "r1" for v in plan2["generation"]["variations"])
+    assert "timer 5 min" not in (run / "iteration_2" / "train.jsonl").read_text()
+
+
+@needs_model
+def test_the_real_set_promotes_when_it_improves(tmp_path):
+    config = loop_config(tmp_path, iterations=2, eval_data=real_requests(tmp_path))
+    loop = RealSetLoop(config, scores=[0.5, 0.4], real=[0.3, 0.6])
+    asyncio.run(loop.run())
+    assert [h["promoted"] for h in read_jsonl(tmp_path / "run" / "history.jsonl")] == [True, True]
+
+
+@needs_model
+def test_real_requests_of_the_wrong_task_are_refused(tmp_path):
+    path = tmp_path / "real.jsonl"
+    write_jsonl(path, [{"item": "x", "label": "a"}])
+    config = loop_config(tmp_path, eval_data=path)
+    config.out.mkdir(parents=True)
+    with pytest.raises(ConfigError, match="holds labels rows"):
+        FakeLoop(config, scores=[0.5])._copy_real_requests()

@@ -70,6 +70,14 @@ class RunConfig:
         metadata={"help": "GGUF model that judges; empty: the teacher (the --server-url servers when given)."},
     )
     eval_max_tokens: int = field(default=128, metadata={"help": "Longest answer generated during evaluation."})
+    eval_data: Path | None = field(
+        default=None,
+        metadata={
+            "help": "Real requests that people wrote, in the `loraforge eval` row format (20 or more; "
+            "`loraforge init` writes a template). When given, they decide promotion and the stop rule, the "
+            "synthetic held-out set is reported beside them, and they never enter training."
+        },
+    )
     min_samples: int | None = field(
         default=None, metadata={"help": "Feedback trigger: train only with at least this many labeled rows."}
     )
@@ -81,7 +89,7 @@ class RunConfig:
     strategy: StrategyConfig = field(default_factory=StrategyConfig, metadata={"help": "Stopping and steering."})
 
     def __post_init__(self) -> None:
-        for name in ("tools", "labels", "model", "teacher_model", "judge_model", "llama_server"):
+        for name in ("tools", "labels", "model", "teacher_model", "judge_model", "llama_server", "eval_data"):
             value = getattr(self, name)
             if value is not None and value != "":
                 setattr(self, name, Path(value))

@@ -81,6 +81,7 @@ class Orchestrator:
     async def run(self) -> dict[str, Any]:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._check_same_run()
+        self._copy_real_requests()
         self.state = RunState.load(self.run_dir)
         if not self.state.done and (self.config.min_samples is not None or self.config.min_error_rate is not None):
             result = await self._check_triggers()
@@ -225,6 +226,33 @@ class Orchestrator:
                 )
         atomic_write_json(path, {"identity": identity, "task": self.task.kind, "config": self.config.to_dict()})
 
+    def _copy_real_requests(self) -> None:
+        """--eval-data: the user's real requests, checked and copied into the run folder once, so that a
+        resumed run scores on the same rows."""
+        path = self.run_dir / Artifact.REAL_HELDOUT.value
+        if self.config.eval_data is None or path.is_file():
+            return
+        from loraforge.evaluators.eval_cmd import load_eval_rows
+
+        rows, kind = load_eval_rows(self.config.eval_data, self.task.openai_tools())
+        if kind != self.task.kind:
+            raise ConfigError(
+                f"{self.config.eval_data} holds {kind} rows, but this run learns {self.task.kind}.",
+                fix="Pass real requests of the same task: tool-calling rows for --tools, {item, label} for --labels.",
+            )
+        if kind == "tools" and not all("tool_calls" in row for row in rows):
+            raise ConfigError(
+                f"{self.config.eval_data}: every row needs its expected 'tool_calls' ([] when no tool fits).",
+                fix='Add "tool_calls": [{"name": ..., "arguments": {...}}] to each row.',
+            )
+        if kind == "labels" and not all("label" in row for row in rows):
+            raise ConfigError(f"{self.config.eval_data}: every row needs its 'label'.")
+        write_jsonl(path, rows)
+
+    def real_rows(self) -> list[dict[str, Any]]:
+        path = self.run_dir / Artifact.REAL_HELDOUT.value
+        return read_jsonl(path) if path.is_file() else []
+
     # ---- phases ---------------------------------------------------------------------------------
 
     def _plan(self, iteration: int) -> strategy.IterationPlan:
@@ -351,9 +379,13 @@ class Orchestrator:
         if best is not None and best != iteration:
             adapters.append(self.run_dir / f"iteration_{best}" / Artifact.ADAPTER_GGUF.value)
             models.append(("best", 1))
+        real = self.real_rows()
         results: dict[str, Any] = {}
         evaluations = {}
+        real_results: dict[str, Any] = {}
+        real_evaluations = {}
         records: list[dict[str, Any]] = []
+        real_records: list[dict[str, Any]] = []
         async with make_server(self._eval_server_config(adapters)) as server:
             # Continuous batching changes greedy outputs from run to run; evaluation uses one slot, and runs
             # each model as a separate pass so the shared tools prompt stays cached.
@@ -375,6 +407,23 @@ class Orchestrator:
                     evaluations[label] = evaluation
                     results[label] = evaluation.summary
                     records += [{**r, "model": label} for r in evaluation.records]
+                    if not real:
+                        continue
+                    bar = self.ui.progress(len(real), f"real requests {label}", "ex")
+                    try:
+                        evaluation = await self.task.evaluate(
+                            client,
+                            real,
+                            adapter=adapter,
+                            max_tokens=self.config.eval_max_tokens,
+                            on_done=functools.partial(bar.update, 1),
+                            fmt=self.chat_format,
+                        )
+                    finally:
+                        bar.close()
+                    real_evaluations[label] = evaluation
+                    real_results[label] = evaluation.summary
+                    real_records += [{**r, "model": label} for r in evaluation.records]
                 if self._judge_on_eval_server():
                     results["judge"] = await self._judge(client, heldout, evaluations)
         if self.config.judge and isinstance(self.task, ToolTask) and not self._judge_on_eval_server():
@@ -386,7 +435,12 @@ class Orchestrator:
         write_jsonl(it_dir / Artifact.PREDICTIONS.value, records)
         analysis = analyse(evaluations["adapter"].failures, total=len(heldout))
         analysis["base"] = analyse(evaluations["base"].failures, total=len(heldout))["by_error"]
-        atomic_write_json(it_dir / "error_analysis.json", analysis)
+        atomic_write_json(it_dir / Artifact.ERROR_ANALYSIS.value, analysis)
+        if real:
+            write_jsonl(it_dir / Artifact.PREDICTIONS_REAL.value, real_records)
+            real_analysis = analyse(real_evaluations["adapter"].failures, total=len(real))
+            real_analysis["base"] = analyse(real_evaluations["base"].failures, total=len(real))["by_error"]
+            atomic_write_json(it_dir / Artifact.ERROR_ANALYSIS_REAL.value, real_analysis)
         train_result = read_json(it_dir / "train_result.json")
         report_path = it_dir / Artifact.DATA_REPORT.value
         training = {k: train_result.get(k) for k in ("steps", "best_val_loss", "final_train_loss", "seconds")}
@@ -404,6 +458,8 @@ class Orchestrator:
             "training": training,
             "data": read_json(report_path) if report_path.is_file() else None,
             "measured_with": "llama.cpp server, greedy decoding, every model in the same server run",
+            "real": {**real_results, "rows": len(real)} if real else None,
+            "decided_on": "real requests (--eval-data)" if real else "synthetic held-out set",
             "judge_model": str(self.judge_model) if "judge" in results else None,
         }
         atomic_write_json(it_dir / Artifact.METRICS.value, metrics)
@@ -453,16 +509,19 @@ class Orchestrator:
     def _decide(self, iteration: int, it_dir: Path) -> None:
         metrics = read_json(it_dir / Artifact.METRICS.value)
         name = self.task.primary
-        mine, base = self._ranking(metrics["adapter"]), self._ranking(metrics["base"])
-        best = self._ranking(metrics["best"]) if "best" in metrics else None
+        # Real requests, when the user gave them, decide; the synthetic held-out set is only reported.
+        scores = metrics["real"] if metrics.get("real") else metrics
+        mine, base = self._ranking(scores["adapter"]), self._ranking(scores["base"])
+        best = self._ranking(scores["best"]) if "best" in scores else None
         previous = self.state.best_iteration
         # Promotion gate: beat the base and the best adapter so far, measured in this same evaluation run.
         promoted = mine[0] > base[0] and (best is None or mine > best)
         if promoted:
             promote(self.run_dir, it_dir)
             self.state.best_iteration = iteration
+        where = f"{metrics['real']['rows']} real requests" if metrics.get("real") else "the synthetic held-out set"
         reason = (
-            f"adapter {name} {mine[0]:.3f} vs base {base[0]:.3f}"
+            f"on {where}: adapter {name} {mine[0]:.3f} vs base {base[0]:.3f}"
             + (f" and best so far (iteration {previous}) {best[0]:.3f}" if best is not None else "")
             + ("; promoted to final_adapter" if promoted else "; not promoted")
         )
@@ -477,8 +536,10 @@ class Orchestrator:
             atomic_write_json(next_dir / PLAN, plan.to_dict())
         entry = {
             "iteration": iteration,
+            "decided_on": "real" if metrics.get("real") else "synthetic",
             "adapter": mine[0],
             "base": base[0],
+            "synthetic": {"adapter": self._ranking(metrics["adapter"])[0], "base": self._ranking(metrics["base"])[0]},
             "best_before": best[0] if best else None,
             "promoted": promoted,
             "reason": reason,
@@ -496,17 +557,27 @@ class Orchestrator:
         for n in range(1, iteration + 1):
             path = self.run_dir / f"iteration_{n}" / Artifact.METRICS.value
             if path.is_file():
-                scores.append(read_json(path)["adapter"].get(self.task.primary) or 0.0)
+                earlier = read_json(path)
+                source = earlier["real"] if earlier.get("real") else earlier
+                scores.append(source["adapter"].get(self.task.primary) or 0.0)
         log = read_jsonl(it_dir / Artifact.TRAIN_LOG.value, tolerant=True)
         judge = (metrics.get("judge") or {}).get("mean_score", {}).get("adapter")
-        analysis = read_json(it_dir / "error_analysis.json")
+        analysis = read_json(it_dir / Artifact.ERROR_ANALYSIS.value)
+        real_path = it_dir / Artifact.ERROR_ANALYSIS_REAL.value
+        # Real failures steer the data only through their pattern: never their text.
+        patterns = [
+            {k: f.get(k) for k in ("tool", "parameter", "error", "label")}
+            for f in (read_json(real_path).get("failures", []) if real_path.is_file() else [])
+        ]
+        base_source = metrics["real"] if metrics.get("real") else metrics
         budget = self.config.time_budget_minutes
         return strategy.Evidence(
             iteration=iteration,
             max_iterations=self.config.iterations,
             scores=scores,
-            base_score=metrics["base"].get(self.task.primary) or 0.0,
+            base_score=base_source["base"].get(self.task.primary) or 0.0,
             failures=analysis.get("failures", []),
+            pattern_failures=patterns,
             heldout=read_jsonl(it_dir / Artifact.HELDOUT.value),
             train_losses=[r["loss"] for r in log if "loss" in r],
             val_losses=[r["val_loss"] for r in log if "val_loss" in r],

@@ -73,6 +73,9 @@ class Evidence:
     train_losses: list[float]
     val_losses: list[float]
     judge_score: float | None = None
+    # failures on real requests (--eval-data), reduced to their pattern (tool, parameter, error, label): they
+    # weigh what to generate, never become text to vary
+    pattern_failures: list[dict[str, Any]] = field(default_factory=list)
     elapsed_s: float = 0.0
     iteration_seconds: list[float] = field(default_factory=list)
     time_budget_s: float | None = None
@@ -160,8 +163,9 @@ def fit_decisions(plan: IterationPlan, ev: Evidence) -> list[Decision]:
 
 
 def targeted_data(plan: IterationPlan, ev: Evidence, cfg: StrategyConfig) -> list[Decision]:
-    """LLM2LLM: variations of failed held-out examples, weighted toward what fails."""
-    if not ev.failures:
+    """LLM2LLM: variations of failed held-out examples, weighted toward what fails (on real requests too,
+    by pattern only)."""
+    if not ev.failures and not ev.pattern_failures:
         plan.generation.variations = []
         return []
     gen = plan.generation
@@ -175,25 +179,29 @@ def targeted_data(plan: IterationPlan, ev: Evidence, cfg: StrategyConfig) -> lis
         if target not in targets:
             targets.append(target)
     gen.variations = targets[: cfg.max_variations]
-    tools = Counter(f["tool"] for f in ev.failures if f.get("tool"))
-    params = Counter(f"{f['tool']}.{f['parameter']}" for f in ev.failures if f.get("tool") and f.get("parameter"))
-    labels = Counter(f["label"] for f in ev.failures if f.get("label"))
+    weighed = ev.failures + ev.pattern_failures
+    tools = Counter(f["tool"] for f in weighed if f.get("tool"))
+    params = Counter(f"{f['tool']}.{f['parameter']}" for f in weighed if f.get("tool") and f.get("parameter"))
+    labels = Counter(f["label"] for f in weighed if f.get("label"))
     styles = Counter(t.get("meta", {}).get("style") for t in targets if t.get("meta", {}).get("style"))
-    n = len(ev.failures)
+    n = len(weighed)
     gen.tool_weights = {tool: round(1 + 2 * count / n, 3) for tool, count in tools.items()}
     gen.param_weights = {param: 1.6 for param in params}
     gen.label_weights = {label: round(1 + 2 * count / n, 3) for label, count in labels.items()}
     for style, count in styles.items():
         if style in gen.style_weights:
             gen.style_weights[style] = round(gen.style_weights[style] * (1 + count / n), 3)
-    codes = Counter(f["error"] for f in ev.failures)
+    codes = Counter(f["error"] for f in weighed)
     focus = tools or labels
+    real = (
+        f" ({len(ev.pattern_failures)} of them on real requests, used by pattern only)" if ev.pattern_failures else ""
+    )
     return [
         Decision(
             "targeted_data",
             f"{len(gen.variations)} failed held-out examples to vary (share {gen.variation_share}); "
             f"weights up for {', '.join(sorted(focus)) or 'failing styles'}",
-            f"{n} held-out failures: " + ", ".join(f"{code} {count}" for code, count in codes.most_common()),
+            f"{n} held-out failures{real}: " + ", ".join(f"{code} {count}" for code, count in codes.most_common()),
         )
     ]
 

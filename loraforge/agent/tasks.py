@@ -46,6 +46,9 @@ class ToolTask:
         return cls(load_tools(path), path)
 
     def identity(self) -> Any:
+        return self.openai_tools()
+
+    def openai_tools(self) -> list[dict[str, Any]]:
         return [t.to_openai() for t in self.tools]
 
     def generator(self, client: Any, plan: GenerationPlan, seed: int) -> ToolCallGenerator:
@@ -105,6 +108,10 @@ class LabelTask:
 
     def identity(self) -> Any:
         return {"labels": self.labels}
+
+    @staticmethod
+    def openai_tools() -> None:
+        return None
 
     def generator(self, client: Any, plan: GenerationPlan, seed: int) -> LabelGenerator:
         return LabelGenerator(self.seeds, client, plan, seed=seed)

@@ -34,11 +34,17 @@ def _adapter_files(adapter: Path | None) -> tuple[Path | None, dict[str, Any], P
 
 
 def _rows(data: Path, tools_file: Path | None) -> tuple[list[dict[str, Any]], str]:
+    tools = [t.to_openai() for t in load_tools(tools_file)] if tools_file else None
+    return load_eval_rows(data, tools)
+
+
+def load_eval_rows(data: Path, tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], str]:
+    """Rows in the `eval` format and their kind ("tools" or "labels"); tool-calling rows without their own
+    `tools` get `tools` (OpenAI form). Errors name the file and line."""
     rows = read_jsonl(data)
     if not rows:
         raise ConfigError(f"{data} holds no rows.")
     kind = "labels" if "item" in rows[0] else "tools"
-    tools = [t.to_openai() for t in load_tools(tools_file)] if tools_file else None
     for number, row in enumerate(rows, start=1):
         row.setdefault("id", number)
         if kind == "labels" and "item" not in row:

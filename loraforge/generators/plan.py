@@ -41,7 +41,12 @@ class GenerationPlan:
         default=0.5, metadata={"help": "Share of the examples spent on variations when any are given."}
     )
     full_tool_list_rate: float = field(
-        default=0.25, metadata={"help": "Share of tool-calling examples that present every tool, not a subset."}
+        default=0.8,
+        metadata={
+            "help": "Share of tool-calling examples that present every tool, not a subset. Users serve an adapter "
+            "with all their tools, and rows that show the same tools share their prompt, which training "
+            "computes once per batch."
+        },
     )
     roundtrip: Literal["call", "name", "off"] = field(
         default="off",

@@ -58,15 +58,33 @@ def summary_section(run: RunData) -> list[Block]:
     blocks: list[Block] = [Heading("Summary"), Table(["", "value"], lines)]
     if focus:
         name = _primary(run)
+        real = focus.metrics.get("real")
+        if real:
+            blocks.append(
+                Para(
+                    f"Iteration {focus.number}, on {real['rows']} real requests that decide promotion: {name} "
+                    f"{cell((real.get('adapter') or {}).get(name))} with the adapter against "
+                    f"{cell((real.get('base') or {}).get(name))} for the base model."
+                )
+            )
         base = (focus.metrics.get("base") or {}).get(name)
         adapter = (focus.metrics.get("adapter") or {}).get(name)
         blocks.append(
             Para(
                 f"Iteration {focus.number}: {name} {cell(adapter)} with the adapter against {cell(base)} for the base "
-                f"model, on {focus.metrics.get('heldout_examples', '?')} held-out examples, "
+                f"model, on {focus.metrics.get('heldout_examples', '?')} synthetic held-out examples, "
                 f"measured with {focus.metrics.get('measured_with', 'llama.cpp')}."
             )
         )
+        if not real:
+            blocks.append(
+                Para(
+                    "Every score in this report is on synthetic data, written by the teacher: it does not say how "
+                    "the adapter does on what your users type. Write 20 real requests (`loraforge init` writes "
+                    "a template, eval-requests.jsonl) and pass them with --eval-data; they then decide which "
+                    "adapter is promoted, and they are never trained on."
+                )
+            )
     return blocks
 
 
@@ -79,7 +97,21 @@ def metrics_section(run: RunData, plots: dict[str, Path]) -> list[Block]:
         + [(it.metrics.get(model) or {}).get(name) for name in run.metric_names for model in ("base", "adapter")]
         for it in run.evaluated
     ]
-    blocks: list[Block] = [Heading("Base against adapter, per iteration"), Table(header, rows)]
+    blocks: list[Block] = [Heading("Base against adapter, per iteration")]
+    real_rows = [
+        [it.number]
+        + [
+            ((it.metrics["real"].get(model)) or {}).get(name)
+            for name in run.metric_names
+            for model in ("base", "adapter")
+        ]
+        for it in run.evaluated
+        if it.metrics.get("real")
+    ]
+    if real_rows:
+        blocks += [Heading("On real requests (--eval-data; these decide promotion)", 3), Table(header, real_rows)]
+        blocks.append(Heading("On the synthetic held-out set", 3))
+    blocks.append(Table(header, rows))
     if "metrics.png" in plots:
         blocks.append(Image(plots["metrics.png"], "Held-out metrics of the base model and the adapter."))
     focus = run.focus
@@ -230,9 +262,55 @@ def data_section(run: RunData) -> list[Block]:
     if rejected:
         blocks += [Heading("Rejections by reason", 3), Table(["iteration", "reason", "count", "rate"], rejected)]
     number, report = reports[-1]
+    blocks += realism_blocks(number, report)
     samples = [
         [reason, sample] for reason, items in (report.get("rejected_samples") or {}).items() for sample in items[:2]
     ]
     if samples:
         blocks += [Heading(f"Rejected samples (iteration {number})", 3), Table(["reason", "sample"], samples)]
+    return blocks
+
+
+def realism_blocks(number: int, report: dict[str, Any]) -> list[Block]:
+    """Does the data read like people, and does it cover every tool? From the data report's realism figures."""
+    realism = report.get("realism")
+    if not realism:
+        return []
+    blocks: list[Block] = [Heading(f"Realism of the data (iteration {number})", 3)]
+    uncovered = report.get("uncovered_tools") or []
+    for gap in uncovered:
+        reasons = ", ".join(f"{k} {v}" for k, v in list(gap.get("rejections", {}).items())[:4]) or "never tried"
+        blocks.append(
+            Para(
+                f"NOT COVERED: tool {gap['tool']} has no verified example after {gap['attempts']} attempts ({reasons})."
+            )
+        )
+    styles = sorted({s for counts in realism["calls_per_tool_and_style"].values() for s in counts})
+    rows = []
+    for tool, count in realism["calls_per_tool"].items():
+        flag = "none" if count == 0 else ("thin" if tool in realism.get("thin_tools", []) else "")
+        per_style = realism["calls_per_tool_and_style"].get(tool, {})
+        rows.append([tool, count, realism["share_per_tool"].get(tool), flag] + [per_style.get(s, 0) for s in styles])
+    blocks.append(Table(["tool", "calls", "share", "coverage"] + styles, rows))
+    spread = realism.get("request_words") or {}
+    figures = [
+        [
+            "requests copying a description",
+            f"{realism['description_copies']} ({realism['description_copy_share']:.1%})",
+        ],
+        ["parameter names printed as labels", f"{realism['name_leaks']} ({realism['name_leak_share']:.1%})"],
+        ["values refused as implausible", (report.get("rejected") or {}).get("implausible_value", 0)],
+        ["pooled values refused as implausible", (report.get("notes") or {}).get("implausible_pool_values", 0)],
+        ["distinct words / word pairs", f"{realism['distinct_1']} / {realism['distinct_2']}"],
+        [
+            "request length in words (min, median, p90, max)",
+            f"{spread.get('min')}, {spread.get('median')}, {spread.get('p90')}, {spread.get('max')}",
+        ],
+        ["teacher calls per verified example", report.get("teacher_calls_per_example")],
+        ["verified examples per minute", report.get("examples_per_minute")],
+    ]
+    blocks.append(Table(["figure", "value"], figures))
+    examples = [[e.get("style"), e["request"], e["calls"]] for e in realism.get("examples", [])]
+    if examples:
+        blocks += [Heading("Ten random examples", 3), Table(["style", "request", "calls"], examples)]
     return blocks
