@@ -473,6 +473,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     from loraforge.generators.labels import LabelGenerator, load_labeled, seeds_by_label
     from loraforge.generators.plan import GenerationPlan
+    from loraforge.generators.report import coverage_message
     from loraforge.generators.runner import generate_to_file, report_path
     from loraforge.generators.toolcalls import ToolCallGenerator
     from loraforge.models import resolve_model
@@ -498,7 +499,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
                 generator = LabelGenerator(seeds, client, plan, seed=args.seed)
             bar = ui.progress(args.n, "generate", "ex")
             try:
-                return await generate_to_file(generator, args.out, args.n, on_row=lambda _row: bar.update(1))
+                return await generate_to_file(
+                    generator, args.out, args.n, on_row=lambda _row: bar.update(1), on_warning=ui.warn
+                )
             finally:
                 bar.close()
 
@@ -509,6 +512,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     )
     if report["rejected"]:
         print("rejected: " + ", ".join(f"{k} {v}" for k, v in report["rejected"].items()))
+    if report.get("examples_per_minute"):
+        print(f"{report['examples_per_minute']} verified examples per minute, {report['teacher_calls']} teacher calls")
+    for gap in report.get("uncovered_tools") or []:
+        ui.warn(coverage_message(gap))
     print(f"data report: {report_path(args.out)}")
     return 0 if report["kept_in_file"] >= args.n else 1
 

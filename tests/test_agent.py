@@ -579,3 +579,13 @@ def test_real_requests_of_the_wrong_task_are_refused(tmp_path):
     config.out.mkdir(parents=True)
     with pytest.raises(ConfigError, match="holds labels rows"):
         FakeLoop(config, scores=[0.5])._copy_real_requests()
+
+
+def test_uncovered_tools_are_the_first_thing_fixed():
+    ev = evidence(uncovered_tools=["ship_package"], thin_tools=["send_email"])
+    next_plan, decisions = strategy.next_plan(plan(), ev, strategy.StrategyConfig())
+    assert rules(decisions)[0] == "uncovered_tools" and "ship_package" in decisions[0].evidence
+    weights = next_plan.generation.tool_weights
+    assert weights["ship_package"] == 3.0 and weights["send_email"] == 2.0
+    untouched, decisions = strategy.next_plan(plan(), evidence(), strategy.StrategyConfig())
+    assert "uncovered_tools" not in rules(decisions) and not untouched.generation.tool_weights

@@ -273,6 +273,7 @@ class Orchestrator:
         return [self.task.text_of(r) for r in rows]
 
     async def _generate(self, iteration: int, it_dir: Path) -> None:
+        from loraforge.generators.report import coverage_message
         from loraforge.generators.runner import generate_to_file
 
         cfg = self.config
@@ -291,6 +292,7 @@ class Orchestrator:
                     plan.examples,
                     first_index=(iteration - 1) * 100_000,  # each iteration draws fresh seeds
                     on_row=lambda _row: bar.update(1),
+                    on_warning=self.ui.warn,
                     report_to=it_dir / Artifact.DATA_REPORT.value,
                 )
             finally:
@@ -299,6 +301,8 @@ class Orchestrator:
             f"[iteration {iteration}] {report['kept_in_file']} verified examples; rejected: "
             + (", ".join(f"{k} {v}" for k, v in report["rejected"].items()) or "none")
         )
+        for gap in report.get("uncovered_tools") or []:
+            self.ui.warn(f"[iteration {iteration}] " + coverage_message(gap))
 
     def _split(self, iteration: int, it_dir: Path) -> None:
         rows = read_jsonl(it_dir / Artifact.DATA.value, tolerant=True)
@@ -570,6 +574,9 @@ class Orchestrator:
             for f in (read_json(real_path).get("failures", []) if real_path.is_file() else [])
         ]
         base_source = metrics["real"] if metrics.get("real") else metrics
+        data = metrics.get("data") or {}
+        uncovered = [gap["tool"] for gap in data.get("uncovered_tools") or []]
+        thin = list((data.get("realism") or {}).get("thin_tools") or [])
         budget = self.config.time_budget_minutes
         return strategy.Evidence(
             iteration=iteration,
@@ -578,6 +585,8 @@ class Orchestrator:
             base_score=base_source["base"].get(self.task.primary) or 0.0,
             failures=analysis.get("failures", []),
             pattern_failures=patterns,
+            uncovered_tools=uncovered,
+            thin_tools=thin,
             heldout=read_jsonl(it_dir / Artifact.HELDOUT.value),
             train_losses=[r["loss"] for r in log if "loss" in r],
             val_losses=[r["val_loss"] for r in log if "val_loss" in r],

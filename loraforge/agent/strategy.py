@@ -76,6 +76,9 @@ class Evidence:
     # failures on real requests (--eval-data), reduced to their pattern (tool, parameter, error, label): they
     # weigh what to generate, never become text to vary
     pattern_failures: list[dict[str, Any]] = field(default_factory=list)
+    # tools that got no verified example (uncovered) or under 5% of the calls (thin) in this iteration's data
+    uncovered_tools: list[str] = field(default_factory=list)
+    thin_tools: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     iteration_seconds: list[float] = field(default_factory=list)
     time_budget_s: float | None = None
@@ -206,6 +209,22 @@ def targeted_data(plan: IterationPlan, ev: Evidence, cfg: StrategyConfig) -> lis
     ]
 
 
+def coverage_decision(plan: IterationPlan, ev: Evidence) -> Decision | None:
+    """Tools the data left out (or nearly): their generation weight goes up before anything else is tuned."""
+    if not ev.uncovered_tools and not ev.thin_tools:
+        return None
+    parts = []
+    if ev.uncovered_tools:
+        parts.append(f"no verified example for {', '.join(ev.uncovered_tools)}")
+    if ev.thin_tools:
+        parts.append(f"under 5% of the calls for {', '.join(ev.thin_tools)}")
+    return Decision(
+        "uncovered_tools",
+        "generation weight x3 for uncovered tools, x2 for thin ones",
+        "; ".join(parts),
+    )
+
+
 def next_plan(current: IterationPlan, ev: Evidence, cfg: StrategyConfig) -> tuple[IterationPlan | None, list[Decision]]:
     """The next iteration's plan and the decisions behind it; None as the plan means stop."""
     stop = stop_reason(ev, cfg)
@@ -213,6 +232,7 @@ def next_plan(current: IterationPlan, ev: Evidence, cfg: StrategyConfig) -> tupl
         return None, [stop]
     plan = copy.deepcopy(current)
     decisions: list[Decision] = []
+    coverage = coverage_decision(plan, ev)  # first: a tool without data cannot be learned at all
     score = ev.scores[-1]
     if score < cfg.target:
         old = plan.examples
@@ -221,6 +241,12 @@ def next_plan(current: IterationPlan, ev: Evidence, cfg: StrategyConfig) -> tupl
             Decision("low_accuracy", f"new examples {old} -> {plan.examples}", f"score {score:.3f} < {cfg.target}")
         )
     decisions += targeted_data(plan, ev, cfg)
+    if coverage is not None:  # applied after the weights from failures, so that it wins over them
+        decisions.insert(0, coverage)
+        for tool in ev.uncovered_tools + ev.thin_tools:
+            plan.generation.tool_weights[tool] = max(plan.generation.tool_weights.get(tool, 1.0), 1.0) * (
+                3.0 if tool in ev.uncovered_tools else 2.0
+            )
     if ev.judge_score is not None and ev.judge_score < cfg.judge_floor:
         old_t = plan.generation.temperature
         plan.generation.temperature = round(max(0.3, old_t - 0.1), 3)

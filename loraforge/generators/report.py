@@ -87,3 +87,12 @@ class GenerationStats:
         if tools is not None:
             out["uncovered_tools"] = self.coverage(tools)
         return out
+
+
+def coverage_message(gap: dict[str, Any]) -> str:
+    """One line that says which tool has no data, after how many attempts, and the main reasons."""
+    reasons = ", ".join(f"{k} {v}" for k, v in list(gap["rejections"].items())[:3]) or "no attempt yet"
+    return (
+        f"No verified example for tool {gap['tool']!r} after {gap['attempts']} attempts ({reasons}); "
+        "see uncovered_tools in the data report for rejected samples."
+    )

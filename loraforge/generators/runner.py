@@ -42,9 +42,11 @@ async def generate_to_file(
 
     Example i always starts from the same seed, and a row is appended as soon as it passes, so a killed
     generation picks up where it stopped. Indices that give up are replaced by new ones (a few rounds).
-    A tool that has no example after a round is named through `on_warning`, with its main rejections.
+    A tool that the teacher keeps failing on is named through `on_warning` while generation runs.
     """
     started = time.monotonic()
+    if on_warning is not None and hasattr(generator, "on_warning"):
+        generator.on_warning = on_warning
     existing = load_partial(data_path)
     generator.remember(existing)
     done = {row["meta"]["index"] for row in existing}
@@ -68,9 +70,6 @@ async def generate_to_file(
                 wanted.append(next_index)
             next_index += 1
         await generator.generate(wanted, on_example=keep)
-        if on_warning:
-            for gap in uncovered(generator):
-                on_warning(coverage_message(gap))
     tools = getattr(generator, "tools", None)
     report = generator.stats.report([t.name for t in tools] if tools else None)
     report["requested"] = count
@@ -82,18 +81,3 @@ async def generate_to_file(
         report["realism"] = realism.summarise(read_jsonl(data_path, tolerant=True), tools)
     atomic_write_json(report_to or report_path(data_path), report)
     return report
-
-
-def uncovered(generator: Any) -> list[dict[str, Any]]:
-    """Tools of a tool-calling generator with no kept example yet, with why they failed."""
-    tools = getattr(generator, "tools", None)
-    return generator.stats.coverage([t.name for t in tools]) if tools else []
-
-
-def coverage_message(gap: dict[str, Any]) -> str:
-    """One line that says which tool has no data, after how many attempts, and the main reasons."""
-    reasons = ", ".join(f"{k} {v}" for k, v in list(gap["rejections"].items())[:3]) or "no attempt yet"
-    return (
-        f"No verified example for tool {gap['tool']!r} after {gap['attempts']} attempts ({reasons}); "
-        "see uncovered_tools in the data report for rejected samples."
-    )

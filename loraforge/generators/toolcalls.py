@@ -26,7 +26,7 @@ from loraforge.generators.arguments import ArgumentDrafter, is_free_text
 from loraforge.generators.bank import load_bank, role_prefix
 from loraforge.generators.dedup import NearDuplicateIndex, rouge_l
 from loraforge.generators.plan import STYLES, GenerationPlan
-from loraforge.generators.report import GenerationStats
+from loraforge.generators.report import GenerationStats, coverage_message
 from loraforge.generators.verify import Rejected
 from loraforge.runtime.client import LlamaClient
 from loraforge.tools.definition import ToolDefinition
@@ -96,6 +96,8 @@ class ToolCallGenerator:
         self._no_call_seeds = no_call_seeds()
         self._no_call_shots: list[str] = []
         self._teacher_calls = 0
+        self.on_warning: Callable[[str], None] | None = None  # told when a tool keeps failing
+        self._warned: set[str] = set()
         self._assigned: Counter = Counter()
         self._tool_assigned: Counter = Counter()
         for tool in tools:
@@ -340,6 +342,7 @@ class ToolCallGenerator:
         models = self.drafter.models(tool)
         for attempt in range(tries):
             self.stats.tool_attempts[tool.name] += 1
+            self._warn_if_stuck(tool.name)
             if like is None:
                 rates = {name: self.plan.optional_rate(tool.name, name) for name in tool.properties}
                 arguments = await self.drafter.draft(tool, rng, optional_rate=rates)
@@ -359,6 +362,14 @@ class ToolCallGenerator:
             self._first_request.setdefault(tool.name, request)
             return arguments, request
         raise AssertionError("unreachable")
+
+    def _warn_if_stuck(self, name: str, after: int = 30) -> None:
+        if self.on_warning is None or name in self._warned or self.stats.per_tool[name]:
+            return
+        if self.stats.tool_attempts[name] >= after:
+            self._warned.add(name)
+            gap = self.stats.coverage([name])[0]
+            self.on_warning(coverage_message(gap) + " Generation goes on; the tool keeps its share of attempts.")
 
     def _check_call(self, tool: ToolDefinition, models: dict[str, values.ParamModel], arguments: dict) -> None:
         problem = accepts_call(tool, arguments)
