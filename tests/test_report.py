@@ -238,3 +238,43 @@ def test_report_renders_its_plots_in_headless_chromium(tmp_path):
     without = coloured_pixels(screenshot(bare, tmp_path / "bare.png"))
     # (A broken image still paints its small icon.)
     assert with_plots > 2000 and without * 50 < with_plots, (with_plots, without)
+
+
+def test_report_shows_realism_uncovered_tools_and_the_synthetic_warning(tmp_path):
+    from loraforge.generators.realism import summarise
+    from loraforge.tools import ToolDefinition
+
+    make_tool_run(tmp_path / "run", seed=3)
+    tools = [ToolDefinition(name=n, description=f"{n} tool.") for n in ("get_weather", "set_timer")]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"weather in city number {i} please"},
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [{"function": {"name": "get_weather", "arguments": {}}}],
+                },
+            ],
+            "meta": {"style": "single"},
+        }
+        for i in range(4)
+    ]
+    path = tmp_path / "run" / "iteration_2" / "data_report.json"
+    report = json.loads(path.read_text())
+    report["realism"] = summarise(rows, tools)
+    report["uncovered_tools"] = [{"tool": "set_timer", "attempts": 31, "rejections": {"ungrounded": 20}, "samples": []}]
+    path.write_text(json.dumps(report))
+    html = build_report(tmp_path / "run")["html"].read_text()
+    assert "Realism of the data (iteration 2)" in html
+    assert "NOT COVERED: tool set_timer has no verified example after 31 attempts (ungrounded 20)" in html
+    assert "weather in city number" in html  # the random examples
+    assert "Every score in this report is on synthetic data" in html
+    # with real requests, the report leads with them and drops the warning
+    metrics_path = tmp_path / "run" / "iteration_2" / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["real"] = {"rows": 20, "base": {"exact_match": 0.05}, "adapter": {"exact_match": 0.61}}
+    metrics_path.write_text(json.dumps(metrics))
+    html = build_report(tmp_path / "run")["html"].read_text()
+    assert "on 20 real requests that decide promotion" in html and "0.61" in html
+    assert "Every score in this report is on synthetic data" not in html

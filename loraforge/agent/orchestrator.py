@@ -35,6 +35,7 @@ from loraforge.files import atomic_write_json, read_json, read_jsonl, write_json
 from loraforge.gguf_info import read_gguf_info
 from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
+from loraforge.runtime.config import context_for
 from loraforge.runtime.teacher import teacher
 from loraforge.trainers.chat_format import ChatFormat, template_for_model
 from loraforge.ui import UI
@@ -361,7 +362,7 @@ class Orchestrator:
 
         export_adapter(it_dir, self.base_info, it_dir / Artifact.ADAPTER_GGUF.value)
 
-    def _eval_server_config(self, adapters: list[Path]) -> ServerConfig:
+    def _eval_server_config(self, adapters: list[Path], rows: list[dict[str, Any]] | None = None) -> ServerConfig:
         parallel = self.config.eval_parallel
         return ServerConfig(
             model_path=self.model,
@@ -369,7 +370,7 @@ class Orchestrator:
             chat_template=self.chat_format.template,
             lora_adapters=list(adapters),
             n_parallel=parallel,
-            n_ctx=2048 * parallel,
+            n_ctx=context_for(rows or [], self.config.eval_max_tokens) * parallel,
         )
 
     async def _evaluate(self, iteration: int, it_dir: Path) -> None:
@@ -390,7 +391,7 @@ class Orchestrator:
         real_evaluations = {}
         records: list[dict[str, Any]] = []
         real_records: list[dict[str, Any]] = []
-        async with make_server(self._eval_server_config(adapters)) as server:
+        async with make_server(self._eval_server_config(adapters, heldout + real)) as server:
             # Continuous batching changes greedy outputs from run to run; evaluation uses one slot, and runs
             # each model as a separate pass so the shared tools prompt stays cached.
             concurrency = self.config.eval_parallel

@@ -15,6 +15,7 @@ from loraforge.evaluators.toolcall_eval import evaluate_rows, failures, summaris
 from loraforge.files import atomic_write_json, read_jsonl, write_jsonl
 from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
+from loraforge.runtime.config import context_for
 from loraforge.tools import load_tools
 from loraforge.trainers.chat_format import ChatFormat, builtin_template
 
@@ -89,7 +90,11 @@ def run_eval(
     out.mkdir(parents=True, exist_ok=True)
     models = [("base", None)] + ([("adapter", 0)] if gguf else [])
     config = ServerConfig(
-        model_path=base, chat_template=fmt.template, lora_adapters=[gguf] if gguf else [], n_parallel=1
+        model_path=base,
+        chat_template=fmt.template,
+        lora_adapters=[gguf] if gguf else [],
+        n_parallel=1,
+        n_ctx=context_for(rows, max_tokens),
     )
     metrics: dict[str, Any] = {"data": str(data), "base_model": str(base), "adapter": str(gguf) if gguf else None}
 

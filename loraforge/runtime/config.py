@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from loraforge.errors import ConfigError
 
@@ -64,3 +66,11 @@ def find_llama_server(path: Path) -> Path:
         f"No llama-server binary found at {path}.",
         fix="Point --llama-server or $LLAMA_CPP_PATH at the binary or at a llama.cpp build folder.",
     )
+
+
+def context_for(rows: list[dict[str, Any]], answer_tokens: int) -> int:
+    """Context per slot for evaluating these rows: the longest row (tools, messages) plus the answer, from
+    its size in characters (about 2.5 per token for JSON-heavy prompts), in steps of 1024 from 2048."""
+    longest = max((len(json.dumps(row, ensure_ascii=False)) for row in rows), default=0)
+    need = int(longest / 2.5) + answer_tokens + 256
+    return max(2048, min(32768, -(-need // 1024) * 1024))

@@ -28,7 +28,13 @@ class TrainConfig:
     learning_rate: float = field(default=5e-4, metadata={"help": "Peak AdamW learning rate, e.g. 5e-4."})
     batch_size: int = field(default=8, metadata={"help": "Sequences per micro-batch."})
     grad_accum: int = field(default=1, metadata={"help": "Micro-batches per optimizer step."})
-    max_length: int = field(default=1024, metadata={"help": "Longest sequence in tokens; longer ones are skipped."})
+    max_length: int = field(
+        default=4096,
+        metadata={
+            "help": "Longest sequence in tokens; longer ones are skipped, with a warning. A prompt that lists "
+            "12 tools is about 1900 tokens with the default model."
+        },
+    )
     warmup_steps: int = field(default=4, metadata={"help": "Linear warm-up steps before the cosine decay."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     max_grad_norm: float = field(default=1.0, metadata={"help": "Gradient clipping norm."})

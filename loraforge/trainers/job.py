@@ -86,6 +86,13 @@ def run_training(
         encode_training_row(fmt, tokenizer, row, invocation=invocation, train_all=config.train_on == "all")
         for row in rows
     ]
+    too_long = sum(len(e.input_ids) > config.max_length for e in encoded)
+    if too_long and progress:
+        longest = max(len(e.input_ids) for e in encoded)
+        progress(
+            f"warning: {too_long} of {len(encoded)} training rows are longer than max_length {config.max_length} "
+            f"tokens (longest {longest}) and are skipped; raise training.max_length to keep them."
+        )
     log_path = out_dir / Artifact.TRAIN_LOG.value
     if not (out_dir / CHECKPOINT).is_file():
         log_path.unlink(missing_ok=True)  # a fresh start; a resumed run keeps its log
