@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from loraforge.generators import realism, values
-from loraforge.generators.bank import load_bank, pick_shots, role_prefix
+from loraforge.generators.bank import load_bank, role_prefix
 from loraforge.generators.dedup import rouge_l
 from loraforge.generators.shots import shots_for_tool
 from loraforge.generators.toolcalls import no_call_seeds
@@ -116,11 +116,11 @@ def test_bank_entries_state_their_values_and_cover_many_topics():
                     assert part.lower() in entry.request.lower(), (entry.request, part)
 
 
-def test_shots_are_picked_by_kinds():
-    rng = random.Random(0)
-    shots = pick_shots(["person", "money", "memo"], rng, k=4)
-    assert len(shots) == 4 and len({s.topic for s in shots}) == 4
-    assert any(set(s.kinds) >= {"person", "money"} for s in shots)
+def test_bank_entries_carry_the_kinds_of_their_values():
+    entry = next(e for e in load_bank() if e.topic == "payment" and "memo" in dict(e.details))
+    assert set(entry.kinds) >= {"person", "money", "memo"}
+    lists = [e for e in load_bank() if e.detail_kinds and e.detail_kinds[0][:1] == ("array",)]
+    assert lists and all(len(k) == 2 for e in lists for k in e.detail_kinds[:1])
     assert role_prefix("origin") == "from " and role_prefix("destination") == "to " and role_prefix("city") == ""
 
 

@@ -1,17 +1,14 @@
-"""The built-in bank of human-style requests, and the choice of few-shot shots from it.
+"""The built-in bank of human-style requests (`shots.py` turns them into few-shot shots for a tool).
 
 When a tools file has no examples, the teacher still needs to see how people ask for things. The bank
 (`data/requests.txt`) holds several hundred requests across many domains and registers, each with the
-values it states. Shots for a tool are the bank entries whose parameters are of the same kinds (a place
-and a date, an amount and a person, a list of items), so the teacher sees how people phrase those kinds.
+values it states and their kinds (a place and a date, an amount and a person, a list of items).
 """
 
 from __future__ import annotations
 
 import functools
-import random
 import re
-from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -79,34 +76,3 @@ def role_prefix(name: str) -> str:
     if head in ("destination", "to", "target", "dropoff", "end", "arrival") or words[:1] == ["to"]:
         return "to "
     return ""
-
-
-def similarity(kinds: list[str], entry: BankEntry) -> float:
-    """How alike two sets of parameter kinds are (Jaccard over the multisets)."""
-    mine, theirs = Counter(kinds), Counter(entry.kinds)
-    union = sum((mine | theirs).values())
-    return sum((mine & theirs).values()) / union if union else 0.0
-
-
-def pick_shots(
-    kinds: list[str], rng: random.Random, k: int = 4, bank: tuple[BankEntry, ...] | None = None
-) -> list[BankEntry]:
-    """`k` bank entries whose kinds resemble `kinds`, from different topics, with random tie-breaks; the
-    last pick is any entry, so every prompt also shows an unrelated register."""
-    bank = bank if bank is not None else load_bank()
-    scored = sorted(bank, key=lambda e: (-similarity(kinds, e), rng.random()))
-    chosen: list[BankEntry] = []
-    topics: set[str] = set()
-    pool = scored[: max(24, 6 * k)]
-    rng.shuffle(pool)
-    pool.sort(key=lambda e: -round(similarity(kinds, e), 1))
-    for entry in pool:
-        if len(chosen) >= k - 1:
-            break
-        if entry.topic not in topics:
-            chosen.append(entry)
-            topics.add(entry.topic)
-    rest = [e for e in bank if e.topic not in topics]
-    if rest:
-        chosen.insert(rng.randrange(len(chosen) + 1), rng.choice(rest))
-    return chosen

@@ -258,15 +258,6 @@ class ParamModel:
             return False
         return True
 
-    @property
-    def from_library(self) -> bool:
-        """True when values come from a list, Faker or the schema; False for teacher pools."""
-        if self.kind == "free":
-            return False
-        if self.items is not None:
-            return self.items.from_library
-        return all(f.from_library for f in self.fields.values())
-
 
 def _words(text: str) -> set[str]:
     return set(re.findall(r"[a-z]+", text.lower()))

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from typing import Any
+
+from loraforge.generators.phrasing import stated
 
 
 class Rejected(Exception):
@@ -16,68 +17,13 @@ class Rejected(Exception):
         self.sample = sample
 
 
-_MONTHS = [
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-]
-
-
 def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text.lower()).strip()
 
 
-def _number_forms(value: int | float) -> list[str]:
-    forms = {str(value)}
-    if isinstance(value, float) and value.is_integer():
-        forms.add(str(int(value)))
-    if isinstance(value, int) and abs(value) >= 1000:
-        forms.add(f"{value:,}")
-    return sorted(forms)
-
-
-def _date_forms(value: str) -> list[str]:
-    try:
-        day = dt.date.fromisoformat(value)
-    except ValueError:
-        return [value]
-    month = _MONTHS[day.month - 1]
-    return [
-        value,
-        f"{month} {day.day}",
-        f"{day.day} {month}",
-        f"{month} {day.day}th",
-        f"{month} {day.day}st",
-        f"{month} {day.day}nd",
-        f"{month} {day.day}rd",
-    ]
-
-
 def value_grounded(value: Any, text: str) -> bool:
     """Is the value stated in the text, literally or in an accepted paraphrase (dates, thousands)?"""
-    lowered = _norm(text)
-    if isinstance(value, bool):
-        return True  # booleans are implied by wording, not quoted
-    if isinstance(value, (int, float)):
-        return any(re.search(rf"(?<![\d.]){re.escape(form)}(?![\d]|\.\d)", lowered) for form in _number_forms(value))
-    if isinstance(value, str):
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            return any(form in lowered for form in _date_forms(value))
-        return _norm(value) in lowered
-    if isinstance(value, list):
-        return all(value_grounded(item, text) for item in value)
-    if isinstance(value, dict):
-        return all(value_grounded(item, text) for item in value.values())
-    return value is None
+    return stated(value, text)
 
 
 def ungrounded_arguments(arguments: dict[str, Any], text: str) -> list[str]:
@@ -171,19 +117,4 @@ def ground_free_text(value: str, text: str, max_gap: int = 1) -> str | None:
             matched += 1
         if matched == len(want):
             return text[words[start][1] : words[position][2]]
-    return None
-
-
-def enum_order_problem(properties: dict[str, Any], arguments: dict[str, Any], text: str) -> str | None:
-    """Parameters that share one enumeration (from_currency, to_currency) must be stated in schema order;
-    grounding alone cannot tell "100 USD in EUR" from "100 EUR in USD"."""
-    groups: dict[tuple, list[str]] = {}
-    for name, schema in properties.items():
-        if name in arguments and schema.get("enum"):
-            groups.setdefault(tuple(map(str, schema["enum"])), []).append(name)
-    lowered = text.lower()
-    for names in groups.values():
-        positions = [lowered.find(str(arguments[n]).lower()) for n in names]
-        if len(names) > 1 and positions != sorted(positions):
-            return f"{names} are stated in another order"
     return None

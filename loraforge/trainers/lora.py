@@ -123,7 +123,7 @@ def _alora_offsets(model: Any, ids: Any) -> list[int | None] | None:
     return calculate_alora_offsets(model.peft_config, model.active_adapter, ids)
 
 
-def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: int = 16):
+def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: int = 16, prefix_gradients: bool = True):
     """Summed cross-entropy at supervised positions, and how many positions there were.
 
     Two savings that keep results identical:
@@ -132,6 +132,10 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
       attend to that single copy of the keys and values; gradients flow through it to the adapter.
       With an activated LoRA the shared prefix precedes the invocation, so it runs through the frozen
       base without gradients at all (aLoRA's exact prefix cache).
+
+    `prefix_gradients=False` runs the shared prefix (with the adapter) without gradients: the adapter then
+    learns only from the positions after it. Much cheaper when the prefix is long (a prompt listing many
+    tools), at the price of a truncated gradient; the loss itself is unchanged.
     """
     import contextlib
 
@@ -154,7 +158,7 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
     if prefix >= min_prefix:
         from transformers import DynamicCache
 
-        frozen = torch.no_grad() if offsets is not None else contextlib.nullcontext()
+        frozen = torch.no_grad() if offsets is not None or not prefix_gradients else contextlib.nullcontext()
         with frozen, hooks([0]):
             head = backbone(input_ids=ids[:1, :prefix], use_cache=True)
         shared = DynamicCache()
@@ -372,7 +376,9 @@ def train_lora(
                                 device_type=device.split(":")[0], dtype=amp or torch.float32, enabled=amp is not None
                             ):
                                 ids, labels, mask = collate(piece, pad_id, device)
-                                loss, n = supervised_loss(model, ids, labels, mask)
+                                loss, n = supervised_loss(
+                                    model, ids, labels, mask, prefix_gradients=config.prefix_gradients
+                                )
                             run_tokens += positions_run(ids, mask)
                             (loss / max(1, group_tokens) * world).backward()
                             loss_sum, tokens = loss_sum + loss.item(), tokens + n
