@@ -214,7 +214,7 @@ def test_token_budget_splits_forward_passes_without_changing_the_result(tmp_path
     real = lora.supervised_loss
 
     def watch(model, ids, labels, mask, **kwargs):
-        seen.append(ids.shape[0] * ids.shape[1])
+        seen.append(lora.positions_run(ids, mask))
         return real(model, ids, labels, mask, **kwargs)
 
     free = lora.train_lora(tiny_model(), 0, examples(), config(epochs=1), tmp_path / "free")
@@ -232,6 +232,18 @@ def test_token_budget_splits_forward_passes_without_changing_the_result(tmp_path
 
 
 def test_within_budget_keeps_every_row_in_order():
-    rows = examples()
+    rows = examples(prefix=0)
     pieces = lora.within_budget([rows], budget=2 * max(len(e.input_ids) for e in rows))
     assert [e for piece in pieces for e in piece] == rows and all(len(p) <= 2 for p in pieces)
+
+
+def test_within_budget_counts_a_shared_prefix_once():
+    """Rows that share a long prompt (a tools list) stay together while prefix + tails fit: split apart,
+    each piece would compute the prompt again."""
+    rows = examples(count=8, prefix=200)
+    width = max(len(e.input_ids) for e in rows)
+    tails = sum(len(e.input_ids) - 200 for e in rows)
+    assert lora.within_budget([rows], budget=200 + tails + 8 * (width - 200)) == [rows]
+    assert lora.common_prefix(rows) >= 200
+    assert lora.piece_positions(rows) < len(rows) * width / 2
+    assert len(lora.within_budget([rows], budget=width)) == len(rows)  # room for one row: one row per pass

@@ -86,4 +86,4 @@ class GenerationPlan:
 
     def optional_rate(self, tool: str, param: str) -> float:
         weight = self.param_weights.get(f"{tool}.{param}", 1.0)
-        return min(0.95, 0.5 * weight)
+        return min(0.95, 0.6 * weight)

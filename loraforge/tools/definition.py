@@ -12,7 +12,7 @@ from jsonschema.validators import validator_for
 
 from loraforge.errors import ConfigError
 
-NAME_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+NAME_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")  # used with fullmatch: no trailing newline
 
 
 @dataclass
@@ -103,7 +103,7 @@ def _schema_problem(schema: Any, where: str) -> str | None:
 def validate_tool(tool: ToolDefinition) -> list[str]:
     """Every problem with one tool, each naming the place inside it."""
     problems: list[str] = []
-    if not isinstance(tool.name, str) or not NAME_PATTERN.match(tool.name):
+    if not isinstance(tool.name, str) or not NAME_PATTERN.fullmatch(tool.name):
         problems.append(
             f"name {tool.name!r} is not a valid function name (letters, digits, '_', '.', '-'; "
             "starting with a letter or '_'; at most 64 characters)."

@@ -4,17 +4,22 @@ short model card whose numbers come from the run's own files."""
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
 from loraforge.files import atomic_write_text
 
 
-def llama_server_command(base: Path, folder: Path) -> str:
-    return (
-        f"llama-server -m {base} --lora {folder / 'adapter.gguf'} --jinja "
-        f"--chat-template-file {folder / 'chat_template.jinja'} --host 127.0.0.1 --port 8080"
-    )
+def llama_server_command(base: Path, folder: Path, *, relative: bool = False) -> str:
+    """The llama-server command for this adapter, every path shell-quoted. With `relative`, the adapter's
+    files are named from the bundle's own folder (as serve.sh, which changes there first, uses them)."""
+    where = Path(".") if relative else folder
+    parts = ["llama-server", "-m", str(base), "--lora", str(where / "adapter.gguf"), "--jinja"]
+    if (folder / "chat_template.jinja").is_file():
+        parts += ["--chat-template-file", str(where / "chat_template.jinja")]
+    parts += ["--host", "127.0.0.1", "--port", "8080"]
+    return " ".join(shlex.quote(part) for part in parts)
 
 
 def modelfile(base: Path) -> str:
@@ -69,8 +74,9 @@ def model_card(folder: Path, base: Path, fidelity: dict[str, Any] | None) -> str
 def write_bundle(folder: Path, base: Path, fidelity: dict[str, Any] | None = None) -> list[Path]:
     folder = Path(folder)
     written = {
-        folder / "serve.sh": "#!/bin/sh\n# Serve the base model with this adapter (OpenAI-compatible API).\nexec "
-        + llama_server_command(base, folder)
+        folder / "serve.sh": "#!/bin/sh\n# Serve the base model with this adapter (OpenAI-compatible API).\n"
+        + 'cd "$(dirname "$0")" || exit 1\nexec '
+        + llama_server_command(base, folder, relative=True)
         + ' "$@"\n',
         folder / "Modelfile": modelfile(base),
         folder / "README.md": model_card(folder, base, fidelity),

@@ -216,13 +216,39 @@ def token_budget(model: Any, config: TrainConfig, device: str) -> int:
     return max(512, int(psutil.virtual_memory().available * 0.5 / per_position))
 
 
+def common_prefix(rows: list[Encoded]) -> int:
+    """Leading tokens that every row has in common."""
+    first = rows[0].input_ids
+    length = min(len(r.input_ids) for r in rows)
+    for i in range(length):
+        token = first[i]
+        if any(r.input_ids[i] != token for r in rows[1:]):
+            return i
+    return length
+
+
+def piece_positions(rows: list[Encoded], min_prefix: int = 16) -> int:
+    """Token positions a forward pass over `rows` holds: a shared prefix once, the rest per row (as
+    `supervised_loss` runs it), padding included."""
+    width = max(len(e.input_ids) for e in rows)
+    prefix = common_prefix(rows) if len(rows) > 1 else 0
+    return prefix + len(rows) * (width - prefix) if prefix >= min_prefix else len(rows) * width
+
+
 def within_budget(pieces: list[list[Encoded]], budget: int) -> list[list[Encoded]]:
-    """Split micro-batches until rows x longest row fits the budget (a single row always passes)."""
+    """Split micro-batches until the positions one forward pass holds (a shared prefix counted once) fit
+    the budget; a single row always passes. Counting a shared prefix once matters: a prompt listing many
+    tools is most of every row, and splitting its rows apart would compute it once per row."""
     out: list[list[Encoded]] = []
     for piece in pieces:
-        width = max(len(e.input_ids) for e in piece)
-        rows = max(1, budget // max(1, width))
-        out += [piece[i : i + rows] for i in range(0, len(piece), rows)]
+        current: list[Encoded] = []
+        for row in piece:
+            if current and piece_positions(current + [row]) > budget:
+                out.append(current)
+                current = []
+            current.append(row)
+        if current:
+            out.append(current)
     return out
 
 

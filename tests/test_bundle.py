@@ -1,0 +1,32 @@
+"""The serving bundle's serve.sh: paths are quoted and relative to the bundle, whatever the folder is called."""
+
+import os
+import subprocess
+
+from loraforge.trainers.bundle import write_bundle
+
+
+def test_serve_sh_survives_spaces_quotes_and_command_substitution(tmp_path):
+    folder = tmp_path / "my adapter 'x\" $(touch PWNED) `touch PWNED2`"
+    folder.mkdir()
+    (folder / "adapter.gguf").write_bytes(b"GGUF")
+    (folder / "chat_template.jinja").write_text("{{ messages }}")
+    base = tmp_path / "base $(touch PWNED3).gguf"
+    write_bundle(folder, base)
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "llama-server").write_text('#!/bin/sh\nfor a in "$@"; do echo "[$a]"; done\n')
+    (fake / "llama-server").chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake}:{os.environ['PATH']}"}
+    out = subprocess.run([str(folder / "serve.sh"), "--extra"], capture_output=True, text=True, env=env, check=True)
+    args = out.stdout.splitlines()
+    assert f"[{base}]" in args and "[adapter.gguf]" in args and "[chat_template.jinja]" in args
+    assert args[-1] == "[--extra]"
+    assert not list(tmp_path.rglob("PWNED*")) and not list(folder.rglob("PWNED*"))
+
+
+def test_serve_sh_leaves_out_a_missing_template(tmp_path):
+    (tmp_path / "adapter.gguf").write_bytes(b"GGUF")
+    write_bundle(tmp_path, tmp_path / "base.gguf")
+    text = (tmp_path / "serve.sh").read_text()
+    assert "--lora adapter.gguf" in text and "chat_template" not in text
