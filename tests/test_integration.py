@@ -89,10 +89,15 @@ def _prompts(out, count=4):
 
 
 def test_gguf_adapter_in_llama_cpp_matches_peft_and_differs_from_base(tiny_run, base_model):
-    """Greedy continuations from llama.cpp + exported GGUF equal the PEFT model's, and differ from the base's."""
+    """Greedy continuations from llama.cpp + exported GGUF follow the PEFT model's and differ from the base's.
+
+    llama.cpp runs the Q4_1 base with 8-bit activations, PyTorch runs it dequantised, so the two may part
+    where PyTorch's best two tokens are nearly tied; anywhere else a parting is an export error.
+    """
     import torch
     from peft import PeftModel
 
+    from loraforge.evaluators.fidelity import NEAR_TIE_LOGITS
     from loraforge.trainers.formatting import prompt_ids
 
     out, _ = tiny_run
@@ -101,9 +106,20 @@ def test_gguf_adapter_in_llama_cpp_matches_peft_and_differs_from_base(tiny_run, 
     fmt = ChatFormat(builtin_template())
     peft_model = PeftModel.from_pretrained(model, str(it)).eval()
     prompts = [prompt_ids(fmt, tokenizer, messages, tools) for messages, tools in _prompts(out)]
-    peft_texts = []
+
+    async def served():
+        config = ServerConfig(model_path=default_model_path(), lora_adapters=[it / "adapter.gguf"], n_parallel=1)
+        async with make_server(config) as server:
+            async with LlamaClient(server.base_url, concurrency=1, adapter_count=1) as client:
+                return {
+                    label: [await client.next_tokens(ids, NEW_TOKENS, adapter=adapter) for ids in prompts]
+                    for label, adapter in (("adapter", 0), ("base", None))
+                }
+
+    served_tokens = asyncio.run(served())
+    exact = 0
     with torch.no_grad():
-        for ids in prompts:
+        for ids, llama in zip(prompts, served_tokens["adapter"]):
             generated = peft_model.generate(
                 torch.tensor([ids]),
                 max_new_tokens=NEW_TOKENS,
@@ -111,25 +127,17 @@ def test_gguf_adapter_in_llama_cpp_matches_peft_and_differs_from_base(tiny_run, 
                 eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id,
             )
-            new = generated[0, len(ids) :].tolist()
-            peft_texts.append(tokenizer.decode(new, skip_special_tokens=True))
+            peft = generated[0, len(ids) :].tolist()
+            common = next((k for k, (a, b) in enumerate(zip(peft, llama)) if a != b), None)
+            if common is None:
+                exact += 1
+                continue
+            logits = peft_model(torch.tensor([ids + peft[:common]])).logits[0, -1].float()
+            margin = float(logits[peft[common]] - logits[llama[common]])
+            assert margin <= NEAR_TIE_LOGITS, (common, tokenizer.decode(peft), tokenizer.decode(llama), margin)
     peft_model.unload()
-
-    async def served():
-        config = ServerConfig(model_path=default_model_path(), lora_adapters=[it / "adapter.gguf"], n_parallel=1)
-        async with make_server(config) as server:
-            async with LlamaClient(server.base_url, concurrency=1, adapter_count=1) as client:
-                texts = {}
-                for label, adapter in (("adapter", 0), ("base", None)):
-                    texts[label] = [
-                        await client.complete(ids, max_tokens=NEW_TOKENS, temperature=0.0, adapter=adapter)
-                        for ids in prompts
-                    ]
-                return texts
-
-    texts = asyncio.run(served())
-    assert texts["adapter"] == peft_texts
-    assert all(a != b for a, b in zip(texts["adapter"], texts["base"]))
+    assert exact >= len(prompts) // 2
+    assert all(a != b for a, b in zip(served_tokens["adapter"], served_tokens["base"]))
 
 
 def test_token_parity_with_llama_cpp(tiny_run, base_model):
