@@ -97,10 +97,15 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=40, help="first-iteration examples (make run: 40)")
     parser.add_argument("--iterations", type=int, default=3, help="iterations (make run: 3)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--heldout-fraction", type=float, default=0.2, help="synthetic held-out share (default 0.2)")
+    parser.add_argument("--time-budget", type=float, help="minutes each run may take (loraforge run --time-budget)")
     parser.add_argument("--reuse", nargs=2, action="append", metavar=("SET", "RUN_DIR"), default=[])
     args = parser.parse_args()
     reuse = {name: Path(folder) for name, folder in args.reuse}
     run_args = ["--examples", str(args.examples), "--iterations", str(args.iterations), "--seed", str(args.seed)]
+    run_args += ["--heldout-fraction", str(args.heldout_fraction)]
+    if args.time_budget:
+        run_args += ["--time-budget", str(args.time_budget)]
     RESULTS.mkdir(parents=True, exist_ok=True)
     combined_path = RESULTS / "quality.json"
     combined = json.loads(combined_path.read_text()) if combined_path.is_file() else {}

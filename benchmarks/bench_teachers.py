@@ -46,22 +46,29 @@ def smollm_path() -> Path:
     return resolve_model(None)
 
 
-def trial(name: str, model: Path, tools: Path, n: int, seed: int, work: Path) -> dict:
+def trial(name: str, model: Path, tools: Path, n: int, seed: int, work: Path, keep: bool) -> dict:
     out = work / f"{name}-{seed}.jsonl"
+    saved = out.with_name(out.stem + ".trial.json")
+    if keep and saved.is_file() and json.loads(saved.read_text()).get("requested") == n:
+        print(f"= [{name}] seed {seed}: kept from {saved}", flush=True)
+        return json.loads(saved.read_text())
     out.unlink(missing_ok=True)
     out.with_name(out.stem + ".report.json").unlink(missing_ok=True)
     command = [sys.executable, "-m", "loraforge", "generate", "--tools", str(tools), "--n", str(n)]
     command += ["--out", str(out), "--seed", str(seed), "--model", str(model), "--quiet"]
     print(f"+ [{name}] loraforge " + " ".join(command[3:]), flush=True)
     started = time.monotonic()
-    subprocess.run(command, check=True)
+    # generate exits 1 when it falls short of --n (a tool it cannot write for); that is a result, not a crash
+    returncode = subprocess.run(command).returncode
     seconds = time.monotonic() - started
     report = json.loads(out.with_name(out.stem + ".report.json").read_text())
     rows = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
     realism = check(load_tools(tools), rows, 100, seed)
-    return {
+    result = {
         "teacher": name,
         "seed": seed,
+        "requested": n,
+        "exit_code": returncode,
         "seconds": round(seconds, 1),
         "verified": len(rows),
         "per_minute": round(60 * len(rows) / seconds, 2),
@@ -73,8 +80,11 @@ def trial(name: str, model: Path, tools: Path, n: int, seed: int, work: Path) ->
         "name_leaks": realism["name_leaks"],
         "plausible_share": realism["plausible_share"],
         "min_tool_share": realism["min_share"],
+        "uncovered_tools": sorted(t for t, c in realism["calls_per_tool"].items() if c == 0),
         "samples": [r["messages"][0]["content"] for r in rows[:12]],
     }
+    saved.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def main() -> None:
@@ -83,6 +93,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--trials", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-teachers"))
+    parser.add_argument("--keep", action="store_true", help="reuse trials already measured in --work")
     args = parser.parse_args()
     gemma = gemma_path()
     if gemma is None:
@@ -93,14 +104,22 @@ def main() -> None:
     for number in range(args.trials):
         order = list(teachers) if number % 2 == 0 else list(reversed(teachers))
         for name in order:
-            trials.append(trial(name, teachers[name], args.tools, args.n, number, args.work))
+            trials.append(trial(name, teachers[name], args.tools, args.n, number, args.work, args.keep))
     summary = {}
     for name in teachers:
         mine = [t for t in trials if t["teacher"] == name]
         summary[name] = {
             key: {"min": min(t[key] for t in mine), "median": statistics.median(t[key] for t in mine)}
-            for key in ("per_minute", "acceptance_rate", "teacher_calls_per_example", "name_leaks", "plausible_share")
+            for key in (
+                "per_minute",
+                "acceptance_rate",
+                "teacher_calls_per_example",
+                "name_leaks",
+                "plausible_share",
+                "min_tool_share",
+            )
         }
+        summary[name]["trials_with_uncovered_tools"] = sum(bool(t["uncovered_tools"]) for t in mine)
     result = {
         "command": "benchmarks/bench_teachers.py " + " ".join(sys.argv[1:]),
         "tools": str(args.tools),
@@ -110,12 +129,16 @@ def main() -> None:
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "teachers.json").write_text(json.dumps(result, indent=2) + "\n")
-    print("\n| teacher | verified per minute (median) | acceptance rate | teacher calls per example | name leaks |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| teacher | verified per minute (median) | acceptance rate | teacher calls per example | name leaks |"
+        " min tool share | trials with an uncovered tool |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for name, s in summary.items():
         print(
             f"| {name} | {s['per_minute']['median']} | {s['acceptance_rate']['median']} | "
-            f"{s['teacher_calls_per_example']['median']} | {s['name_leaks']['median']} |"
+            f"{s['teacher_calls_per_example']['median']} | {s['name_leaks']['median']} | "
+            f"{s['min_tool_share']['median']} | {s['trials_with_uncovered_tools']}/{args.trials} |"
         )
 
 

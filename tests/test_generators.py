@@ -36,6 +36,9 @@ def test_grounding(value, text, grounded):
 def test_request_form_checks():
     assert verify.request_problem("hi") == "too_short"
     assert verify.request_problem("city=Paris: weather please") == "leaked_markup"
+    assert verify.request_problem("Request: weather in Paris") == "leaked_markup"  # the prompt layout
+    assert verify.request_problem("Paris | tomorrow") == "leaked_markup"
+    assert verify.request_problem("9:30 dentist, add it to my calendar") is None
     assert verify.request_problem("What is the weather in Paris?") is None
     assert verify.clean_line(' "Turn it up to 35"\nmore') == "Turn it up to 35"
 
@@ -98,8 +101,8 @@ def test_prompts_list_shots_and_end_with_the_new_values():
     text = prompts.request_prompt(
         prompts.tool_topic(tool), [(["10 minutes"], "Set a timer for 10 minutes.")], ["7 minutes", "tea"]
     )
-    assert text.splitlines()[-1] == "- 7 minutes; tea:"
-    assert "- 10 minutes: Set a timer for 10 minutes." in text
+    assert text.splitlines()[-2:] == ["Details: 7 minutes, tea", "Request:"]
+    assert "Details: 10 minutes\nRequest: Set a timer for 10 minutes.\n" in text
     assert "about set timer" in text.splitlines()[0]
     assert tool.description not in text  # descriptions are never shown: a small teacher copies them
 

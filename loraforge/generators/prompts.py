@@ -41,9 +41,10 @@ def request_prompt(topic: str, shots: list[Shot], details: list[str]) -> str:
 
     The tool's description is never shown: a small teacher copies what it is shown, and people do not
     talk like API documentation."""
-    lines = [f"Requests that people typed to their assistant about {topic}, each after the details it states:"]
-    lines += [f"- {'; '.join(shot_details)}: {text}" for shot_details, text in shots]
-    lines.append(f"- {'; '.join(details)}:")
+    lines = [f"Requests that people typed to their assistant about {topic}, each after the details it states.", ""]
+    for shot_details, text in shots:
+        lines += [f"Details: {', '.join(shot_details)}", f"Request: {text}", ""]
+    lines += [f"Details: {', '.join(details)}", "Request:"]
     return "\n".join(lines)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -418,7 +417,7 @@ class ToolCallGenerator:
             top_p=self.plan.top_p,
             seed=rng.randrange(2**31),
         )
-        request = re.sub(r"^\s*\d+\s*:\s*", "", verify.clean_line(text)).strip("| ").strip()
+        request = verify.clean_line(text)
         mine = {d.lower() for d in details}
         shown = {d.split(" ", 1)[-1] if d.startswith(("from ", "to ")) else d for shot, _ in found for d in shot}
         self._verify_request(tool, arguments, request, [d for d in shown if d.lower() not in mine])

@@ -43,8 +43,8 @@ def request_problem(text: str) -> str | None:
         return "too_short"
     if len(text) > 300:
         return "too_long"
-    if "=" in text or "{" in text or ";" in text:
-        return "leaked_markup"
+    if any(mark in text for mark in "={;|") or re.search(r"\b(details|request)\s*:", text, re.IGNORECASE):
+        return "leaked_markup"  # the prompt's own layout, copied
     words = re.findall(r"[\w']+", text.lower())
     grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
     if len(grams) != len(set(grams)):
