@@ -127,6 +127,11 @@ def test_permute_rows_is_a_permutation():
     weight = np.arange(32 * 3, dtype=np.float32).reshape(32, 3)
     permuted = permute_rows(weight, 2)
     assert sorted(permuted[:, 0].tolist()) == weight[:, 0].tolist()
+    assert not np.array_equal(permuted, weight)
+    # Within each head of 16 rows, halves [0..7] and [8..15] interleave: 0, 8, 1, 9, ...
+    order = (permuted[:, 0] // 3).astype(int).tolist()
+    assert order[:16] == [r for pair in zip(range(0, 8), range(8, 16)) for r in pair]
+    assert order[16:] == [16 + r for r in order[:16]]
 
 
 @pytest.mark.parametrize(
