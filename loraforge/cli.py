@@ -12,6 +12,22 @@ from pathlib import Path
 from loraforge.errors import LoraforgeError, StopRequested
 
 
+def _positive(kind: type) -> object:
+    """An argparse type: a number of `kind` above 0, or a one-line usage error."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", type=Path, help="base GGUF model (default: the embedded SmolLM2-135M-Instruct)")
     parser.add_argument("--llama-server", type=Path, help="llama-server binary to start (default: embedded server)")
@@ -86,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--epochs", type=int, default=3)
     train.add_argument("--learning-rate", type=float, default=5e-4)
     train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--max-length", type=int, default=1024)
+    train.add_argument("--max-length", type=_positive(int), default=4096)
     train.add_argument("--grad-accum", type=int, default=1)
     train.add_argument("--promptfile", type=Path, help='JSON {"invocation_prompt": ...} for --adapter alora')
     train.add_argument("--rank", type=int, default=16, help="LoRA rank r")
@@ -96,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--use-dora", action="store_true", help=argparse.SUPPRESS)
     train.add_argument("--use-rslora", action="store_true", help=argparse.SUPPRESS)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--checkpoint-every", type=float, default=60.0, help="seconds between checkpoints")
+    train.add_argument("--checkpoint-every", type=_positive(float), default=60.0, help="seconds between checkpoints")
     train.add_argument("--no-export", action="store_true", help="skip the GGUF export")
     train.add_argument("--quiet", action="store_true")
 
@@ -104,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("adapter_dir", type=Path)
     export.add_argument("--base", type=Path, help="base GGUF (default: the one the adapter was trained on)")
     export.add_argument("--outtype", choices=["f32", "f16", "q8_0"], default="f32")
-    export.add_argument("--prompts", type=int, default=20, help="held-out prompts for the fidelity check")
+    export.add_argument("--prompts", type=_positive(int), default=20, help="held-out prompts for the fidelity check")
     export.add_argument("--no-check", action="store_true", help="skip the fidelity check")
 
     ev = sub.add_parser("eval", help="evaluate the base or an adapter through llama.cpp on your own held-out file")
@@ -114,17 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--labels", type=Path, help="labeled JSONL whose labels form the label set")
     ev.add_argument("--model", type=Path, help="base GGUF (default: the adapter's base, else the embedded model)")
     ev.add_argument("--out", type=Path, default=Path("eval"), help="output folder (default: eval)")
-    ev.add_argument("--max-tokens", type=int, default=256)
+    ev.add_argument("--max-tokens", type=_positive(int), default=256)
     ev.add_argument("--quiet", action="store_true")
 
     gen = sub.add_parser("generate", help="generate verified synthetic data only")
     task = gen.add_mutually_exclusive_group(required=True)
     task.add_argument("--tools", type=Path, help="tools file: tool-calling chats (OpenAI/TRL chat JSONL)")
     task.add_argument("--labels", type=Path, help="labeled seeds JSONL: new {item, label} rows")
-    gen.add_argument("--n", type=int, required=True, help="verified examples to produce")
+    gen.add_argument("--n", type=_positive(int), required=True, help="verified examples to produce")
     gen.add_argument("--out", type=Path, required=True, help="output JSONL (appended to; a rerun resumes)")
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--parallel", type=int, default=2, help="requests in flight per server (default: 2)")
+    gen.add_argument("--parallel", type=_positive(int), default=2, help="requests in flight per server (default: 2)")
     gen.add_argument("--temperature", type=float, default=0.8)
     gen.add_argument(
         "--roundtrip",
@@ -456,18 +472,26 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         ui=UI(quiet=args.quiet),
     )
+    table = metrics_table(metrics)
+    if table:
+        print(table)
+    print(f"predictions and metrics in {args.out}")
+    return 0
+
+
+def metrics_table(metrics: dict) -> str | None:
+    """The scores of each model that was evaluated (base alone when there is no adapter), as a table."""
+    from loraforge.ui import format_table
+
+    models = [m for m in ("base", "adapter") if isinstance(metrics.get(m), dict)]
     keys = [
         k
         for k in ("exact_match", "tool_name_accuracy", "accuracy", "macro_f1")
-        if any(k in m and m[k] is not None for m in metrics.values() if isinstance(m, dict))
+        if any(metrics[m].get(k) is not None for m in models)
     ]
-    if keys:
-        from loraforge.ui import format_table
-
-        models = [m for m in ("base", "adapter") if m in metrics]
-        print(format_table(["metric"] + models, [[k] + [metrics[m].get(k) for m in models] for k in keys]))
-    print(f"predictions and metrics in {args.out}")
-    return 0
+    if not keys:
+        return None
+    return format_table(["metric"] + models, [[k] + [metrics[m].get(k) for m in models] for k in keys])
 
 
 def cmd_generate(args: argparse.Namespace) -> int:

@@ -210,3 +210,14 @@ def test_bundle_files(tmp_path):
     assert "| exact_match | 0.000 | 0.500 |" in card and "top-1 agreement 1.0000" in card
     assert "ADAPTER ./adapter.gguf" in (tmp_path / "Modelfile").read_text()
     assert "--host 127.0.0.1" in (tmp_path / "serve.sh").read_text()
+
+
+def test_eval_table_shows_the_base_alone_when_there_is_no_adapter():
+    from loraforge.cli import metrics_table
+
+    base_only = {"data": "d.jsonl", "base_model": "m.gguf", "adapter": None, "base": {"exact_match": 0.25, "n": 4}}
+    table = metrics_table(base_only)
+    assert "base" in table and "adapter" not in table and "0.25" in table
+    both = {**base_only, "adapter": {"exact_match": 0.5, "n": 4}}
+    assert "adapter" in metrics_table(both) and "0.5" in metrics_table(both)
+    assert metrics_table({"adapter": None, "base": {"n": 0}}) is None

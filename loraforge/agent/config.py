@@ -108,6 +108,17 @@ class RunConfig:
             raise ConfigError(f"heldout_fraction must be between 0.05 and 0.5, got {self.heldout_fraction}.")
         if self.iterations < 1:
             raise ConfigError(f"iterations must be at least 1, got {self.iterations}.")
+        positive = [("phase_timeout_minutes", self.phase_timeout_minutes), ("parallel", self.parallel)]
+        positive += [("eval_parallel", self.eval_parallel), ("eval_max_tokens", self.eval_max_tokens)]
+        positive += [("time_budget_minutes", self.time_budget_minutes), ("min_samples", self.min_samples)]
+        for name, value in positive:
+            if value is not None and value <= 0:
+                raise ConfigError(f"{name} must be positive, got {value}.", fix=f"Set {name} above 0, or leave it out.")
+        if self.min_error_rate is not None and not 0 <= self.min_error_rate < 1:
+            raise ConfigError(
+                f"min_error_rate is a share between 0 and 1, got {self.min_error_rate}.",
+                fix="For example --min-error-rate 0.2 trains once the model errs on 20% of the rows.",
+            )
         if (self.min_samples is not None or self.min_error_rate is not None) and self.labels is None:
             raise ConfigError(
                 "Training triggers (min_samples, min_error_rate) apply to labeled feedback.",

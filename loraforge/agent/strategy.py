@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from loraforge.errors import ConfigError
 from loraforge.generators.plan import GenerationPlan
 
 
@@ -29,6 +30,20 @@ class StrategyConfig:
         default=6.0, metadata={"help": "Judge score (1-10) below which answers count as poor: temperature drops."}
     )
     max_variations: int = field(default=24, metadata={"help": "Failed held-out examples to write variations of."})
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("target", 0 < self.target <= 1, "between 0 (excluded) and 1, e.g. 0.9"),
+            ("patience", self.patience >= 1, "at least 1"),
+            ("min_improvement", 0 <= self.min_improvement < 1, "between 0 and 1, e.g. 0.02"),
+            ("max_examples", self.max_examples >= 1, "at least 1"),
+            ("growth", self.growth >= 1, "at least 1, e.g. 1.5"),
+            ("judge_floor", 1 <= self.judge_floor <= 10, "a judge score between 1 and 10"),
+            ("max_variations", self.max_variations >= 0, "0 or more"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ConfigError(f"strategy {name} must be {allowed}, got {getattr(self, name)!r}.")
 
 
 @dataclass

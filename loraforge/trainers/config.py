@@ -105,6 +105,18 @@ class TrainConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}.")
         if self.learning_rate <= 0:
             raise ConfigError(f"learning_rate must be positive, got {self.learning_rate}.")
+        if self.alpha <= 0 or self.max_grad_norm <= 0:
+            name = "alpha" if self.alpha <= 0 else "max_grad_norm"
+            raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
+        if not 0 <= self.val_fraction <= 0.5:
+            raise ConfigError(
+                f"val_fraction must be between 0 and 0.5, got {self.val_fraction}.", fix="0 turns it off."
+            )
+        for name in ("warmup_steps", "weight_decay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}.")
+        if self.patience < 1:
+            raise ConfigError(f"patience must be at least 1, got {self.patience}.")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -1,0 +1,65 @@
+"""Bad input gets a one-paragraph error naming what to fix, never a traceback (issue 13)."""
+
+import subprocess
+import sys
+
+import pytest
+
+from loraforge.agent.config import RunConfig
+from loraforge.agent.strategy import StrategyConfig
+from loraforge.errors import ConfigError
+from loraforge.trainers.config import TrainConfig
+
+TOOLS = "examples/api-tools.json"
+
+
+@pytest.mark.parametrize(
+    "values, named",
+    [
+        ({"time_budget_minutes": -1}, "time_budget_minutes"),
+        ({"min_samples": -1, "labels": "x.jsonl"}, "min_samples"),
+        ({"min_error_rate": 7, "labels": "x.jsonl"}, "min_error_rate"),
+        ({"parallel": 0}, "parallel"),
+        ({"eval_max_tokens": 0}, "eval_max_tokens"),
+        ({"strategy": {"target": 5}}, "target"),
+        ({"strategy": {"target": -1}}, "target"),
+        ({"strategy": {"growth": 0.5}}, "growth"),
+    ],
+)
+def test_run_settings_out_of_range_are_refused(values, named):
+    with pytest.raises(ConfigError, match=named):
+        RunConfig(**values)
+
+
+@pytest.mark.parametrize(
+    "values, named",
+    [({"alpha": 0}, "alpha"), ({"val_fraction": 2}, "val_fraction"), ({"warmup_steps": -1}, "warmup_steps")],
+)
+def test_training_settings_out_of_range_are_refused(values, named):
+    with pytest.raises(ConfigError, match=named):
+        TrainConfig(**values)
+
+
+def test_sensible_settings_pass():
+    RunConfig(time_budget_minutes=30, strategy=StrategyConfig(target=1.0))
+    TrainConfig(alpha=16, val_fraction=0.0)
+
+
+@pytest.mark.parametrize(
+    "argv, flag",
+    [
+        (["generate", "--tools", TOOLS, "--n", "5", "--out", "x.jsonl", "--parallel", "0"], "--parallel"),
+        (["generate", "--tools", TOOLS, "--n", "-1", "--out", "x.jsonl"], "--n"),
+        (["train", "--data", "x.jsonl", "--checkpoint-every", "-1"], "--checkpoint-every"),
+        (["run", "--tools", TOOLS, "--target", "5"], "target"),
+        (["run", "--tools", TOOLS, "--min-error-rate", "7"], "min_error_rate"),
+    ],
+)
+def test_bad_numeric_flags_exit_with_a_message_and_write_nothing(tmp_path, argv, flag):
+    argv = [str(tmp_path / a) if a == "x.jsonl" else a for a in argv]
+    if argv[0] == "run":
+        argv += ["--out", str(tmp_path / "run")]
+    done = subprocess.run([sys.executable, "-m", "loraforge", *argv], capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr and flag in done.stderr
+    assert list(tmp_path.iterdir()) == []
