@@ -498,7 +498,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from loraforge.generators.labels import LabelGenerator, load_labeled, seeds_by_label
     from loraforge.generators.plan import GenerationPlan
     from loraforge.generators.report import coverage_message
-    from loraforge.generators.runner import generate_to_file, report_path
+    from loraforge.generators.runner import generate_to_file, load_partial, report_path
     from loraforge.generators.toolcalls import ToolCallGenerator
     from loraforge.models import resolve_model
     from loraforge.runtime.teacher import teacher
@@ -512,6 +512,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
     tools = load_tools(args.tools) if args.tools else None
     seeds = seeds_by_label(load_labeled(args.labels)) if args.labels else None
     model = resolve_model(args.model) if not args.server_urls else None
+    if args.out.is_dir():
+        raise LoraforgeError(f"--out {args.out} is a folder.", fix="Pass a file name such as data.jsonl.")
+    load_partial(args.out)  # before the server starts: refuses a file loraforge did not write
 
     async def work() -> dict:
         async with teacher(

@@ -63,3 +63,19 @@ def test_bad_numeric_flags_exit_with_a_message_and_write_nothing(tmp_path, argv,
     assert done.returncode != 0
     assert "Traceback" not in done.stderr and flag in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"my notes, not data\n", b'{"messages": []}\n{"messages": []}\n', b"\x89PNG\r\n\x1a\n\x00\x00"],
+)
+def test_generate_never_writes_into_a_file_it_did_not_make(tmp_path, content):
+    out = tmp_path / "notes.txt"
+    out.write_bytes(content)
+    argv = [sys.executable, "-m", "loraforge", "generate", "--tools", TOOLS, "--n", "5", "--out", str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert "not a loraforge data file" in done.stderr and "notes.txt:1" in done.stderr
+    assert out.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loraforge.errors import ConfigError
 from loraforge.files import append_jsonl, atomic_write_json, read_jsonl, write_jsonl
 from loraforge.generators import realism
 
@@ -16,12 +18,33 @@ def report_path(data_path: Path) -> Path:
 
 
 def load_partial(data_path: Path) -> list[dict[str, Any]]:
-    """Rows an interrupted generation already kept; a line torn by a kill is dropped from the file."""
+    """Rows an interrupted generation already kept; a last line torn by a kill is dropped from the file.
+
+    A file that loraforge did not write (any other line that is not a generated row) is never touched:
+    that is a ConfigError, so a wrong `--out` cannot empty someone's file."""
     data_path = Path(data_path)
     if not data_path.is_file():
         return []
-    rows = read_jsonl(data_path, tolerant=True)
-    lines = [line for line in data_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        lines = [line for line in data_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError:
+        lines = ["\x00"]
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines) and rows:
+                break  # torn by a kill while appending
+            row = None
+        if not (isinstance(row, dict) and isinstance(row.get("meta"), dict) and "index" in row["meta"]):
+            raise ConfigError(
+                f"{data_path}:{number}: this file exists and is not a loraforge data file, so loraforge will "
+                "not write into it.",
+                fix="Pass another --out, or move the file away (an interrupted generation resumes from its own "
+                "output only).",
+            )
+        rows.append(row)
     if len(lines) != len(rows):
         write_jsonl(data_path, rows)
     return rows
