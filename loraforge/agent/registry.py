@@ -84,8 +84,12 @@ def rollback(run_dir: Path, to: str | int | None = None) -> str:
         target = earlier[-1]
     elif str(to) == "base":
         target = "base"
-    else:
+    elif str(to).strip().isdigit():
         target = f"iteration_{int(to)}"
+    else:
+        raise ConfigError(
+            f"--to {to!r} names no adapter.", fix="Use an iteration number (--to 2) or --to base for the base model."
+        )
     if target == "base":
         final = run_dir / Artifact.FINAL_ADAPTER.value
         if final.exists():
