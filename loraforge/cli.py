@@ -231,7 +231,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         saved = args.resume / "config.json"
         if not saved.is_file():
             raise ConfigError(f"{args.resume} holds no run to resume (no config.json).", fix="Check the folder name.")
-        values = merge(read_json(saved)["config"], {**overrides, "out": str(args.resume)})
+        record = read_json(saved)
+        if not (isinstance(record, dict) and isinstance(record.get("config"), dict)):
+            raise ConfigError(
+                f"{saved} is not a loraforge run record (it has no 'config' mapping).",
+                fix="Resume a folder that `loraforge run` wrote, or start a new run with another --out.",
+            )
+        values = merge(record["config"], {**overrides, "out": str(args.resume)})
         config = build(RunConfig, values, "config")
     elif args.config:
         config = load_config(args.config, overrides)
@@ -511,6 +517,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     plan = GenerationPlan(temperature=args.temperature, roundtrip=args.roundtrip)
     tools = load_tools(args.tools) if args.tools else None
     seeds = seeds_by_label(load_labeled(args.labels)) if args.labels else None
+    from loraforge.agent.config import check_server_url
+
+    for url in args.server_urls or []:
+        check_server_url(url)
     model = resolve_model(args.model) if not args.server_urls else None
     if args.out.is_dir():
         raise LoraforgeError(f"--out {args.out} is a folder.", fix="Pass a file name such as data.jsonl.")

@@ -79,3 +79,49 @@ def test_generate_never_writes_into_a_file_it_did_not_make(tmp_path, content):
     assert "not a loraforge data file" in done.stderr and "notes.txt:1" in done.stderr
     assert out.read_bytes() == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def _cli(*argv: str, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "loraforge", *argv], capture_output=True, text=True, timeout=120, cwd=cwd
+    )
+
+
+@pytest.mark.parametrize(
+    "config, said",
+    [
+        ("- a\n- b\n", "holds a list"),
+        ("server_urls: [5]\n", "server_urls"),
+        ("server_urls: ['notaurl']\n", "not a server URL"),
+        ("tools:\n" + "  " * 0 + "[" * 3000 + "]" * 3000 + "\n", "config"),
+    ],
+)
+def test_bad_config_files_are_refused_without_a_run_folder(tmp_path, config, said):
+    path = tmp_path / "lf.yaml"
+    path.write_text(config)
+    done = _cli("run", "--config", str(path), "--tools", TOOLS, "--out", str(tmp_path / "run"))
+    assert done.returncode != 0 and "Traceback" not in done.stderr and said in done.stderr
+    assert str(path) in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_server_urls_and_out_paths_are_refused(tmp_path):
+    for argv in (
+        ["run", "--tools", TOOLS, "--server-url", "notaurl", "--out", str(tmp_path / "run")],
+        ["generate", "--tools", TOOLS, "--n", "3", "--out", str(tmp_path / "g.jsonl"), "--server-url", "ftp://x"],
+    ):
+        done = _cli(*argv)
+        assert done.returncode != 0 and "Traceback" not in done.stderr and "not a server URL" in done.stderr
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    done = _cli("run", "--tools", TOOLS, "--out", str(afile))
+    assert done.returncode != 0 and "is a file" in done.stderr and afile.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+@pytest.mark.parametrize("record", ["{}", "[1, 2]", '{"config": 3}'])
+def test_resume_of_a_folder_loraforge_did_not_write_is_refused(tmp_path, record):
+    (tmp_path / "config.json").write_text(record)
+    done = _cli("run", "--resume", str(tmp_path))
+    assert done.returncode != 0 and "Traceback" not in done.stderr and "not a loraforge run record" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]

@@ -124,6 +124,9 @@ class RunConfig:
                 "Training triggers (min_samples, min_error_rate) apply to labeled feedback.",
                 fix="Pass --labels FEEDBACK.jsonl, or drop the trigger flags.",
             )
+        self.server_urls = [check_server_url(url) for url in self.server_urls]
+        if self.out.exists() and not self.out.is_dir():
+            raise ConfigError(f"The run folder {self.out} is a file.", fix="Pass --out with a folder name.")
         self.training.seed = self.seed
 
     def check_task(self) -> None:
@@ -135,6 +138,18 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def check_server_url(url: Any) -> str:
+    """An http(s) URL of a llama-server, or a ConfigError saying what one looks like."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url) if isinstance(url, str) else None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(
+            f"{url!r} is not a server URL.", fix="Give the llama-server's address, e.g. http://127.0.0.1:8080."
+        )
+    return url
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -151,8 +166,11 @@ def _type_ok(value: Any, hint: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is typing.Literal:
         return value in typing.get_args(hint)
-    if origin in (list, dict):
-        return isinstance(value, origin)
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and (item is Any or all(_type_ok(v, item) for v in value))
+    if origin is dict:
+        return isinstance(value, dict)
     if isinstance(hint, type):
         return isinstance(value, hint)
     return True
@@ -195,6 +213,13 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> RunConfi
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)}).") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: nested too deeply to be a config.") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: a config is a mapping of settings, but this file holds a {type(data).__name__}.",
+            fix="Write one with `loraforge init` and edit it.",
+        )
     try:
         return build(RunConfig, merge(data, overrides or {}), "config")
     except ConfigError as exc:
