@@ -1,5 +1,7 @@
 """Bad input gets a one-paragraph error naming what to fix, never a traceback (issue 13)."""
 
+import json
+import re
 import subprocess
 import sys
 
@@ -125,3 +127,56 @@ def test_resume_of_a_folder_loraforge_did_not_write_is_refused(tmp_path, record)
     done = _cli("run", "--resume", str(tmp_path))
     assert done.returncode != 0 and "Traceback" not in done.stderr and "not a loraforge run record" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+def _tool(parameters: dict) -> dict:
+    return {"type": "function", "function": {"name": "f", "description": "Does f.", "parameters": parameters}}
+
+
+def _nested(levels: int) -> dict:
+    inner = {"type": "string"}
+    for _ in range(levels):
+        inner = {"type": "object", "properties": {"x": inner}}
+    return {"type": "object", "properties": {"a": inner}}
+
+
+BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefg", "bcdefgh")
+)
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        (BOMB + "tools:\n  - {name: t, description: x, parameters: {properties: {p: {anyOf: *h}}}}\n", "aliases"),
+        ("[" * 3000 + "]" * 3000, "nested too deeply"),
+        (json.dumps([_tool({"type": "object", "properties": {"a": {"$ref": "#"}}})]), "$ref"),
+        (json.dumps([_tool(_nested(60))]), "nested more than"),
+        (
+            json.dumps([_tool({"type": "object", "properties": {"a": {"type": "array", "minItems": 10**8}}})]),
+            "minItems",
+        ),
+    ],
+)
+def test_hostile_tools_files_are_refused_quickly(tmp_path, text, said):
+    import time
+
+    from loraforge.tools import load_tools
+
+    path = tmp_path / "tools.yaml"
+    path.write_text(text)
+    started = time.monotonic()
+    with pytest.raises(ConfigError, match=re.escape(said)) as info:
+        load_tools(path)
+    assert time.monotonic() - started < 10
+    assert str(path) in str(info.value) and len(str(info.value)) < 400
+
+
+def test_a_schema_error_message_is_kept_short(tmp_path):
+    from loraforge.tools import load_tools
+
+    path = tmp_path / "tools.json"
+    path.write_text(json.dumps([_tool({"type": "object", "properties": {"p": {"anyOf": [["x" * 50] * 200]}}})]))
+    with pytest.raises(ConfigError) as info:
+        load_tools(path)
+    assert len(str(info.value)) < 600

@@ -76,7 +76,7 @@ class ToolDefinition:
         if error is None:
             return None
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-        return f"{where}: {error.message}"
+        return f"{where}: {_short(error.message)}"
 
 
 def _example_from_dict(raw: Any) -> ToolExample:
@@ -89,14 +89,49 @@ def _example_from_dict(raw: Any) -> ToolExample:
     return ToolExample(request=request, arguments=arguments, response=raw.get("response", raw.get("output")))
 
 
+MAX_DEPTH = 24  # JSON levels inside one schema: an object in an array in an object ... is 2 levels each
+MAX_NODES = 20_000
+MAX_ITEMS = 20  # the most list items a request can state
+
+
+def _shape_problem(schema: Any, where: str) -> str | None:
+    """What makes a schema impossible to write requests for, found without recursion: too deep, too large,
+    a `$ref` (not resolved here), or an array that needs more items than a request can state."""
+    stack, seen = [(schema, 0)], 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if depth > MAX_DEPTH:
+            return f"{where} is nested more than {MAX_DEPTH} levels deep; flatten it."
+        if seen > MAX_NODES:
+            return f"{where} has more than {MAX_NODES} parts; a tool schema this large cannot be learned."
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return f"{where} uses $ref ({str(node['$ref'])[:40]!r}); inline the referenced schema."
+            low = node.get("minItems")
+            if isinstance(low, int) and not isinstance(low, bool) and low > MAX_ITEMS:
+                return f"{where} asks for minItems {low}; a request can state at most {MAX_ITEMS} items."
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return None
+
+
+def _short(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _schema_problem(schema: Any, where: str) -> str | None:
     if not isinstance(schema, dict):
         return f"{where} must be a JSON Schema object, got {type(schema).__name__}."
+    shape = _shape_problem(schema, where)
+    if shape:
+        return shape
     try:
         validator_for(schema).check_schema(schema)
     except jsonschema.exceptions.SchemaError as exc:
         path = ".".join(str(p) for p in exc.absolute_path)
-        return f"{where}{'.' + path if path else ''}: {exc.message}"
+        return f"{where}{'.' + path if path else ''}: {_short(exc.message)}"
     return None
 
 
