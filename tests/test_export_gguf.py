@@ -160,3 +160,64 @@ def test_missing_pieces_give_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ConfigError, match="adapter_config.json"):
         export_adapter(tmp_path / "empty", GGUFInfo("llama", 1, 1, 1, None, False), tmp_path / "x.gguf")
+
+
+def _broken_copy(adapter_dir, tmp_path, config_text=None, tensors=None):
+    import shutil
+
+    from safetensors.numpy import save_file
+
+    copy = tmp_path / "broken"
+    shutil.copytree(adapter_dir, copy)
+    if config_text is not None:
+        (copy / "adapter_config.json").write_text(config_text)
+    if tensors is not None:
+        save_file(tensors, str(copy / "adapter_model.safetensors"))
+    return copy
+
+
+def _weights(adapter_dir):
+    from safetensors.numpy import load_file
+
+    return load_file(str(adapter_dir / "adapter_model.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "config, said",
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ('{"peft_type": "LORA"}', "'r'"),
+        ('{"r": "eight"}', "'r'"),
+    ],
+)
+def test_broken_adapter_configs_are_refused_before_anything_is_written(adapter_dir, tmp_path, config, said):
+    copy = _broken_copy(adapter_dir, tmp_path, config_text=config)
+    with pytest.raises(ConfigError, match=said):
+        export_adapter(copy, GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False), copy / "adapter.gguf")
+    assert not (copy / "adapter.gguf").exists()
+
+
+def test_tensors_that_disagree_with_the_config_are_refused(adapter_dir, tmp_path):
+    weights = _weights(adapter_dir)
+    base = GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False)
+    low_rank = {k: (v[: RANK // 2] if "lora_A" in k else v[:, : RANK // 2]) for k, v in weights.items()}
+    copy = _broken_copy(adapter_dir, tmp_path, tensors=low_rank)
+    with pytest.raises(ConfigError, match="has rank"):
+        export_adapter(copy, base, copy / "adapter.gguf")
+    zero = {k: (np.zeros_like(v) if "lora_A" in k else v) for k, v in weights.items()}
+    copy = _broken_copy(adapter_dir, tmp_path / "z", tensors=zero)
+    with pytest.raises(ConfigError, match="zero"):
+        export_adapter(copy, base, copy / "adapter.gguf")
+    assert not (copy / "adapter.gguf").exists()
+
+
+def test_a_lora_b_of_the_wrong_output_size_is_refused(adapter_dir, tmp_path):
+    from loraforge.trainers.export_gguf import check_adapter_matches_base
+
+    weights = _weights(adapter_dir)
+    key = next(k for k in weights if k.endswith("o_proj.lora_B.weight"))
+    weights[key] = np.concatenate([weights[key], weights[key]])
+    copy = _broken_copy(adapter_dir, tmp_path, tensors=weights)
+    with pytest.raises(ConfigError, match="outputs"):
+        check_adapter_matches_base(copy, GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False, HIDDEN))

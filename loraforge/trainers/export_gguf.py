@@ -55,7 +55,15 @@ def read_adapter(adapter_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
         raise ConfigError(f"{adapter_dir} has no adapter_config.json; it is not a PEFT adapter folder.")
     if not weights_path.is_file():
         raise ConfigError(f"{adapter_dir} has no adapter_model.safetensors (weights missing).")
-    config = json.loads(config_path.read_text())
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{config_path} is not valid JSON ({exc}).", fix="Re-save the adapter with PEFT.") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{config_path} must hold a JSON object, got {type(config).__name__}.")
+    rank = config.get("r")
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+        raise ConfigError(f"{config_path}: 'r' (the LoRA rank) must be a positive integer, got {rank!r}.")
     if config.get("peft_type", "LORA") != "LORA":
         raise ConfigError(f"{adapter_dir} holds a {config.get('peft_type')} adapter; only LoRA can be exported.")
     for key, label in (("use_rslora", "rsLoRA"), ("use_dora", "DoRA")):
@@ -63,7 +71,33 @@ def read_adapter(adapter_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
             raise ConfigError(f"{adapter_dir} uses {label}, which a llama.cpp GGUF adapter cannot express.")
     if config.get("modules_to_save"):
         raise ConfigError(f"{adapter_dir} trains full modules ({config['modules_to_save']}); GGUF cannot hold them.")
-    return config, load_file(str(weights_path))
+    try:
+        tensors = load_file(str(weights_path))
+    except Exception as exc:  # safetensors raises its own error types for a damaged file
+        raise ConfigError(f"{weights_path} is not a readable safetensors file ({exc}).") from None
+    check_tensors(tensors, rank, weights_path)
+    return config, tensors
+
+
+def check_tensors(tensors: dict[str, np.ndarray], rank: int, where: Path) -> None:
+    """Every module has a 2-D lora_A [r, in] and lora_B [out, r] of the configured rank, and not all
+    of them are zero where a trained adapter would have moved them."""
+    if not tensors:
+        raise ConfigError(f"{where} holds no tensors: the adapter is empty.")
+    for key, value in tensors.items():
+        match = _KEY.match(key)
+        if not match:
+            continue
+        if value.ndim != 2:
+            raise ConfigError(f"{where}: {key} has shape {list(value.shape)}; LoRA matrices are 2-D.")
+        found = value.shape[0] if match["which"] == "A" else value.shape[1]
+        if found != rank:
+            raise ConfigError(
+                f"{where}: {key} has rank {found}, but adapter_config.json says r={rank}.",
+                fix="The weights and the config come from different adapters; save them together again.",
+            )
+    if all(not np.any(v) for k, v in tensors.items() if k.endswith("lora_A.weight")):
+        raise ConfigError(f"{where}: every lora_A matrix is zero, so the adapter changes nothing.")
 
 
 def _add(writer, name: str, array: np.ndarray, outtype: str) -> None:
@@ -162,6 +196,13 @@ def check_adapter_matches_base(adapter_dir: Path, base: GGUFInfo) -> None:
                 f"{adapter_dir} adapts layer {layer.group(1)}, but the base has {base.n_layers} layers.",
                 fix="Use the base model the adapter was trained on (--base).",
             )
+        if match and match["which"] == "B" and match["module"].endswith(("o_proj", "down_proj")):
+            if base.hidden_size and value.shape[0] != base.hidden_size:
+                raise ConfigError(
+                    f"{adapter_dir}: {key} has {value.shape[0]} outputs, but the base's hidden size is "
+                    f"{base.hidden_size}.",
+                    fix="Use the base model the adapter was trained on (--base).",
+                )
         if (
             match
             and match["which"] == "A"
