@@ -72,7 +72,13 @@ def iter_jsonl(path: Path, *, tolerant: bool = False) -> Iterator[tuple[int, dic
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file.", fix="Check the path and try again.")
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not a UTF-8 text file (byte {exc.start} cannot be decoded).",
+            fix="Pass a JSONL file: one JSON object per line.",
+        ) from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

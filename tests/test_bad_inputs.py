@@ -180,3 +180,36 @@ def test_a_schema_error_message_is_kept_short(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_tools(path)
     assert len(str(info.value)) < 600
+
+
+@pytest.mark.parametrize(
+    "row, said",
+    [
+        ({"messages": [{"content": "hi"}], "tool_calls": []}, "role"),
+        ({"messages": [{"role": "user", "content": "hi"}], "tool_calls": [{"arguments": {}}]}, "name"),
+        ({"messages": [{"role": "system", "content": "x"}], "tool_calls": []}, "no user turn"),
+        ({"messages": [{"role": "user", "content": "hi"}], "tool_calls": {"name": "f"}}, "must be a list"),
+    ],
+)
+def test_bad_eval_rows_are_named_before_any_server_starts(tmp_path, row, said):
+    from loraforge.evaluators.eval_cmd import load_eval_rows
+
+    path = tmp_path / "eval.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "ok"}], "tool_calls": []}) + "\n")
+    path.write_text(path.read_text() + json.dumps(row) + "\n")
+    with pytest.raises(ConfigError, match=said) as info:
+        load_eval_rows(path, tools=[])
+    assert "line 2" in str(info.value)
+
+
+def test_eval_of_a_binary_file_or_into_a_file_is_a_clean_error(tmp_path):
+    binary = tmp_path / "data.jsonl"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    done = _cli("eval", "--data", str(binary), "--tools", TOOLS, "--out", str(tmp_path / "o"))
+    assert done.returncode != 0 and "Traceback" not in done.stderr and "UTF-8" in done.stderr
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}], "tool_calls": []}) + "\n")
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    done = _cli("eval", "--data", str(good), "--tools", TOOLS, "--out", str(afile))
+    assert done.returncode != 0 and "is a file" in done.stderr and afile.read_text() == "keep"

@@ -39,6 +39,32 @@ def _rows(data: Path, tools_file: Path | None) -> tuple[list[dict[str, Any]], st
     return load_eval_rows(data, tools)
 
 
+ROLES = {"system", "user", "assistant", "tool"}
+
+
+def tool_row_problem(row: dict[str, Any]) -> str | None:
+    """What is wrong with a tool-calling eval row, or None (checked before any server starts)."""
+    messages = row.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "tool-calling rows need 'messages' up to the user turn."
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or message.get("role") not in ROLES:
+            return f"messages[{index}] needs a 'role' (one of {', '.join(sorted(ROLES))})."
+    if not any(m["role"] == "user" for m in messages):
+        return "the messages hold no user turn to answer."
+    expected = row.get("tool_calls")
+    if expected is None:
+        return None
+    if not isinstance(expected, list):
+        return "'tool_calls' must be a list of calls."
+    for index, call in enumerate(expected):
+        if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not call["name"]:
+            return f"tool_calls[{index}] needs a 'name'."
+        if not isinstance(call.get("arguments", {}), (dict, str)):
+            return f"tool_calls[{index}].arguments must be an object."
+    return None
+
+
 def load_eval_rows(data: Path, tools: list[dict[str, Any]] | None) -> tuple[list[dict[str, Any]], str]:
     """Rows in the `eval` format and their kind ("tools" or "labels"); tool-calling rows without their own
     `tools` get `tools` (OpenAI form). Errors name the file and line."""
@@ -51,8 +77,13 @@ def load_eval_rows(data: Path, tools: list[dict[str, Any]] | None) -> tuple[list
         if kind == "labels" and "item" not in row:
             raise ConfigError(f"{data}, line {number}: labeled rows need 'item' (and optionally 'label').")
         if kind == "tools":
-            if not isinstance(row.get("messages"), list):
-                raise ConfigError(f"{data}, line {number}: tool-calling rows need 'messages' up to the user turn.")
+            problem = tool_row_problem(row)
+            if problem:
+                raise ConfigError(
+                    f"{data}, line {number}: {problem}",
+                    fix='A row looks like {"messages": [{"role": "user", "content": "..."}], "tool_calls": '
+                    '[{"name": "get_weather", "arguments": {"city": "Oslo"}}]} ("tool_calls": [] for no call).',
+                )
             if not row.get("tools"):
                 if tools is None:
                     raise ConfigError(f"{data}, line {number}: no 'tools' in the row.", fix="Pass --tools FILE.")
@@ -71,6 +102,9 @@ def run_eval(
     max_tokens: int,
     ui: Any,
 ) -> dict[str, Any]:
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; eval writes a folder of predictions and metrics.")
     gguf, meta, folder = _adapter_files(adapter)
     base = resolve_model(
         model or (meta.get("base_model") if meta.get("base_model") and Path(meta["base_model"]).is_file() else None)
@@ -86,7 +120,6 @@ def run_eval(
                 "The label set is unknown.",
                 fix="Pass --labels FILE (a labeled JSONL), or an adapter trained by loraforge on labeled data.",
             )
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     models = [("base", None)] + ([("adapter", 0)] if gguf else [])
     config = ServerConfig(
