@@ -213,3 +213,12 @@ def test_eval_of_a_binary_file_or_into_a_file_is_a_clean_error(tmp_path):
     afile.write_text("keep")
     done = _cli("eval", "--data", str(good), "--tools", TOOLS, "--out", str(afile))
     assert done.returncode != 0 and "is a file" in done.stderr and afile.read_text() == "keep"
+
+
+def test_a_choice_setting_lists_its_choices(tmp_path):
+    from loraforge.agent.config import load_config
+
+    path = tmp_path / "lf.yaml"
+    path.write_text("training:\n  device: tpu\n")
+    with pytest.raises(ConfigError, match="one of 'auto', 'cpu', 'cuda', 'mps', got 'tpu'"):
+        load_config(path)

@@ -16,10 +16,30 @@ def test_non_gguf_model_fails_with_a_fix(tmp_path):
     assert result.status == "fail" and "GGUF" in result.detail and "convert" in result.fix.lower()
 
 
-def test_real_gguf_header_passes(tmp_path):
-    fake = tmp_path / "tiny.gguf"
-    fake.write_bytes(b"GGUF" + b"\x00" * 16)
-    assert checks.check_model(fake).status == "ok"
+def test_a_readable_gguf_passes_and_a_truncated_one_fails(tmp_path):
+    import gguf
+    import numpy as np
+
+    tiny = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(tiny), "llama")
+    writer.add_tensor("token_embd.weight", np.ones((4, 8), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert checks.check_model(tiny).status == "ok"
+    cut = tmp_path / "cut.gguf"
+    cut.write_bytes(tiny.read_bytes()[:40])
+    result = checks.check_model(cut)
+    assert result.status == "fail" and "cannot be read" in result.detail and result.fix
+    magic_only = tmp_path / "magic.gguf"
+    magic_only.write_bytes(b"GGUF" + b"\x00" * 16)
+    assert checks.check_model(magic_only).status == "fail"
+
+
+def test_checking_the_output_folder_creates_nothing(tmp_path):
+    assert checks.check_output(tmp_path / "runs" / "deeper").status == "ok"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unwritable_output_fails(tmp_path):

@@ -194,6 +194,9 @@ def build(cls: type, data: dict[str, Any], where: str) -> Any:
             values[key] = build(NESTED[key], value or {}, f"{where}.{key}")
             continue
         if not _type_ok(value, hints[key]):
+            if typing.get_origin(hints[key]) is typing.Literal:
+                allowed = ", ".join(repr(a) for a in typing.get_args(hints[key]))
+                raise ConfigError(f"{where}.{key} must be one of {allowed}, got {value!r}.")
             raise ConfigError(
                 f"{where}.{key} must be of type {getattr(hints[key], '__name__', hints[key])}, got {value!r}.",
                 fix=f"{known[key].metadata.get('help', '')}",

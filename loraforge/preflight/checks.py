@@ -193,14 +193,35 @@ def check_model(model: Path | None) -> CheckResult:
             f"{path} is not a GGUF file (no GGUF magic bytes)",
             "Convert it with llama.cpp's convert_hf_to_gguf.py, or pass a .gguf file.",
         )
+    try:
+        import gguf
+
+        reader = gguf.GGUFReader(str(path))  # header, metadata and tensor table, memory-mapped
+        tensors = len(reader.tensors)
+    except Exception as exc:  # the reader raises ValueError, struct.error, IndexError ... on a damaged file
+        return CheckResult(
+            "model",
+            "fail",
+            f"{path} starts like a GGUF file but cannot be read ({type(exc).__name__}: {str(exc)[:120]})",
+            "The file is damaged or cut short; download or convert it again.",
+        )
+    if not tensors:
+        return CheckResult("model", "fail", f"{path} holds no tensors", "Pass a GGUF model file, not an adapter.")
     size = path.stat().st_size / 2**20
-    return CheckResult("model", "ok", f"{path} ({size:.0f} MiB, GGUF)")
+    return CheckResult("model", "ok", f"{path} ({size:.0f} MiB, GGUF, {tensors} tensors)")
 
 
 def check_output(out: Path) -> CheckResult:
+    """Can a run write `out`? Tested in the folder itself, or in its nearest existing parent, so that
+    checking creates nothing."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        return CheckResult("output folder", "fail", f"{out} is a file", "Choose another --out folder.")
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".write-test-"):
             pass
     except OSError as exc:
         return CheckResult(
