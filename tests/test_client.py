@@ -115,10 +115,30 @@ def test_concurrency_limit_and_pool_timeout():
             async with LlamaClient(url, concurrency=2) as client:
                 await asyncio.gather(*(client.complete(str(i)) for i in range(6)))
             async with LlamaClient(url, concurrency=1, timeouts=Timeouts(pool=0.01)) as client:
-                with pytest.raises(ServerError, match="No free request slot"):
+                with pytest.raises(ServerError, match="No request to the llama.cpp server finished"):
                     await asyncio.gather(*(client.complete(str(i)) for i in range(3)))
         finally:
             await runner.cleanup()
         return peak
 
     assert asyncio.run(scenario()) == 2
+
+
+def test_a_slow_server_that_keeps_finishing_requests_is_waited_for():
+    """Six queued requests behind one slot take 5x the pool timeout in all, but one finishes every 0.05 s."""
+
+    async def scenario():
+        async def slow(request):
+            await asyncio.sleep(0.05)
+            return web.json_response({"choices": [{"text": "x"}]})
+
+        app = web.Application()
+        app.router.add_post("/v1/completions", slow)
+        runner, url = await start(app)
+        try:
+            async with LlamaClient(url, concurrency=1, timeouts=Timeouts(pool=0.08)) as client:
+                return await asyncio.gather(*(client.complete(str(i)) for i in range(6)))
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(scenario()) == ["x"] * 6

@@ -62,6 +62,7 @@ class LlamaClient:
         self._slots = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
         self._active = 0
+        self._finished = 0  # requests done (or failed): progress, for the slot wait
         self._recover_lock = asyncio.Lock()
 
     def _timeout(self) -> aiohttp.ClientTimeout:
@@ -88,10 +89,18 @@ class LlamaClient:
         return self._active
 
     async def _acquire(self) -> None:
-        try:
-            await asyncio.wait_for(self._slots.acquire(), timeout=self.timeouts.pool)
-        except asyncio.TimeoutError:
-            raise PoolTimeout(f"No free request slot within {self.timeouts.pool:.0f} s.") from None
+        """Wait for a request slot. A busy machine makes every request slow, so waiting is fine while
+        requests keep finishing; only a whole pool timeout in which none finished is a stall."""
+        while True:
+            finished = self._finished
+            try:
+                await asyncio.wait_for(self._slots.acquire(), timeout=self.timeouts.pool)
+                return
+            except asyncio.TimeoutError:
+                if self._finished == finished:
+                    raise PoolTimeout(
+                        f"No request to the llama.cpp server finished within {self.timeouts.pool:.0f} s."
+                    ) from None
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         if self._session is None:
@@ -102,6 +111,7 @@ class LlamaClient:
             try:
                 return await self._with_retries(method, path, body)
             finally:
+                self._finished += 1
                 self._slots.release()
         finally:
             self._active -= 1
@@ -110,7 +120,8 @@ class LlamaClient:
         last: Exception | None = None
         for attempt in range(self.retries + 1):
             url = self.base_url + path
-            assert self._session is not None
+            if self._session is None:  # closed under a request still running (shutdown after an error)
+                raise ServerError(f"llama.cpp request {path} was cut off: the client was closed.")
             try:
                 async with self._session.request(method, url, json=body) as response:
                     text = await response.text()
