@@ -222,3 +222,14 @@ def test_a_choice_setting_lists_its_choices(tmp_path):
     path.write_text("training:\n  device: tpu\n")
     with pytest.raises(ConfigError, match="one of 'auto', 'cpu', 'cuda', 'mps', got 'tpu'"):
         load_config(path)
+
+
+@pytest.mark.parametrize("text", ["../../etc", "/tmp/elsewhere", "iteration_1/../../x", "rm -rf"])
+def test_a_hand_edited_active_file_cannot_point_outside_the_run(tmp_path, text):
+    from loraforge.agent.registry import active, rollback
+
+    (tmp_path / "ACTIVE").write_text(text + "\n")
+    with pytest.raises(ConfigError, match="not an adapter of this run"):
+        active(tmp_path)
+    with pytest.raises(ConfigError):
+        rollback(tmp_path, "base")

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
-from loraforge.files import append_jsonl, atomic_write_text, read_jsonl, write_jsonl
+from loraforge.files import append_jsonl, atomic_write_text, inside, read_jsonl, write_jsonl
 
 PROMOTED_FILES = (
     Artifact.ADAPTER_WEIGHTS,
@@ -60,8 +61,20 @@ ACTIVE = "ACTIVE"
 
 
 def active(run_dir: Path) -> str | None:
+    """The active adapter's name ("iteration_N" or "base"), or None. The file's text names a folder, so it
+    must be one of the run's own (a hand-edited ACTIVE cannot point elsewhere)."""
     path = Path(run_dir) / ACTIVE
-    return path.read_text().strip() if path.is_file() else None
+    if not path.is_file():
+        return None
+    name = path.read_text(encoding="utf-8", errors="replace").strip()
+    if name != "base" and not re.fullmatch(r"iteration_\d+", name):
+        raise ConfigError(
+            f"{path} names {name[:60]!r}, which is not an adapter of this run.",
+            fix="Set it with `loraforge rollback RUN_DIR --to N` (or --to base).",
+        )
+    if name != "base":
+        inside(run_dir, Path(name))
+    return name
 
 
 def rollback(run_dir: Path, to: str | int | None = None) -> str:
