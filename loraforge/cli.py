@@ -423,7 +423,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     folder = args.adapter_dir
     base = _adapter_base(folder, args.base)
     info = read_gguf_info(base)
-    check_adapter_matches_base(folder, info)
+    for warning in check_adapter_matches_base(folder, info, base):
+        print(f"loraforge: warning: {warning}", file=sys.stderr)
     out = folder / "adapter.gguf"
     summary = export_adapter(folder, info, out, args.outtype)
     print(f"wrote {out} ({summary.tensors} tensors, rank {summary.rank}, alpha {summary.alpha:g}, {args.outtype})")

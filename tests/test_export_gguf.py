@@ -1,6 +1,7 @@
 """GGUF export on a tiny llama-shaped model: names, shapes, metadata and the q/k permutation."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,3 +222,17 @@ def test_a_lora_b_of_the_wrong_output_size_is_refused(adapter_dir, tmp_path):
     copy = _broken_copy(adapter_dir, tmp_path, tensors=weights)
     with pytest.raises(ConfigError, match="outputs"):
         check_adapter_matches_base(copy, GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False, HIDDEN))
+
+
+def test_another_base_file_with_fitting_shapes_is_warned_about(adapter_dir, tmp_path):
+    import shutil
+
+    from loraforge.trainers.export_gguf import check_adapter_matches_base
+
+    copy = tmp_path / "copy"
+    shutil.copytree(adapter_dir, copy)
+    (copy / "loraforge.json").write_text(json.dumps({"architecture": "llama", "base_model": "/m/SmolLM2.gguf"}))
+    base = GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False, HIDDEN)
+    assert check_adapter_matches_base(copy, base, Path("/m/SmolLM2.gguf")) == []
+    (warning,) = check_adapter_matches_base(copy, base, Path("/other/Qwen.gguf"))
+    assert "SmolLM2.gguf" in warning and "Qwen.gguf" in warning

@@ -180,14 +180,23 @@ def _natural(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
-def check_adapter_matches_base(adapter_dir: Path, base: GGUFInfo) -> None:
-    """Refuse an adapter trained for another model: architecture, layer count and hidden size must fit."""
+def check_adapter_matches_base(adapter_dir: Path, base: GGUFInfo, base_path: Path | None = None) -> list[str]:
+    """Refuse an adapter trained for another model: architecture, layer count and hidden size must fit.
+    Returns warnings: a base file other than the one the adapter records, with shapes that fit."""
     config, tensors = read_adapter(adapter_dir)
     meta_path = Path(adapter_dir) / "loraforge.json"
+    warnings = []
     if meta_path.is_file():
-        arch = json.loads(meta_path.read_text()).get("architecture")
+        meta = json.loads(meta_path.read_text())
+        arch = meta.get("architecture") if isinstance(meta, dict) else None
         if arch and arch != base.architecture:
             raise ConfigError(f"{adapter_dir} was trained for a {arch} model, but the base is {base.architecture}.")
+        recorded = meta.get("base_model") if isinstance(meta, dict) else None
+        if recorded and base_path is not None and Path(recorded).name != Path(base_path).name:
+            warnings.append(
+                f"{adapter_dir} was trained on {Path(recorded).name}, but the base given is {Path(base_path).name}; "
+                "the shapes fit, so the export goes on. If this is not the same model, the adapter will not work."
+            )
     for key, value in tensors.items():
         match = _KEY.match(key)
         layer = re.search(r"layers\.(\d+)\.", key)
@@ -213,3 +222,4 @@ def check_adapter_matches_base(adapter_dir: Path, base: GGUFInfo) -> None:
                     f"{adapter_dir} expects hidden size {value.shape[1]}, but the base has {base.hidden_size}.",
                     fix="Use the base model the adapter was trained on (--base).",
                 )
+    return warnings
