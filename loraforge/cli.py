@@ -331,6 +331,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from loraforge.ui import UI
 
     ui = UI(quiet=args.quiet)
+    if args.outfile.exists() and not args.outfile.is_dir():
+        raise LoraforgeError(
+            f"--outfile {args.outfile} is a file; train writes a folder (the PEFT adapter and adapter.gguf).",
+            fix="Pass a folder name.",
+        )
     invocation = None
     if args.promptfile:
         prompt = read_json(args.promptfile)

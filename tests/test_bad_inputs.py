@@ -52,7 +52,7 @@ def test_sensible_settings_pass():
     [
         (["generate", "--tools", TOOLS, "--n", "5", "--out", "x.jsonl", "--parallel", "0"], "--parallel"),
         (["generate", "--tools", TOOLS, "--n", "-1", "--out", "x.jsonl"], "--n"),
-        (["train", "--data", "x.jsonl", "--checkpoint-every", "-1"], "--checkpoint-every"),
+        (["train", "x.jsonl", "--outfile", "x.jsonl", "--checkpoint-every", "-1"], "--checkpoint-every"),
         (["run", "--tools", TOOLS, "--target", "5"], "target"),
         (["run", "--tools", TOOLS, "--min-error-rate", "7"], "min_error_rate"),
     ],
@@ -233,3 +233,12 @@ def test_a_hand_edited_active_file_cannot_point_outside_the_run(tmp_path, text):
         active(tmp_path)
     with pytest.raises(ConfigError):
         rollback(tmp_path, "base")
+
+
+def test_train_into_a_file_is_refused(tmp_path):
+    data = tmp_path / "rows.jsonl"
+    data.write_text(json.dumps({"item": "a", "label": "x"}) + "\n")
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    done = _cli("train", str(data), "--outfile", str(afile))
+    assert done.returncode != 0 and "is a file" in done.stderr and afile.read_text() == "keep"

@@ -88,9 +88,9 @@ def sample_value(schema: Any, rng: random.Random, name: str = "", depth: int = 0
     if kind == "null":
         return None
     if kind == "array":
-        low = int(schema.get("minItems", 1))
+        low = min(int(schema.get("minItems", 1)), 20)  # the loader refuses more than a request can state
         high = int(schema.get("maxItems", max(low, 3)))
-        count = rng.randint(low, max(low, high))
+        count = rng.randint(low, max(low, min(high, low + 5)))
         return [sample_value(schema.get("items", {}), rng, name, depth + 1, optional_rate) for _ in range(count)]
     if kind == "object":
         props = schema.get("properties", {}) or {}

@@ -1,0 +1,147 @@
+"""Generated malformed inputs (Hypothesis): every loader either accepts its input or raises the project's
+own error, quickly; never a traceback of another kind, never a hang."""
+
+import json
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from loraforge.errors import LoraforgeError
+
+SETTINGS = settings(
+    max_examples=60, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+
+scalars = st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False) | st.text(max_size=20)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=25,
+)
+schema_keys = st.sampled_from(
+    [
+        "type",
+        "properties",
+        "items",
+        "required",
+        "enum",
+        "minimum",
+        "maximum",
+        "minItems",
+        "maxItems",
+        "format",
+        "description",
+        "pattern",
+        "anyOf",
+        "default",
+        "$ref",
+        "additionalProperties",
+    ]
+)
+schemas = st.recursive(
+    st.fixed_dictionaries({"type": st.sampled_from(["string", "integer", "number", "boolean", "array", "object", 5])}),
+    lambda inner: (
+        st.dictionaries(schema_keys, inner | json_values, max_size=5)
+        | st.fixed_dictionaries(
+            {"type": st.just("object"), "properties": st.dictionaries(st.text(max_size=6), inner, max_size=3)}
+        )
+    ),
+    max_leaves=12,
+)
+tools = st.lists(
+    st.fixed_dictionaries(
+        {"name": st.text(max_size=12) | st.sampled_from(["get_weather", "f"]), "description": st.text(max_size=30)},
+        optional={"parameters": schemas | json_values, "examples": json_values, "returns": schemas},
+    )
+    | json_values,
+    max_size=3,
+)
+
+
+@SETTINGS
+@given(data=tools | json_values)
+def test_any_tools_file_loads_or_is_refused_cleanly(tmp_path_factory, data):
+    from loraforge.tools import load_tools
+    from loraforge.tools.schema_sampling import sample_value
+
+    path = tmp_path_factory.mktemp("t") / "tools.json"
+    path.write_text(json.dumps(data))
+    try:
+        loaded = load_tools(path)
+    except LoraforgeError:
+        return
+    import random
+
+    for tool in loaded:  # what loads must also be sampled without a hang or a crash
+        try:
+            sample_value(tool.parameters, random.Random(0))
+        except LoraforgeError:
+            pass
+
+
+rows = st.dictionaries(
+    st.sampled_from(["messages", "tool_calls", "tools", "item", "label", "id"]), json_values, max_size=4
+)
+
+
+@SETTINGS
+@given(lines=st.lists(rows | json_values, min_size=1, max_size=4))
+def test_any_eval_or_training_file_loads_or_is_refused_cleanly(tmp_path_factory, lines):
+    from loraforge.evaluators.eval_cmd import load_eval_rows
+    from loraforge.generators.labels import load_labeled
+    from loraforge.trainers.data import load_training_rows
+
+    path = tmp_path_factory.mktemp("r") / "rows.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    for load in (lambda: load_eval_rows(path, tools=[]), lambda: load_training_rows(path), lambda: load_labeled(path)):
+        try:
+            load()
+        except LoraforgeError:
+            pass
+
+
+config_keys = st.sampled_from(
+    [
+        "examples",
+        "iterations",
+        "heldout_fraction",
+        "seed",
+        "parallel",
+        "server_urls",
+        "training",
+        "strategy",
+        "generation",
+        "time_budget_minutes",
+        "out",
+        "tools",
+        "judge",
+        "eval_max_tokens",
+    ]
+)
+
+
+@SETTINGS
+@given(data=st.dictionaries(config_keys, json_values, max_size=4) | json_values)
+def test_any_config_file_loads_or_is_refused_cleanly(tmp_path_factory, data):
+    from loraforge.agent.config import load_config
+
+    path = tmp_path_factory.mktemp("c") / "lf.yaml"
+    path.write_text(yaml.safe_dump(data))
+    try:
+        load_config(path)
+    except LoraforgeError:
+        pass
+
+
+@pytest.mark.parametrize("size", [10, 1000])
+def test_huge_array_bounds_do_not_hang_sampling(size):
+    import random
+
+    from loraforge.tools.schema_sampling import sample_value
+
+    value = sample_value(
+        {"type": "array", "items": {"type": "integer"}, "minItems": 0, "maxItems": 10**9}, random.Random(size)
+    )
+    assert isinstance(value, list) and len(value) <= 25
