@@ -86,3 +86,13 @@ def test_server_kind_is_chosen_from_the_config(tmp_path, monkeypatch):
     monkeypatch.delenv("LLAMA_CPP_PATH", raising=False)
     assert isinstance(make_server(ServerConfig(server_url="http://127.0.0.1:1")), ExternalServer)
     assert isinstance(make_server(ServerConfig(model_path=tmp_path / "m.gguf")), EmbeddedServer)
+
+
+def test_an_unreachable_outside_server_points_at_the_url_not_the_model():
+    from loraforge.errors import ServerError
+    from loraforge.runtime.server import free_port
+
+    server = ExternalServer(f"http://127.0.0.1:{free_port()}", startup_timeout=0.5)
+    with pytest.raises(ServerError) as info:
+        server.start()
+    assert "--server-url" in info.value.fix and "check --deep" not in info.value.fix

@@ -24,7 +24,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_healthy(base_url: str, timeout: float, is_alive=lambda: True) -> None:
+OWN_SERVER_FIX = "Check the model file with `loraforge check --deep`."
+OUTSIDE_SERVER_FIX = "Check that the server at that URL is running (`curl URL/health`) and that --server-url is right."
+
+
+def wait_healthy(base_url: str, timeout: float, is_alive=lambda: True, fix: str = OWN_SERVER_FIX) -> None:
     """Poll /health until it answers 200, the process dies, or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
     last = "no answer"
@@ -42,7 +46,7 @@ def wait_healthy(base_url: str, timeout: float, is_alive=lambda: True) -> None:
         time.sleep(0.2)
     raise ServerError(
         f"The llama.cpp server at {base_url} did not become healthy within {timeout:.0f} s ({last}).",
-        fix="Check the model file with `loraforge check --deep`.",
+        fix=fix,
     )
 
 
@@ -230,7 +234,7 @@ class ExternalServer(LlamaServer):
 
     def start(self) -> ExternalServer:
         self.base_url = self.url
-        wait_healthy(self.base_url, self.startup_timeout)
+        wait_healthy(self.base_url, self.startup_timeout, fix=OUTSIDE_SERVER_FIX)
         return self
 
     def stop(self) -> None:
