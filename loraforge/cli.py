@@ -12,16 +12,16 @@ from pathlib import Path
 from loraforge.errors import LoraforgeError, StopRequested
 
 
-def _positive(kind: type) -> object:
-    """An argparse type: a number of `kind` above 0, or a one-line usage error."""
+def _positive(kind: type, zero: bool = False) -> object:
+    """An argparse type: a number of `kind` above 0 (or at least 0 with `zero`), or a one-line usage error."""
 
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+        if value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be {'0 or more' if zero else 'above 0'}, got {text}")
         return value
 
     parse.__name__ = f"positive {kind.__name__}"
@@ -112,7 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--use-dora", action="store_true", help=argparse.SUPPRESS)
     train.add_argument("--use-rslora", action="store_true", help=argparse.SUPPRESS)
     train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--checkpoint-every", type=_positive(float), default=60.0, help="seconds between checkpoints")
+    train.add_argument(
+        "--checkpoint-every",
+        type=_positive(float, zero=True),
+        default=60.0,
+        help="seconds between checkpoints (0: every step)",
+    )
     train.add_argument("--no-export", action="store_true", help="skip the GGUF export")
     train.add_argument("--quiet", action="store_true")
 

@@ -242,3 +242,10 @@ def test_train_into_a_file_is_refused(tmp_path):
     afile.write_text("keep")
     done = _cli("train", str(data), "--outfile", str(afile))
     assert done.returncode != 0 and "is a file" in done.stderr and afile.read_text() == "keep"
+
+
+def test_zero_stays_a_valid_checkpoint_interval():
+    from loraforge.cli import build_parser
+
+    args = build_parser().parse_args(["train", "rows.jsonl", "--outfile", "out", "--checkpoint-every", "0"])
+    assert args.checkpoint_every == 0
