@@ -522,8 +522,6 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from loraforge.tools import load_tools
     from loraforge.ui import UI
 
-    if args.n < 1:
-        raise LoraforgeError(f"--n must be at least 1, got {args.n}.")
     ui = UI(quiet=args.quiet)
     plan = GenerationPlan(temperature=args.temperature, roundtrip=args.roundtrip)
     tools = load_tools(args.tools) if args.tools else None
