@@ -277,3 +277,24 @@ def test_report_of_a_real_run_renders_its_plots(tiny_run, tmp_path):
     for name in ("metrics.png", "loss.png", "confusion.png"):
         assert (out / "report_files" / name).is_file()
     assert coloured_pixels(screenshot(out / "report.html", tmp_path / "shot.png")) > 2000
+
+
+def test_embedded_server_refuses_requests_without_its_key():
+    """Any local user could otherwise drive the run's server; only loraforge's clients hold the key."""
+    import urllib.error
+    import urllib.request
+
+    with make_server(ServerConfig(model_path=default_model_path(), n_ctx=512, n_parallel=1)) as server:
+        body = json.dumps({"prompt": "Hi", "max_tokens": 2}).encode()
+        request = urllib.request.Request(
+            server.base_url + "/v1/completions", data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 401
+
+        async def ask():
+            async with LlamaClient(server.base_url, concurrency=1, api_key=server.api_key) as client:
+                return await client.complete("Hi", max_tokens=2, temperature=0)
+
+        assert isinstance(asyncio.run(ask()), str)  # the same request with the key is served

@@ -96,3 +96,57 @@ def test_an_unreachable_outside_server_points_at_the_url_not_the_model():
     with pytest.raises(ServerError) as info:
         server.start()
     assert "--server-url" in info.value.fix and "check --deep" not in info.value.fix
+
+
+def test_binary_server_key_is_private_and_not_on_the_command_line(tmp_path):
+    binary, record = stub(tmp_path)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    with BinaryServer(ServerConfig(model_path=model, llama_server=binary, startup_timeout=20)) as server:
+        args = json.loads(record.read_text())
+        key_file = args[args.index("--api-key-file") + 1]
+        import os
+        import stat
+
+        assert open(key_file).read() == server.api_key
+        assert stat.S_IMODE(os.stat(key_file).st_mode) == 0o600
+    assert server.api_key and len(server.api_key) >= 24
+    assert not any(server.api_key in a for a in args)
+    other = BinaryServer(ServerConfig(model_path=model, llama_server=binary))
+    assert other.api_key != server.api_key  # one key per server
+
+
+def test_a_port_taken_before_the_server_binds_it_is_retried(tmp_path, monkeypatch):
+    import socket
+
+    from loraforge.runtime import server as server_module
+
+    binary, _ = stub(tmp_path)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen()
+    taken = squatter.getsockname()[1]
+    ports = iter([taken, server_module.free_port()])
+    monkeypatch.setattr(server_module, "free_port", lambda: next(ports))
+    try:
+        with BinaryServer(ServerConfig(model_path=model, llama_server=binary, startup_timeout=20)) as server:
+            assert server.base_url.endswith(f":{taken}") is False
+            assert urllib.request.urlopen(server.base_url + "/health").status == 200
+    finally:
+        squatter.close()
+
+
+def test_a_server_that_fails_for_another_reason_is_not_retried(tmp_path, monkeypatch):
+    from loraforge.runtime import server as server_module
+
+    binary, record = stub(tmp_path, die=True)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    calls = []
+    real = server_module.free_port
+    monkeypatch.setattr(server_module, "free_port", lambda: calls.append(1) or real())
+    with pytest.raises(ServerError, match="exited during start-up"):
+        BinaryServer(ServerConfig(model_path=model, llama_server=binary, startup_timeout=20)).start()
+    assert len(calls) == 1

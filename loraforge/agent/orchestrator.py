@@ -198,7 +198,7 @@ class Orchestrator:
         if rate is None and enough and self.config.min_error_rate is not None:
             rows = self.task.seed_rows()
             async with make_server(self._eval_server_config([])) as server:
-                async with LlamaClient(server.base_url, concurrency=1) as client:
+                async with LlamaClient(server.base_url, concurrency=1, api_key=server.api_key) as client:
                     bar = self.ui.progress(len(rows), "measure error rate", "ex")
                     try:
                         evaluation = await self.task.evaluate(
@@ -395,7 +395,9 @@ class Orchestrator:
             # Continuous batching changes greedy outputs from run to run; evaluation uses one slot, and runs
             # each model as a separate pass so the shared tools prompt stays cached.
             concurrency = self.config.eval_parallel
-            async with LlamaClient(server.base_url, concurrency=concurrency, adapter_count=len(adapters)) as client:
+            async with LlamaClient(
+                server.base_url, concurrency=concurrency, adapter_count=len(adapters), api_key=server.api_key
+            ) as client:
                 for label, adapter in models:
                     bar = self.ui.progress(len(heldout), f"evaluate {label}", "ex")
                     try:

@@ -133,7 +133,9 @@ def run_eval(
 
     async def work() -> None:
         async with make_server(config) as server:
-            async with LlamaClient(server.base_url, concurrency=1, adapter_count=1 if gguf else 0) as client:
+            async with LlamaClient(
+                server.base_url, concurrency=1, adapter_count=1 if gguf else 0, api_key=server.api_key
+            ) as client:
                 for label, index in models:
                     bar = ui.progress(len(rows), f"evaluate {label}", "ex")
                     try:

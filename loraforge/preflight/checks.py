@@ -243,7 +243,7 @@ def check_deep(model: Path | None, llama_server: Path | None) -> CheckResult:
     async def probe() -> str:
         config = ServerConfig(model_path=resolve_model(model), llama_server=llama_server, n_parallel=1, n_ctx=512)
         async with make_server(config) as server:
-            async with LlamaClient(server.base_url, concurrency=1) as client:
+            async with LlamaClient(server.base_url, concurrency=1, api_key=server.api_key) as client:
                 start = time.perf_counter()
                 text = await client.complete("The capital of France is", max_tokens=8, temperature=0.0)
                 return f"answered {text.strip()[:40]!r} in {time.perf_counter() - start:.2f} s"

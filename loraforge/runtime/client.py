@@ -50,8 +50,10 @@ class LlamaClient:
         adapter_count: int = 0,
         recover: Callable[[], Awaitable[str]] | None = None,
         affinity_slots: int = 0,
+        api_key: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.concurrency = concurrency
         self.timeouts = timeouts
         self.retries = retries
@@ -69,7 +71,7 @@ class LlamaClient:
         return aiohttp.ClientTimeout(connect=self.timeouts.connect, sock_read=self.timeouts.read)
 
     async def __aenter__(self) -> LlamaClient:
-        self._session = aiohttp.ClientSession(timeout=self._timeout())
+        self._session = aiohttp.ClientSession(timeout=self._timeout(), headers=self._headers)
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -149,7 +151,7 @@ class LlamaClient:
                 return  # another request already recovered the server
             assert self.recover is not None
             # Drop every pooled connection first: a server shutting down waits for its open connections.
-            old, self._session = self._session, aiohttp.ClientSession(timeout=self._timeout())
+            old, self._session = self._session, aiohttp.ClientSession(timeout=self._timeout(), headers=self._headers)
             if old is not None:
                 await asyncio.shield(old.close())
             self.base_url = (await self.recover()).rstrip("/")

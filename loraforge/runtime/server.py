@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
+import secrets
 import shutil
 import socket
 import subprocess
@@ -11,17 +13,47 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from loraforge.errors import ServerError
 from loraforge.runtime.config import ServerConfig
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def port_taken(port: int) -> bool:
+    """Whether another process holds `port` on 127.0.0.1 (it may have taken it since `free_port`)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            return exc.errno == errno.EADDRINUSE
+        return False
+
+
+# A port is picked by binding port 0 and closing the socket; another process can take it before the
+# server binds it. Start-up is retried on a fresh port this many times when that happened.
+PORT_ATTEMPTS = 3
+
+
+def on_free_port(start_on: Callable[[int], T]) -> T:
+    """`start_on(port)` on a free port, again on a fresh one if the port was taken meanwhile."""
+    for attempt in range(PORT_ATTEMPTS):
+        port = free_port()
+        try:
+            return start_on(port)
+        except ServerError:
+            if attempt + 1 == PORT_ATTEMPTS or not port_taken(port):
+                raise
+    raise AssertionError("unreachable")
 
 
 OWN_SERVER_FIX = "Check the model file with `loraforge check --deep`."
@@ -54,6 +86,7 @@ class LlamaServer:
     """A server that loraforge owns or borrows. Use as a (async) context manager; stopping twice is safe."""
 
     base_url: str = ""
+    api_key: str | None = None  # servers loraforge starts take a random key that only its clients know
 
     def start(self) -> LlamaServer:
         raise NotImplementedError
@@ -91,11 +124,15 @@ class EmbeddedServer(LlamaServer):
         if config.model_path is None:
             raise ServerError("The embedded server needs a model path.")
         self.config = config
+        self.api_key = secrets.token_urlsafe(24)
         self._server: Any = None
 
     def start(self) -> EmbeddedServer:
         if self._server is not None:
             return self
+        return on_free_port(self._start_on)
+
+    def _start_on(self, port: int) -> EmbeddedServer:
         import xllamacpp
 
         cfg = self.config
@@ -106,7 +143,8 @@ class EmbeddedServer(LlamaServer):
         params.cpuparams.n_threads = cfg.resolved_threads
         params.cpuparams_batch.n_threads = cfg.resolved_threads
         params.hostnames = ["127.0.0.1"]
-        params.port = free_port()
+        params.port = port
+        params.api_keys = [self.api_key]
         # The RAM prompt cache corrupts outputs when requests switch adapter scales (measured); keep it off.
         params.cache_ram_mib = 0
         params.use_jinja = True
@@ -152,6 +190,7 @@ class BinaryServer(LlamaServer):
             raise ServerError("A llama-server binary and a model path are both needed.")
         self.config = config
         self.log_path = log_path
+        self.api_key = secrets.token_urlsafe(24)
         self._proc: subprocess.Popen | None = None
         self._tmpdir: tempfile.TemporaryDirectory | None = None
 
@@ -175,8 +214,13 @@ class BinaryServer(LlamaServer):
             "0",
             "--jinja",
         ]
+        assert self._tmpdir is not None
+        # The key goes in a file only this user can read: a command line is visible to every local user.
+        key_file = Path(self._tmpdir.name) / "api_key"
+        key_file.touch(mode=0o600)
+        key_file.write_text(self.api_key or "", encoding="utf-8")
+        cmd += ["--api-key-file", str(key_file)]
         if cfg.chat_template:
-            assert self._tmpdir is not None
             template = Path(self._tmpdir.name) / "chat_template.jinja"
             template.write_text(cfg.chat_template, encoding="utf-8")
             cmd += ["--chat-template-file", str(template)]
@@ -189,8 +233,10 @@ class BinaryServer(LlamaServer):
     def start(self) -> BinaryServer:
         if self._proc is not None:
             return self
+        return on_free_port(self._start_on)
+
+    def _start_on(self, port: int) -> BinaryServer:
         self._tmpdir = tempfile.TemporaryDirectory(prefix="loraforge-server-")
-        port = free_port()
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         try:
             self._proc = subprocess.Popen(self.command(port), stdout=log, stderr=subprocess.STDOUT)

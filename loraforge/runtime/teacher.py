@@ -45,9 +45,11 @@ async def teacher(
             clients = []
             for url in server_urls:
                 server = await stack.enter_async_context(make_server(ServerConfig(server_url=url)))
-                async with LlamaClient(server.base_url, concurrency=1) as probe:
+                async with LlamaClient(server.base_url, concurrency=1, api_key=server.api_key) as probe:
                     total = int((await probe.props()).get("total_slots") or 0)
-                clients.append(LlamaClient(server.base_url, concurrency=parallel, affinity_slots=total))
+                clients.append(
+                    LlamaClient(server.base_url, concurrency=parallel, affinity_slots=total, api_key=server.api_key)
+                )
             client: Any = ClientPool(clients) if len(clients) > 1 else clients[0]
         else:
             slots = max(slots, parallel)
@@ -55,5 +57,11 @@ async def teacher(
                 model_path=model, llama_server=llama_server, n_parallel=slots, n_ctx=n_ctx_per_slot * slots
             )
             server = await stack.enter_async_context(make_server(config))
-            client = LlamaClient(server.base_url, concurrency=parallel, recover=restarter(server), affinity_slots=slots)
+            client = LlamaClient(
+                server.base_url,
+                concurrency=parallel,
+                recover=restarter(server),
+                affinity_slots=slots,
+                api_key=server.api_key,
+            )
         yield await stack.enter_async_context(client)
