@@ -54,8 +54,9 @@ def test_gives_up_with_a_server_error():
         finally:
             await runner.cleanup()
 
-    with pytest.raises(ServerError, match="failed after 2 attempts"):
+    with pytest.raises(ServerError, match=r"to http://127\.0\.0\.1:\d+ failed after 2 attempts") as failed:
         asyncio.run(scenario())
+    assert "/health" in failed.value.fix  # the error says what to do, not only what happened
 
 
 def test_dead_server_is_recovered_and_request_continues():
@@ -115,8 +116,9 @@ def test_concurrency_limit_and_pool_timeout():
             async with LlamaClient(url, concurrency=2) as client:
                 await asyncio.gather(*(client.complete(str(i)) for i in range(6)))
             async with LlamaClient(url, concurrency=1, timeouts=Timeouts(pool=0.01)) as client:
-                with pytest.raises(ServerError, match="No request to the llama.cpp server finished"):
+                with pytest.raises(ServerError, match="No request to the llama.cpp server at .* finished") as stall:
                     await asyncio.gather(*(client.complete(str(i)) for i in range(3)))
+                assert "--parallel" in stall.value.fix and "--resume" in stall.value.fix
         finally:
             await runner.cleanup()
         return peak

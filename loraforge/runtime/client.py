@@ -23,6 +23,12 @@ class Timeouts:
     pool: float = 900.0  # waiting for a free concurrency slot
 
 
+STALL_FIX = (
+    "Check that the server still answers (`curl URL/health`) and stop other heavy jobs on this machine, or "
+    "lower --parallel; an interrupted run continues with `loraforge run --resume RUN_FOLDER`."
+)
+
+
 class PoolTimeout(ServerError):
     """No concurrency slot became free in time."""
 
@@ -101,7 +107,9 @@ class LlamaClient:
             except asyncio.TimeoutError:
                 if self._finished == finished:
                     raise PoolTimeout(
-                        f"No request to the llama.cpp server finished within {self.timeouts.pool:.0f} s."
+                        f"No request to the llama.cpp server at {self.base_url} finished within "
+                        f"{self.timeouts.pool:.0f} s: it is stuck, or the machine is overloaded.",
+                        fix=STALL_FIX,
                     ) from None
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -143,7 +151,11 @@ class LlamaClient:
                     await self._recover(url)
             if attempt < self.retries:
                 await asyncio.sleep(min(8.0, 0.5 * 2**attempt) * (0.5 + random.random()))
-        raise ServerError(f"llama.cpp request {path} failed after {self.retries + 1} attempts: {last!r}")
+        raise ServerError(
+            f"llama.cpp request {path} to {self.base_url} failed after {self.retries + 1} attempts "
+            f"(each allowed {self.timeouts.read:.0f} s): {last!r}",
+            fix=STALL_FIX,
+        )
 
     async def _recover(self, failed_url: str) -> None:
         async with self._recover_lock:
