@@ -247,3 +247,14 @@ def test_within_budget_counts_a_shared_prefix_once():
     assert lora.common_prefix(rows) >= 200
     assert lora.piece_positions(rows) < len(rows) * width / 2
     assert len(lora.within_budget([rows], budget=width)) == len(rows)  # room for one row: one row per pass
+
+
+def test_a_prefix_without_gradients_weighs_less_in_the_budget():
+    """A frozen prefix keeps only keys and values: a budget too small for a trained prefix plus the tails
+    still holds the rows together when the prefix runs without gradients."""
+    rows = examples(count=8, prefix=200)
+    width = max(len(e.input_ids) for e in rows)
+    tails = 8 * (width - 200)
+    budget = 200 // 2 + tails
+    assert len(lora.within_budget([rows], budget=budget)) > 1
+    assert lora.within_budget([rows], budget=budget, prefix_cost=lora.FROZEN_PREFIX_COST) == [rows]

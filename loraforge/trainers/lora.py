@@ -227,15 +227,23 @@ def common_prefix(rows: list[Encoded]) -> int:
     return length
 
 
-def piece_positions(rows: list[Encoded], min_prefix: int = 16) -> int:
-    """Token positions a forward pass over `rows` holds: a shared prefix once, the rest per row (as
-    `supervised_loss` runs it), padding included."""
+# A shared prefix run without gradients keeps only its keys and values (and one layer's activations at a
+# time), not the activations the backward pass needs: a small share of a trained position's memory.
+FROZEN_PREFIX_COST = 0.1
+
+
+def piece_positions(rows: list[Encoded], min_prefix: int = 16, prefix_cost: float = 1.0) -> int:
+    """Token positions a forward pass over `rows` holds: a shared prefix once (weighted by `prefix_cost`,
+    below 1 when it runs without gradients), the rest per row (as `supervised_loss` runs it), padding
+    included."""
     width = max(len(e.input_ids) for e in rows)
     prefix = common_prefix(rows) if len(rows) > 1 else 0
-    return prefix + len(rows) * (width - prefix) if prefix >= min_prefix else len(rows) * width
+    if prefix < min_prefix:
+        return len(rows) * width
+    return int(prefix * prefix_cost) + len(rows) * (width - prefix)
 
 
-def within_budget(pieces: list[list[Encoded]], budget: int) -> list[list[Encoded]]:
+def within_budget(pieces: list[list[Encoded]], budget: int, prefix_cost: float = 1.0) -> list[list[Encoded]]:
     """Split micro-batches until the positions one forward pass holds (a shared prefix counted once) fit
     the budget; a single row always passes. Counting a shared prefix once matters: a prompt listing many
     tools is most of every row, and splitting its rows apart would compute it once per row."""
@@ -243,7 +251,7 @@ def within_budget(pieces: list[list[Encoded]], budget: int) -> list[list[Encoded
     for piece in pieces:
         current: list[Encoded] = []
         for row in piece:
-            if current and piece_positions(current + [row]) > budget:
+            if current and piece_positions(current + [row], prefix_cost=prefix_cost) > budget:
                 out.append(current)
                 current = []
             current.append(row)
@@ -259,7 +267,7 @@ def evaluate_loss(model: Any, examples: list[Encoded], config: TrainConfig, pad_
     total, count = 0.0, 0
     with torch.no_grad(), torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
         batches = length_batches(examples, config.batch_size, random.Random(0))
-        for batch in within_budget(batches, token_budget(model, config, device)):
+        for batch in within_budget(batches, token_budget(model, config, device), FROZEN_PREFIX_COST):
             loss, n = supervised_loss(model, *collate(batch, pad_id, device))
             total, count = total + loss.item(), count + n
     model.train()
@@ -344,6 +352,7 @@ def train_lora(
         model.enable_input_require_grads()
     model = get_peft_model(model.to(device), peft_config)
     budget = token_budget(model, config, device)
+    prefix_cost = 1.0 if config.prefix_gradients else FROZEN_PREFIX_COST
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -397,7 +406,7 @@ def train_lora(
                 try:
                     loss_sum, tokens = 0.0, 0
                     for batch in mine:
-                        for piece in within_budget(split_batch(batch, split), budget):
+                        for piece in within_budget(split_batch(batch, split), budget, prefix_cost):
                             with torch.autocast(
                                 device_type=device.split(":")[0], dtype=amp or torch.float32, enabled=amp is not None
                             ):
