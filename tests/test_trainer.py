@@ -258,3 +258,23 @@ def test_a_prefix_without_gradients_weighs_less_in_the_budget():
     budget = 200 // 2 + tails
     assert len(lora.within_budget([rows], budget=budget)) > 1
     assert lora.within_budget([rows], budget=budget, prefix_cost=lora.FROZEN_PREFIX_COST) == [rows]
+
+
+def test_batches_group_by_prompt_then_by_length():
+    """Rows with one tools prompt and tails of many lengths: each batch takes neighbours in length, so
+    little of the per-row part is padding; rows of another prompt never join them."""
+    rng = random.Random(1)
+    a_prompt, b_prompt = [rng.randrange(3, 60) for _ in range(100)], [rng.randrange(3, 60) for _ in range(100)]
+    rows = []
+    for prompt in (a_prompt, b_prompt):
+        for _ in range(16):
+            body = [rng.randrange(3, 60) for _ in range(rng.randrange(2, 60))]
+            ids = prompt + body + [1, 5, 2]
+            rows.append(Encoded(ids, [IGNORE] * (len(ids) - 2) + [5, 2]))
+    batches = lora.length_batches(rows, 4, random.Random(0))
+    assert sorted(id(e) for b in batches for e in b) == sorted(id(e) for e in rows)
+    for batch in batches:
+        assert len({tuple(e.input_ids[:100]) for e in batch}) == 1
+    lengths = sorted(len(e.input_ids) for e in rows[:16])
+    a_batches = sorted((b for b in batches if b[0].input_ids[:100] == a_prompt), key=lambda b: len(b[0].input_ids))
+    assert [sorted(len(e.input_ids) for e in b) for b in a_batches] == [lengths[i : i + 4] for i in range(0, 16, 4)]

@@ -74,15 +74,31 @@ def prefix_key(example: Encoded) -> list[int]:
 
 
 def length_batches(examples: list[Encoded], batch_size: int, rng: random.Random) -> list[list[Encoded]]:
-    """Batches of rows that share their longest prompt prefix and have similar lengths, in random order.
+    """Batches of rows that share their prompt prefix and have similar lengths, in random order.
 
     Sorting by prompt tokens puts rows with the same system prompt (the same tools) side by side, so each
-    batch computes that prefix once (see `supervised_loss`); no row is padded to a fixed size.
+    batch computes that prefix once (see `supervised_loss`). Inside such a run of rows, sorting by length
+    keeps the padding of the part after the prefix small: that part runs per row, with gradients.
     """
-    order = sorted(examples, key=lambda e: (prefix_key(e), len(e.input_ids), rng.random()))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    order = sorted(examples, key=lambda e: (prefix_key(e), rng.random()))
+    runs: list[list[Encoded]] = []
+    for example in order:
+        if runs and _shares_prompt(runs[-1][0], example):
+            runs[-1].append(example)
+        else:
+            runs.append([example])
+    batches = []
+    for run in runs:
+        run.sort(key=lambda e: (len(e.input_ids), rng.random()))
+        batches += [run[i : i + batch_size] for i in range(0, len(run), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def _shares_prompt(a: Encoded, b: Encoded, min_prefix: int = 16) -> bool:
+    """Whether two rows share at least half of the shorter prompt (the same system prompt, other requests)."""
+    shared = common_prefix([a, b])
+    return shared >= max(min_prefix, min(len(prefix_key(a)), len(prefix_key(b))) // 2)
 
 
 def collate(batch: list[Encoded], pad_id: int, device: str):
