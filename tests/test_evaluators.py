@@ -221,3 +221,15 @@ def test_eval_table_shows_the_base_alone_when_there_is_no_adapter():
     both = {**base_only, "adapter": {"exact_match": 0.5, "n": 4}}
     assert "adapter" in metrics_table(both) and "0.5" in metrics_table(both)
     assert metrics_table({"adapter": None, "base": {"n": 0}}) is None
+
+
+def test_tool_name_accuracy_ignores_the_order_of_parallel_calls():
+    from loraforge.evaluators.exact_match import check_example
+
+    want = [[{"name": "a", "arguments": {}}, {"name": "b", "arguments": {}}]]
+    swapped = RowResult(0, [ParsedAnswer(calls=[{"name": "b", "arguments": {}}, {"name": "a", "arguments": {}}])], want)
+    twice = RowResult(1, [ParsedAnswer(calls=[{"name": "a", "arguments": {}}, {"name": "a", "arguments": {}}])], want)
+    for result in (swapped, twice):
+        result.checks = [check_example(a, e) for a, e in zip(result.answers, want)]
+    summary = summarise([swapped, twice], [{"messages": []}] * 2)
+    assert summary["tool_name_accuracy"] == 0.5 and summary["exact_match"] == 0.5

@@ -1,7 +1,7 @@
 import pytest
 
 from loraforge.constants import ErrorCode
-from loraforge.evaluators.exact_match import check_call, check_example, normalise_string, values_equal
+from loraforge.evaluators.exact_match import Leniency, check_call, check_example, normalise_string, values_equal
 from loraforge.evaluators.parsing import ParsedAnswer, parse_answer
 
 WEATHER = {
@@ -113,31 +113,94 @@ def test_acceptable_values_list():
     assert not check_call({"name": "get_weather", "arguments": {"city": "Boston"}}, expected, WEATHER).valid
 
 
-def test_optional_parameter_rules():
-    # omitted in the expected call and absent: fine; present with the default: fine; other value: error
+def call(**arguments):
+    return {"name": "get_weather", "arguments": arguments}
+
+
+def test_rule1_an_unrequested_default_is_flagged_unless_lenient():
     expected = want("get_weather", city="Paris")
-    assert check_call({"name": "get_weather", "arguments": {"city": "Paris"}}, expected, WEATHER).valid
-    assert check_call(
-        {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}, expected, WEATHER
-    ).valid
-    bad = check_call({"name": "get_weather", "arguments": {"city": "Paris", "unit": "fahrenheit"}}, expected, WEATHER)
-    assert bad.error == ErrorCode.UNEXPECTED_PARAM
-    # expected names the default: leaving it out is fine
-    assert check_call(
-        {"name": "get_weather", "arguments": {"city": "Paris"}},
-        want("get_weather", city="Paris", unit="celsius"),
-        WEATHER,
-    ).valid
-    # expected names a non-default value: leaving it out is an error
-    missing = check_call(
-        {"name": "get_weather", "arguments": {"city": "Paris"}},
-        want("get_weather", city="Paris", unit="fahrenheit"),
-        WEATHER,
-    )
-    assert missing.error == ErrorCode.VALUE_ERROR
-    # "" among the acceptable values means omission is acceptable
+    assert check_call(call(city="Paris"), expected, WEATHER).valid
+    flagged = check_call(call(city="Paris", unit="celsius"), expected, WEATHER)
+    assert flagged.error == ErrorCode.UNEXPECTED_PARAM and flagged.param == "unit"
+    assert check_call(call(city="Paris", unit="celsius"), expected, WEATHER, Leniency(defaults=True)).valid
+    other = check_call(call(city="Paris", unit="fahrenheit"), expected, WEATHER, Leniency(defaults=True))
+    assert other.error == ErrorCode.UNEXPECTED_PARAM
+    # an expected default may be left out only when lenient, or when "" is acceptable
+    named = want("get_weather", city="Paris", unit="celsius")
+    assert check_call(call(city="Paris"), named, WEATHER).error == ErrorCode.VALUE_ERROR
+    assert check_call(call(city="Paris"), named, WEATHER, Leniency(defaults=True)).valid
     loose = {"name": "get_weather", "arguments": {"city": "Paris", "days": 3}, "acceptable": {"days": [3, ""]}}
-    assert check_call({"name": "get_weather", "arguments": {"city": "Paris"}}, loose, WEATHER).valid
+    assert check_call(call(city="Paris"), loose, WEATHER).valid
+
+
+def test_rule2_a_parameter_outside_the_schema_is_flagged_even_when_expected():
+    expected = want("get_weather", city="Paris", colour="red")
+    assert check_call(call(city="Paris", colour="red"), expected, WEATHER).error == ErrorCode.UNEXPECTED_PARAM
+    assert check_call(call(city="Paris", colour="red"), expected, WEATHER, Leniency(params_outside_schema=True)).valid
+    assert check_call(call(city="Paris", colour="red"), expected, None).valid  # no schema: nothing to hold it to
+
+
+SHIP = {
+    "type": "object",
+    "properties": {
+        "to": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "zip": {"type": "string"}, "floor": {"type": "integer"}},
+            "required": ["name"],
+        },
+        "sizes": {"type": "array", "items": {"type": "integer"}},
+    },
+    "required": ["to"],
+}
+
+
+def test_rule3_nested_objects_and_arrays_are_typed_and_may_omit_acceptable_keys():
+    ship = lambda **a: {"name": "ship", "arguments": a}  # noqa: E731
+    expected = {"name": "ship", "arguments": {"to": {"name": "Ann", "zip": "02139"}}, "acceptable": {"to.zip": [""]}}
+    assert check_call(ship(to={"name": "Ann", "zip": "02139"}), expected, SHIP).valid
+    assert check_call(ship(to={"name": "Ann"}), expected, SHIP).valid  # "" listed for to.zip
+    strict = {"name": "ship", "arguments": {"to": {"name": "Ann", "zip": "02139"}}}
+    assert check_call(ship(to={"name": "Ann"}), strict, SHIP).error == ErrorCode.VALUE_ERROR
+    assert check_call(ship(to={"name": "Ann", "zip": "02139", "x": 1}), strict, SHIP).error == ErrorCode.VALUE_ERROR
+    floor = {"name": "ship", "arguments": {"to": {"name": "Ann", "floor": 1}}}
+    assert check_call(ship(to={"name": "Ann", "floor": 1.0}), floor, SHIP).error == ErrorCode.TYPE_ERROR
+    sizes = {"name": "ship", "arguments": {"to": {"name": "Ann"}, "sizes": [1, 2]}}
+    assert check_call(ship(to={"name": "Ann"}, sizes=[1, 2.0]), sizes, SHIP).error == ErrorCode.TYPE_ERROR
+    assert check_call(ship(to={"name": "Ann"}, sizes=[1, 2]), sizes, SHIP).valid
+
+
+def test_rule4_many_parallel_calls_still_match_in_any_order():
+    cities = [f"City{i}" for i in range(8)]
+    expected = [want("get_weather", city=c) for c in cities]
+    got = answer(*[("get_weather", {"city": c}) for c in reversed(cities)])
+    assert check_example(got, expected, SCHEMAS).valid
+    wrong = answer(*[("get_weather", {"city": c}) for c in reversed(cities[:-1])], ("get_weather", {"city": "Oslo"}))
+    assert check_example(wrong, expected, SCHEMAS).error == ErrorCode.VALUE_ERROR
+
+
+def test_rule5_only_spaces_are_stripped_not_every_whitespace():
+    assert normalise_string("New York") == normalise_string("newyork")
+    assert normalise_string("New\tYork") != normalise_string("NewYork")
+    assert normalise_string("it's") == normalise_string('it"s')
+
+
+def test_rule6_unreadable_output_where_no_call_is_expected_is_a_correct_no_call():
+    unreadable = ParsedAnswer(malformed=True, raw="<tool_call>{oops")
+    assert check_example(unreadable, [], SCHEMAS).valid
+    assert check_example(unreadable, [want("get_weather", city="Paris")], SCHEMAS).error == ErrorCode.MALFORMED_JSON
+
+
+def test_rule7_parameters_is_an_alias_only_when_asked():
+    text = '<tool_call>{"name": "get_time", "parameters": {"zone": "UTC"}}</tool_call>'
+    assert parse_answer(text).calls == [{"name": "get_time", "arguments": {}}]
+    assert parse_answer(text, parameters_key=True).calls == [{"name": "get_time", "arguments": {"zone": "UTC"}}]
+
+
+def test_rule8_acceptable_values_add_to_the_expected_value():
+    expected = {"name": "get_weather", "arguments": {"city": "New York"}, "acceptable": {"city": ["NYC"]}}
+    assert check_call(call(city="New York"), expected, WEATHER).valid
+    assert check_call(call(city="nyc"), expected, WEATHER).valid
+    assert check_call(call(city="Boston"), expected, WEATHER).error == ErrorCode.VALUE_ERROR
 
 
 def test_values_compare_lists_in_order_and_objects_per_key():

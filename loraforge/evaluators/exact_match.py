@@ -1,29 +1,52 @@
-"""Exact match of tool calls with the function-calling leaderboard's (BFCL's AST checker) semantics.
+"""Exact match of tool calls with the function-calling leaderboard's (BFCL's AST checker) rules.
 
-Rules: the call count must match, parallel calls match in any order, names match exactly, required
-parameters are present and no parameter is unknown, types follow the schema (an integer is a valid
-number), strings compare after normalisation, lists element by element, objects key by key. An optional
-parameter may be left out when the expected call omits it, names its default, or lists "" among its
-acceptable values. Leniency is limited to string normalisation, documented below; anything else is an error.
+Rules (`../shared/reference/evaluation-rules.md`): the call count must match, parallel calls match in any
+order, names match exactly, required parameters are present and no parameter outside the schema appears,
+types follow the schema at every depth (an integer is a valid number), strings compare after the
+leaderboard's normalisation, lists element by element, objects key by key. The expected call may list
+acceptable values per parameter (`acceptable`, added to the expected value; a dotted key such as
+"recipient.zip" reaches inside an object); "" among them means that leaving the parameter out is fine.
+An optional parameter that the expected call does not name must be left out.
+
+Departures from these rules exist only as named options in `Leniency`, all off by default.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from loraforge.constants import ErrorCode
 from loraforge.evaluators.parsing import ParsedAnswer
 
-# Lower-case, and drop spaces and ,./-_*^ (the leaderboard's normalisation).
-_STRIP = re.compile(r"[\s,./\-_*^]")
+# Lower-case, drop spaces and ,./-_*^, and read ' as " (the leaderboard's normalisation; tabs and newlines stay).
+_STRIP = re.compile(r"[ ,./\-_*^]")
 _OMIT = ""  # in an acceptable-values list, "" means "leaving the parameter out is fine"
 
 
+@dataclass(frozen=True)
+class Leniency:
+    """Departures from the leaderboard's rules. Each is off by default, so scores mean what the field means."""
+
+    defaults: bool = field(
+        default=False,
+        metadata={
+            "help": "A parameter left out counts as its schema default: an unrequested parameter equal to its "
+            "default is accepted, and an expected value equal to the default may be left out."
+        },
+    )
+    params_outside_schema: bool = field(
+        default=False,
+        metadata={"help": "Accept a parameter that the expected call names although the tool's schema lacks it."},
+    )
+
+
+STRICT = Leniency()
+
+
 def normalise_string(value: str) -> str:
-    return _STRIP.sub("", value.lower())
+    return _STRIP.sub("", value.lower()).replace("'", '"')
 
 
 @dataclass(frozen=True)
@@ -72,8 +95,34 @@ def _type_ok(value: Any, schema_type: Any) -> bool:
     return False
 
 
-def values_equal(got: Any, want: Any) -> bool:
-    """Compare after normalisation: strings loosely, numbers by value, lists in order, objects per key."""
+def _type_problem(value: Any, schema: Any, path: str) -> str | None:
+    """The first value, at any depth (array items, object keys), whose type its schema refuses."""
+    if not isinstance(schema, dict):
+        return None
+    if not _type_ok(value, schema.get("type")):
+        return f"{path}: expected type {schema.get('type')}, got {type(value).__name__} {value!r}"
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            if problem := _type_problem(item, schema["items"], f"{path}[{index}]"):
+                return problem
+    if isinstance(value, dict) and isinstance(schema.get("properties"), dict):
+        for key, item in value.items():
+            if problem := _type_problem(item, schema["properties"].get(key), f"{path}.{key}"):
+                return problem
+    return None
+
+
+def _choices(key: str, expected: dict[str, Any], acceptable: dict[str, list[Any]]) -> list[Any]:
+    """Acceptable values for one key: the listed ones plus the expected value."""
+    return list(acceptable.get(key, [])) + ([expected[key]] if key in expected else [])
+
+
+def values_equal(got: Any, want: Any, acceptable: dict[str, list[Any]] | None = None, path: str = "") -> bool:
+    """Compare after normalisation: strings loosely, numbers by value, lists in order, objects per key.
+
+    Inside objects, `acceptable` may list values per dotted path ("recipient.zip"), "" among them meaning
+    that the key may be left out; a key that neither side names is an error."""
+    acceptable = acceptable or {}
     if isinstance(want, str) and isinstance(got, str):
         return normalise_string(got) == normalise_string(want)
     if isinstance(want, bool) or isinstance(got, bool):
@@ -83,11 +132,21 @@ def values_equal(got: Any, want: Any) -> bool:
     if isinstance(want, list) and isinstance(got, list):
         return len(got) == len(want) and all(values_equal(g, w) for g, w in zip(got, want))
     if isinstance(want, dict) and isinstance(got, dict):
-        return set(got) == set(want) and all(values_equal(got[k], want[k]) for k in want)
+        for key in set(got) | set(want):
+            where = f"{path}.{key}" if path else key
+            choices = _choices(key, want, {key: acceptable.get(where, [])})
+            if key not in got:
+                if _OMIT not in choices:
+                    return False
+            elif not any(values_equal(got[key], c, acceptable, where) for c in choices if c != _OMIT):
+                return False
+        return True
     return got == want
 
 
-def check_call(got: dict[str, Any], want: dict[str, Any], schema: dict[str, Any] | None = None) -> CallCheck:
+def check_call(
+    got: dict[str, Any], want: dict[str, Any], schema: dict[str, Any] | None = None, leniency: Leniency = STRICT
+) -> CallCheck:
     """One predicted call against one expected call, stopping at the first difference.
 
     `want` is {"name", "arguments", optional "acceptable": {param: [values...]}}.
@@ -105,43 +164,39 @@ def check_call(got: dict[str, Any], want: dict[str, Any], schema: dict[str, Any]
     for param in required:
         if param not in args:
             return _fail(ErrorCode.MISSING_REQUIRED, f"required parameter {param!r} is missing", name, param)
-    known = set(props) | set(expected)
+    known = set(props) if props else set(expected)
+    if leniency.params_outside_schema:
+        known |= set(expected)
     for param in args:
         if param not in known:
             return _fail(ErrorCode.UNEXPECTED_PARAM, f"parameter {param!r} is not in the schema", name, param)
     for param, value in args.items():
-        want_type = props.get(param, {}).get("type")
-        if want_type is None and param in expected:
-            want_type = _json_type(expected[param])
-        if not _type_ok(value, want_type):
-            return _fail(
-                ErrorCode.TYPE_ERROR,
-                f"parameter {param!r}: expected type {want_type}, got {type(value).__name__} {value!r}",
-                name,
-                param,
-            )
+        param_schema = props.get(param) or ({"type": _json_type(expected[param])} if param in expected else None)
+        if problem := _type_problem(value, param_schema, param):
+            return _fail(ErrorCode.TYPE_ERROR, f"parameter {problem}", name, param)
+
+    def default_matches(param: str, value: Any) -> bool:
+        default = props.get(param, {}).get("default", _MISSING)
+        return leniency.defaults and default is not _MISSING and values_equal(value, default)
+
     for param, value in args.items():
-        choices = acceptable.get(param) or ([expected[param]] if param in expected else [])
+        choices = _choices(param, expected, acceptable)
         if not choices:
-            default = props.get(param, {}).get("default", _MISSING)
-            if default is not _MISSING and values_equal(value, default):
+            if default_matches(param, value):
                 continue
             return _fail(ErrorCode.UNEXPECTED_PARAM, f"parameter {param!r} was not asked for", name, param)
-        if not any(values_equal(value, choice) for choice in choices if choice != _OMIT or value == _OMIT):
-            return _fail(
-                ErrorCode.VALUE_ERROR,
-                f"parameter {param!r}: expected {choices[0]!r}, got {value!r}",
-                name,
-                param,
-            )
-    for param, value in expected.items():
+        if not any(values_equal(value, c, acceptable, param) for c in choices if c != _OMIT):
+            shown = next((c for c in choices if c != _OMIT), "")
+            return _fail(ErrorCode.VALUE_ERROR, f"parameter {param!r}: expected {shown!r}, got {value!r}", name, param)
+    for param in [*expected, *(k for k in acceptable if "." not in k and k not in expected)]:
         if param in args:
             continue
-        default = props.get(param, {}).get("default", _MISSING)
-        omittable = _OMIT in acceptable.get(param, []) or (default is not _MISSING and values_equal(default, value))
-        if not omittable:
-            error = ErrorCode.MISSING_REQUIRED if param in required else ErrorCode.VALUE_ERROR
-            return _fail(error, f"parameter {param!r} is missing (expected {value!r})", name, param)
+        choices = _choices(param, expected, acceptable)
+        if _OMIT in choices or (param in expected and default_matches(param, expected[param])):
+            continue
+        error = ErrorCode.MISSING_REQUIRED if param in required else ErrorCode.VALUE_ERROR
+        shown = expected.get(param, next((c for c in choices if c != _OMIT), ""))
+        return _fail(error, f"parameter {param!r} is missing (expected {shown!r})", name, param)
     return CallCheck.ok()
 
 
@@ -159,14 +214,35 @@ def _json_type(value: Any) -> str | None:
     return None
 
 
+def _max_matching(ok: list[list[bool]]) -> dict[int, int]:
+    """Largest pairing of expected calls (rows) with predicted calls (columns) where `ok` holds (Kuhn)."""
+    owner: dict[int, int] = {}  # predicted index -> expected index
+
+    def place(row: int, seen: set[int]) -> bool:
+        for col, fits in enumerate(ok[row]):
+            if fits and col not in seen:
+                seen.add(col)
+                if col not in owner or place(owner[col], seen):
+                    owner[col] = row
+                    return True
+        return False
+
+    for row in range(len(ok)):
+        place(row, set())
+    return {row: col for col, row in owner.items()}
+
+
 def check_example(
     answer: ParsedAnswer,
     expected: list[dict[str, Any]],
     schemas: dict[str, dict[str, Any]] | None = None,
+    leniency: Leniency = STRICT,
 ) -> CallCheck:
     """All calls of one answer against the expected calls; an empty `expected` means "answer in text"."""
     schemas = schemas or {}
     if answer.malformed:
+        if not expected:
+            return CallCheck.ok()  # the leaderboard counts an unreadable answer as no call
         return _fail(ErrorCode.MALFORMED_JSON, f"could not read the tool call: {answer.raw[:120]!r}")
     got = answer.calls
     if not expected:
@@ -179,18 +255,11 @@ def check_example(
         return _fail(ErrorCode.NO_CALL, "answered in text instead of calling a tool", expected[0]["name"])
     if len(got) != len(expected):
         return _fail(ErrorCode.WRONG_COUNT, f"expected {len(expected)} call(s), got {len(got)}", expected[0]["name"])
-    if len(expected) == 1:
-        return check_call(got[0], expected[0], schemas.get(expected[0]["name"]))
-    # Parallel calls match in any order: take the ordering with the most matching calls.
-    best: CallCheck | None = None
-    best_score = -1
-    orders = itertools.permutations(range(len(got))) if len(got) <= 6 else [tuple(range(len(got)))]
-    for order in orders:
-        checks = [check_call(got[i], want, schemas.get(want["name"])) for i, want in zip(order, expected)]
-        score = sum(c.valid for c in checks)
-        if score == len(checks):
-            return CallCheck.ok()
-        if score > best_score:
-            best_score, best = score, next(c for c in checks if not c.valid)
-    assert best is not None
-    return best
+    # Parallel calls match in any order: pair them up so that as many as possible match.
+    verdicts = [[check_call(g, want, schemas.get(want["name"]), leniency) for g in got] for want in expected]
+    pairs = _max_matching([[v.valid for v in row] for row in verdicts])
+    if len(pairs) == len(expected):
+        return CallCheck.ok()
+    row = next(i for i in range(len(expected)) if i not in pairs)
+    col = next(j for j in range(len(got)) if j not in pairs.values())
+    return verdicts[row][col]

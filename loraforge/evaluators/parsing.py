@@ -20,13 +20,13 @@ class ParsedAnswer:
     raw: str = ""
 
 
-def _call_from(obj: Any) -> dict[str, Any] | None:
+def _call_from(obj: Any, parameters_key: bool = False) -> dict[str, Any] | None:
     if not isinstance(obj, dict):
         return None
     fn = obj.get("function", obj)
     if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
         return None
-    arguments = fn.get("arguments", fn.get("parameters", {}))
+    arguments = fn.get("arguments", fn.get("parameters", {}) if parameters_key else {})
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments) if arguments.strip() else {}
@@ -37,11 +37,16 @@ def _call_from(obj: Any) -> dict[str, Any] | None:
     return {"name": fn["name"], "arguments": arguments}
 
 
-def parse_answer(content: str, tool_calls: list[dict[str, Any]] | None = None) -> ParsedAnswer:
-    """Prefer the server's parsed `tool_calls`; otherwise read <tool_call> blocks from `content`."""
+def parse_answer(
+    content: str, tool_calls: list[dict[str, Any]] | None = None, *, parameters_key: bool = False
+) -> ParsedAnswer:
+    """Prefer the server's parsed `tool_calls`; otherwise read <tool_call> blocks from `content`.
+
+    `parameters_key` also reads a call's arguments from "parameters" (Llama 3.1's JSON calls use it); off by
+    default, as on the leaderboard."""
     raw = content or ""
     if tool_calls:
-        calls = [_call_from(call) for call in tool_calls]
+        calls = [_call_from(call, parameters_key) for call in tool_calls]
         if any(call is None for call in calls):
             return ParsedAnswer(text=raw, malformed=True, raw=json.dumps(tool_calls))
         return ParsedAnswer(calls=calls, text=raw, raw=json.dumps(tool_calls, ensure_ascii=False))
@@ -51,7 +56,7 @@ def parse_answer(content: str, tool_calls: list[dict[str, Any]] | None = None) -
     calls = []
     for block in blocks:
         try:
-            call = _call_from(json.loads(block))
+            call = _call_from(json.loads(block), parameters_key)
         except json.JSONDecodeError:
             call = None
         if call is None:

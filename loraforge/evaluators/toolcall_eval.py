@@ -138,9 +138,12 @@ def summarise(results: list[RowResult], rows: list[dict[str, Any]]) -> dict[str,
     per_style: dict[str, list[bool]] = defaultdict(list)
     for result in scored:
         row = rows[result.index]
-        got = [[c["name"] for c in a.calls] for a in result.answers]
-        want = [[c["name"] for c in e] for e in result.expected]
-        names_ok += got == want and not any(a.malformed for a in result.answers)
+        # Names as multisets per turn: parallel calls count in any order, as exact match does. An unreadable
+        # answer where no call was expected is a no-call, as on the leaderboard.
+        names_ok += all(
+            Counter(c["name"] for c in a.calls) == Counter(c["name"] for c in e) and (not a.malformed or not e)
+            for a, e in zip(result.answers, result.expected)
+        )
         for name in {c["name"] for turn in result.expected for c in turn} or {"(no call)"}:
             per_tool[name].append(result.correct)
         per_style[row.get("meta", {}).get("style", "single")].append(result.correct)

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from loraforge.evaluators.exact_match import check_call
+from loraforge.evaluators.exact_match import Leniency, check_call
 from loraforge.generators import prompts, realism, shots, values, verify
 from loraforge.generators.arguments import ArgumentDrafter, is_free_text
 from loraforge.generators.bank import load_bank, role_prefix
@@ -508,7 +508,8 @@ class ToolCallGenerator:
             got = json.loads(text)
         except json.JSONDecodeError:
             raise Rejected("roundtrip_unreadable", {"tool": tool.name, "request": request, "got": text}) from None
-        check = check_call(got, {"name": tool.name, "arguments": arguments}, tool.parameters)
+        # The teacher may spell out a default or leave one out: both recover the same call.
+        check = check_call(got, {"name": tool.name, "arguments": arguments}, tool.parameters, Leniency(defaults=True))
         if not check.valid:
             raise Rejected(
                 "roundtrip_mismatch",
