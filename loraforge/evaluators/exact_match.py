@@ -2,7 +2,7 @@
 
 Rules (`../shared/reference/evaluation-rules.md`): the call count must match, parallel calls match in any
 order, names match exactly, required parameters are present and no parameter outside the schema appears,
-types follow the schema at every depth (an integer is a valid number), strings compare after the
+types follow the schema, array items included (an integer is a valid number), strings compare after the
 leaderboard's normalisation, lists element by element, objects key by key. The expected call may list
 acceptable values per parameter (`acceptable`, added to the expected value; a dotted key such as
 "recipient.zip" reaches inside an object); "" among them means that leaving the parameter out is fine.
@@ -96,7 +96,7 @@ def _type_ok(value: Any, schema_type: Any) -> bool:
 
 
 def _type_problem(value: Any, schema: Any, path: str) -> str | None:
-    """The first value, at any depth (array items, object keys), whose type its schema refuses."""
+    """The first value whose type its schema refuses: the parameter itself, or an item of an array."""
     if not isinstance(schema, dict):
         return None
     if not _type_ok(value, schema.get("type")):
@@ -105,10 +105,7 @@ def _type_problem(value: Any, schema: Any, path: str) -> str | None:
         for index, item in enumerate(value):
             if problem := _type_problem(item, schema["items"], f"{path}[{index}]"):
                 return problem
-    if isinstance(value, dict) and isinstance(schema.get("properties"), dict):
-        for key, item in value.items():
-            if problem := _type_problem(item, schema["properties"].get(key), f"{path}.{key}"):
-                return problem
+    # Values inside an object are compared by value, not typed (1.0 equals a nested 1), as on the leaderboard.
     return None
 
 
