@@ -419,40 +419,20 @@ def _adapter_base(adapter_dir: Path, given: Path | None) -> Path:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from loraforge.evaluators.fidelity import NOISE_FACTOR, check_fidelity
-    from loraforge.evaluators.prompts_for import heldout_prompts
-    from loraforge.files import atomic_write_json
-    from loraforge.gguf_info import read_gguf_info
-    from loraforge.trainers.bundle import write_bundle
-    from loraforge.trainers.chat_format import ChatFormat
-    from loraforge.trainers.export_gguf import check_adapter_matches_base, export_adapter
-    from loraforge.trainers.formatting import prompt_ids
-    from loraforge.trainers.job import chat_format_for
-    from loraforge.trainers.model_loading import hf_folder_for
+    from loraforge.evaluators.export_proof import REPORT, export_proven
+    from loraforge.evaluators.fidelity import NOISE_FACTOR
 
     folder = args.adapter_dir
     base = _adapter_base(folder, args.base)
-    info = read_gguf_info(base)
-    for warning in check_adapter_matches_base(folder, info, base):
+    outcome = export_proven(folder, base, outtype=args.outtype, prompts=args.prompts, check=not args.no_check)
+    for warning in outcome.warnings:
         print(f"loraforge: warning: {warning}", file=sys.stderr)
-    out = folder / "adapter.gguf"
-    summary = export_adapter(folder, info, out, args.outtype)
-    print(f"wrote {out} ({summary.tensors} tensors, rank {summary.rank}, alpha {summary.alpha:g}, {args.outtype})")
-    report = None
-    if not args.no_check:
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(hf_folder_for(base)))
-        template = folder / "chat_template.jinja"
-        fmt = (
-            ChatFormat(template.read_text(), tokenizer.eos_token)
-            if template.is_file()
-            else chat_format_for(base, tokenizer)
-        )
-        prompts = [prompt_ids(fmt, tokenizer, m, t) for m, t in heldout_prompts(folder, args.prompts)]
-        report = check_fidelity(folder, base, out, prompts, tokenizer.eos_token_id)
-        report["outtype"] = args.outtype
-        atomic_write_json(folder / "export_report.json", report)
+    summary, report = outcome.summary, outcome.report
+    print(
+        f"wrote {outcome.gguf} ({summary.tensors} tensors, rank {summary.rank}, alpha {summary.alpha:g}, "
+        f"{args.outtype})"
+    )
+    if report is not None:
         print(
             f"fidelity: top-1 agreement {report['top1_agreement']:.4f} over {report['positions']} positions "
             f"({report['top1_agreement_near_ties']:.4f} counting {len(report['near_ties'])} near ties), "
@@ -466,11 +446,11 @@ def cmd_export(args: argparse.Namespace) -> int:
                 f"counting near ties {report['top1_agreement_near_ties']:.4f} (needs {report['threshold']}), "
                 f"log-probability error {report['logprob_error']:.3f} (limit {report['logprob_error_limit']:.3f})."
                 f" Check that the base model is the one the adapter was trained on; details in "
-                f"{folder / 'export_report.json'}.",
+                f"{folder / REPORT}.",
                 file=sys.stderr,
             )
             return 1
-    for path in write_bundle(folder, base, report):
+    for path in outcome.bundle:
         print(f"wrote {path}")
     return 0
 

@@ -598,3 +598,30 @@ def test_uncovered_tools_are_the_first_thing_fixed():
     assert weights["ship_package"] == 3.0 and weights["send_email"] == 2.0
     untouched, decisions = strategy.next_plan(plan(), evidence(), strategy.StrategyConfig())
     assert "uncovered_tools" not in rules(decisions) and not untouched.generation.tool_weights
+
+
+class FailingProofLoop(FakeLoop):
+    """Iteration 2's GGUF export fails its fidelity proof, although its score rises."""
+
+    def _fake_export(self, iteration, it_dir):
+        super()._fake_export(iteration, it_dir)
+        failed = iteration == 2
+        report = {
+            "passed": not failed,
+            "top1_agreement_near_ties": 0.91 if failed else 1.0,
+            "threshold": 0.98,
+            "logprob_error": 0.5 if failed else 0.1,
+            "logprob_error_limit": 0.2,
+        }
+        (it_dir / "export_report.json").write_text(json.dumps(report))
+
+
+@needs_model
+def test_a_failed_export_proof_blocks_promotion_even_when_the_score_rises(tmp_path):
+    loop = FailingProofLoop(loop_config(tmp_path, iterations=2), scores=[0.5, 0.9])
+    asyncio.run(loop.run())
+    run = tmp_path / "run"
+    history = read_jsonl(run / "history.jsonl")
+    assert [h["promoted"] for h in history] == [True, False]
+    assert "fidelity proof" in history[1]["reason"] and "0.910" in history[1]["reason"]
+    assert active(run) == "iteration_1"

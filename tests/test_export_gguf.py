@@ -236,3 +236,22 @@ def test_another_base_file_with_fitting_shapes_is_warned_about(adapter_dir, tmp_
     assert check_adapter_matches_base(copy, base, Path("/m/SmolLM2.gguf")) == []
     (warning,) = check_adapter_matches_base(copy, base, Path("/other/Qwen.gguf"))
     assert "SmolLM2.gguf" in warning and "Qwen.gguf" in warning
+
+
+def test_fidelity_without_top_logprobs_is_a_clear_error(monkeypatch, tmp_path):
+    """A server that returns no top_logprobs would silently drop the log-probability gate."""
+    import torch
+
+    from loraforge.errors import ServerError
+    from loraforge.evaluators import fidelity
+
+    logprobs = torch.zeros(2, 8).log_softmax(-1)
+    monkeypatch.setattr(fidelity, "peft_references", lambda *a: [fidelity.Reference([1, 2], logprobs, logprobs)])
+
+    async def no_logprobs(*a):
+        return fidelity.LlamaSide([[1, 2]], [[{}, {}]], [[{}, {}]], [[1, 2]])
+
+    monkeypatch.setattr(fidelity, "llama_side", no_logprobs)
+    with pytest.raises(ServerError, match="top_logprobs") as info:
+        fidelity.check_fidelity(tmp_path, tmp_path / "base.gguf", tmp_path / "a.gguf", [[5, 6]], eos=0)
+    assert "--no-check" in info.value.fix

@@ -70,6 +70,13 @@ class RunConfig:
         metadata={"help": "GGUF model that judges; empty: the teacher (the --server-url servers when given)."},
     )
     eval_max_tokens: int = field(default=128, metadata={"help": "Longest answer generated during evaluation."})
+    fidelity_prompts: int = field(
+        default=4,
+        metadata={
+            "help": "Held-out prompts on which each iteration's GGUF export is proven against PEFT through "
+            "llama.cpp; an adapter that fails is not promoted. 0 skips the proof (not recommended)."
+        },
+    )
     eval_data: Path | None = field(
         default=None,
         metadata={
@@ -108,6 +115,8 @@ class RunConfig:
             raise ConfigError(f"heldout_fraction must be between 0.05 and 0.5, got {self.heldout_fraction}.")
         if self.iterations < 1:
             raise ConfigError(f"iterations must be at least 1, got {self.iterations}.")
+        if self.fidelity_prompts < 0:
+            raise ConfigError(f"fidelity_prompts must be 0 or more, got {self.fidelity_prompts}.", fix="0 skips it.")
         positive = [("phase_timeout_minutes", self.phase_timeout_minutes), ("parallel", self.parallel)]
         positive += [("eval_parallel", self.eval_parallel), ("eval_max_tokens", self.eval_max_tokens)]
         positive += [("time_budget_minutes", self.time_budget_minutes), ("min_samples", self.min_samples)]

@@ -358,9 +358,20 @@ class Orchestrator:
             bar.close()
 
     def _export(self, iteration: int, it_dir: Path) -> None:
-        from loraforge.trainers.export_gguf import export_adapter
+        """Export, prove against PEFT and bundle, as `loraforge export` does; `_decide` reads the proof."""
+        from loraforge.evaluators.export_proof import export_proven
 
-        export_adapter(it_dir, self.base_info, it_dir / Artifact.ADAPTER_GGUF.value)
+        count = self.config.fidelity_prompts
+        outcome = export_proven(it_dir, self.model, prompts=count, check=count > 0)
+        for warning in outcome.warnings:
+            self.ui.info(f"[iteration {iteration}] warning: {warning}")
+        if outcome.report is not None:
+            report = outcome.report
+            self.ui.info(
+                f"[iteration {iteration}] export proof {'passed' if outcome.passed else 'FAILED'}: top-1 agreement "
+                f"{report['top1_agreement_near_ties']:.3f} over {report['positions']} positions, log-probability "
+                f"error {report['logprob_error']:.3f} (limit {report['logprob_error_limit']:.3f})"
+            )
 
     def _eval_server_config(self, adapters: list[Path], rows: list[dict[str, Any]] | None = None) -> ServerConfig:
         parallel = self.config.eval_parallel
@@ -521,8 +532,10 @@ class Orchestrator:
         mine, base = self._ranking(scores["adapter"]), self._ranking(scores["base"])
         best = self._ranking(scores["best"]) if "best" in scores else None
         previous = self.state.best_iteration
-        # Promotion gate: beat the base and the best adapter so far, measured in this same evaluation run.
-        promoted = mine[0] > base[0] and (best is None or mine > best)
+        # Promotion gate: beat the base and the best adapter so far, measured in this same evaluation run, and
+        # a GGUF export that reproduces the trained adapter (a failed proof means users would get other weights).
+        proof = export_proof_failure(it_dir)
+        promoted = proof is None and mine[0] > base[0] and (best is None or mine > best)
         if promoted:
             promote(self.run_dir, it_dir)
             self.state.best_iteration = iteration
@@ -531,6 +544,7 @@ class Orchestrator:
             f"on {where}: adapter {name} {mine[0]:.3f} vs base {base[0]:.3f}"
             + (f" and best so far (iteration {previous}) {best[0]:.3f}" if best is not None else "")
             + ("; promoted to final_adapter" if promoted else "; not promoted")
+            + (f" ({proof})" if proof else "")
         )
         plan, decisions = strategy.next_plan(
             self._plan(iteration), self._evidence(iteration, it_dir, metrics), self.config.strategy
@@ -614,3 +628,18 @@ def _kill_children() -> None:
             child.kill()
     except Exception:  # noqa: BLE001 - best effort on the way out
         pass
+
+
+def export_proof_failure(it_dir: Path) -> str | None:
+    """Why the iteration's GGUF export failed its fidelity proof, or None (passed, or not checked)."""
+    path = it_dir / "export_report.json"
+    if not path.is_file():
+        return None
+    report = read_json(path)
+    if report.get("passed"):
+        return None
+    return (
+        f"its GGUF export failed the fidelity proof: top-1 agreement {report.get('top1_agreement_near_ties', 0):.3f} "
+        f"(needs {report.get('threshold')}), log-probability error {report.get('logprob_error', float('nan')):.3f} "
+        f"(limit {report.get('logprob_error_limit', float('nan')):.3f}); see export_report.json"
+    )

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loraforge.errors import ServerError
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
 
 THRESHOLD = 0.99
@@ -199,4 +200,11 @@ def check_fidelity(
     margins = [[ref.margin(k, t) for k, t in enumerate(pred)] for ref, pred in zip(references, side.forced)]
     errors = [e for ref, c in zip(references, side.candidates) for e in logprob_error(c, ref.logprobs)]
     base_errors = [e for ref, c in zip(references, side.base_candidates) for e in logprob_error(c, ref.base_logprobs)]
+    if not errors or not base_errors:
+        # Without them the log-probability gate would silently drop out and top-1 alone would decide.
+        raise ServerError(
+            "llama.cpp returned no top_logprobs for the fidelity check, so the export cannot be proven.",
+            fix="Use a llama.cpp server that returns completion_probabilities (the embedded one does), or skip "
+            "the check with `loraforge export --no-check`.",
+        )
     return compare(tokens, side.forced, side.free, eos, margins, errors, base_errors)
