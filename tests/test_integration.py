@@ -81,6 +81,10 @@ def test_run_writes_every_artifact(tiny_run):
     assert set(metrics["judge"]["mean_score"]) == {"base", "adapter"}
     history = read_jsonl(out / "history.jsonl")
     assert history[0]["iteration"] == 1 and "reason" in history[0]
+    # The loop proves its export as `loraforge export` does, and bundles only a proven adapter.
+    proof = json.loads((it / "export_report.json").read_text())
+    assert proof["prompts"] == 4 and proof["positions"] > 0 and "logprob_error" in proof
+    assert (it / "serve.sh").is_file() == proof["passed"]
 
 
 def _prompts(out, count=4):
@@ -227,6 +231,7 @@ def test_export_fidelity_passes_and_catches_a_missing_permutation(tiny_run, tmp_
     assert not scores[False]["passed"], scores
     assert scores[False]["logprob_error"] > scores[False]["logprob_error_limit"], scores
     assert scores[True]["logprob_error"] < scores[False]["logprob_error"] / 2, scores
+    assert scores[True]["passed"], scores  # the correct export passes at the same amplification
 
 
 def test_eval_command_on_a_twenty_row_file(tiny_run, tmp_path):
