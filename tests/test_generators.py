@@ -179,3 +179,34 @@ def test_register_variation_keeps_values():
         text = prompts.vary_register("Convert 2500 JPY to GBP.", rng)
         assert verify.ungrounded_arguments({"amount": 2500, "from_currency": "JPY", "to_currency": "GBP"}, text) == []
         assert "please, please" not in text.lower()
+
+
+def test_seeds_and_benchmark_sets_are_disjoint():
+    """Built-in shots and no-call seeds steer what the teacher writes: none may come near a request of a
+    benchmark set, or the benchmark would score memorised text (ROUGE-L below 0.7, the dedup threshold)."""
+    import json
+    from pathlib import Path
+
+    from loraforge.generators.bank import load_bank
+    from loraforge.generators.toolcalls import no_call_seeds
+
+    seeds = [entry.request for entry in load_bank()] + list(no_call_seeds())
+    data = Path(__file__).resolve().parents[1] / "benchmarks" / "data"
+    checked = 0
+    for path in sorted(data.glob("*.jsonl")):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            request = next(m["content"] for m in row["messages"] if m["role"] == "user")
+            closest = max(seeds, key=lambda s: rouge_l(s, request))
+            assert rouge_l(closest, request) < 0.7, (path.name, request, closest)
+            checked += 1
+    assert checked >= 140 and len(seeds) >= 400
+
+
+def test_every_seed_is_in_the_dedup_filter():
+    from loraforge.generators.bank import load_bank
+    from loraforge.generators.toolcalls import ToolCallGenerator, no_call_seeds
+
+    generator = ToolCallGenerator(load_tools("examples/assistant-tools.yaml"), client=None)
+    for text in [entry.request for entry in load_bank()][:50] + list(no_call_seeds())[:50]:
+        assert generator.dedup.is_duplicate(text)
