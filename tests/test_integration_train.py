@@ -2,13 +2,13 @@
 two data-parallel processes on the gloo backend."""
 
 import json
-from pathlib import Path
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
