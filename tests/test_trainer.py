@@ -149,6 +149,20 @@ def test_alora_records_invocation_tokens_and_trains_after_them(tmp_path):
     )
     saved = json.loads((tmp_path / "adapter_config.json").read_text())
     assert saved["alora_invocation_tokens"] == [1] and result.steps == 6
+    # The trained adapter leaves every position before the invocation as the base has it, and changes
+    # the positions after it: the prompt's cache can be shared with the base model.
+    import torch
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(tiny_model(), str(tmp_path)).eval()
+    ids = torch.tensor([examples()[0].input_ids])
+    start = ids[0].tolist().index(1)
+    with torch.no_grad():
+        adapted = model(ids).logits[0]
+        with model.disable_adapter():
+            base = model(ids).logits[0]
+    assert torch.allclose(adapted[:start], base[:start], atol=1e-6)
+    assert not torch.allclose(adapted[start + 1 :], base[start + 1 :], atol=1e-4)
 
 
 def test_inexpressible_settings_are_refused():
