@@ -30,3 +30,18 @@ def test_serve_sh_leaves_out_a_missing_template(tmp_path):
     write_bundle(tmp_path, tmp_path / "base.gguf")
     text = (tmp_path / "serve.sh").read_text()
     assert "--lora adapter.gguf" in text and "chat_template" not in text
+
+
+def test_the_bundle_keeps_files_it_did_not_write(tmp_path):
+    """An adapter folder with the user's own README.md: export writes serve.sh and Modelfile, not over it."""
+    (tmp_path / "adapter.gguf").write_bytes(b"GGUF")
+    mine = "# My notes on this adapter\nkeep me\n"
+    (tmp_path / "README.md").write_text(mine)
+    written = write_bundle(tmp_path, tmp_path / "base.gguf")
+    assert (tmp_path / "README.md").read_text() == mine
+    assert {p.name for p in written} == {"serve.sh", "Modelfile"}
+    # Its own files it rewrites: a second export refreshes them.
+    (tmp_path / "README.md").unlink()
+    write_bundle(tmp_path, tmp_path / "base.gguf")
+    again = write_bundle(tmp_path, tmp_path / "base.gguf")
+    assert {p.name for p in again} == {"serve.sh", "Modelfile", "README.md"}

@@ -71,7 +71,17 @@ def model_card(folder: Path, base: Path, fidelity: dict[str, Any] | None) -> str
     return "\n".join(lines)
 
 
+# The first line of each bundle file: a file without it was not written by loraforge and is left alone.
+MARKERS = {
+    "serve.sh": "#!/bin/sh\n# Serve the base model with this adapter",
+    "Modelfile": "# Ollama Modelfile.",
+    "README.md": "# LoRA adapter for ",
+}
+
+
 def write_bundle(folder: Path, base: Path, fidelity: dict[str, Any] | None = None) -> list[Path]:
+    """Write serve.sh, Modelfile and the model card beside the adapter; a file of that name that loraforge
+    did not write (the user's own README.md, say) is kept, and left out of the returned list."""
     folder = Path(folder)
     written = {
         folder / "serve.sh": "#!/bin/sh\n# Serve the base model with this adapter (OpenAI-compatible API).\n"
@@ -81,7 +91,20 @@ def write_bundle(folder: Path, base: Path, fidelity: dict[str, Any] | None = Non
         folder / "Modelfile": modelfile(base),
         folder / "README.md": model_card(folder, base, fidelity),
     }
+    kept = []
     for path, text in written.items():
+        if path.exists() and not _ours(path):
+            continue
         atomic_write_text(path, text)
-    (folder / "serve.sh").chmod(0o755)
-    return list(written)
+        kept.append(path)
+    if folder / "serve.sh" in kept:
+        (folder / "serve.sh").chmod(0o755)
+    return kept
+
+
+def _ours(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(200).startswith(MARKERS[path.name])
+    except (OSError, UnicodeDecodeError):
+        return False
