@@ -210,3 +210,23 @@ def test_every_seed_is_in_the_dedup_filter():
     generator = ToolCallGenerator(load_tools("examples/assistant-tools.yaml"), client=None)
     for text in [entry.request for entry in load_bank()][:50] + list(no_call_seeds())[:50]:
         assert generator.dedup.is_duplicate(text)
+
+
+def test_optional_parameters_are_steered_to_their_planned_share():
+    """Requests with more values fail verification more often; the generator asks for an optional
+    parameter more often while the kept calls carry it less often than planned."""
+    from loraforge.generators.toolcalls import ToolCallGenerator, call_message
+
+    generator = ToolCallGenerator(load_tools("examples/api-tools.json"), client=None)
+    planned = generator.plan.optional_rate("send_email", "body")
+    assert generator._optional_rate("send_email", "body") == planned  # nothing kept yet: the plan
+    for i in range(8):
+        arguments = {"to": f"a{i}@x.org", "subject": "hi"} | ({"body": "see you"} if i == 0 else {})
+        generator.stats.accept({"messages": [call_message([("send_email", arguments)])], "meta": {}})
+    assert generator.stats.kept_share("send_email", "body") == 1 / 8
+    assert planned < generator._optional_rate("send_email", "body") <= 0.95
+    for i in range(12):
+        body = {"to": f"b{i}@x.org", "subject": "hi", "body": "text"}
+        generator.stats.accept({"messages": [call_message([("send_email", body)])], "meta": {}})
+    assert generator.stats.kept_share("send_email", "body") > planned
+    assert generator._optional_rate("send_email", "body") == planned  # at or above the plan: left alone

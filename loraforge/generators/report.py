@@ -24,6 +24,8 @@ class GenerationStats:
     notes: Counter = field(default_factory=Counter)
     given_up: int = 0
     teacher_calls: int = 0
+    calls_kept: Counter = field(default_factory=Counter)  # kept calls per tool
+    params_kept: Counter = field(default_factory=Counter)  # kept calls per (tool, parameter) that carry it
 
     def accept(self, row: dict[str, Any]) -> None:
         meta = row.get("meta", {})
@@ -33,6 +35,18 @@ class GenerationStats:
             self.per_tool[tool] += 1
         if "label" in row:
             self.per_label[row["label"]] += 1
+        for message in row.get("messages", []):
+            for call in message.get("tool_calls") or []:
+                function = call.get("function", {})
+                arguments = function.get("arguments")
+                if isinstance(arguments, dict):
+                    self.calls_kept[function.get("name")] += 1
+                    self.params_kept.update((function.get("name"), name) for name in arguments)
+
+    def kept_share(self, tool: str, param: str, at_least: int = 5) -> float | None:
+        """How often the kept calls of `tool` carry `param`; None before `at_least` calls are kept."""
+        calls = self.calls_kept[tool]
+        return self.params_kept[(tool, param)] / calls if calls >= at_least else None
 
     def reject(self, reason: str, sample: Any) -> None:
         self.rejected[reason] += 1
