@@ -99,6 +99,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--heldout-fraction", type=float, default=0.2, help="synthetic held-out share (default 0.2)")
     parser.add_argument("--time-budget", type=float, help="minutes each run may take (loraforge run --time-budget)")
+    parser.add_argument("--config", type=Path, help="loraforge run --config FILE for every set")
     parser.add_argument("--reuse", nargs=2, action="append", metavar=("SET", "RUN_DIR"), default=[])
     args = parser.parse_args()
     reuse = {name: Path(folder) for name, folder in args.reuse}
@@ -106,6 +107,8 @@ def main() -> None:
     run_args += ["--heldout-fraction", str(args.heldout_fraction)]
     if args.time_budget:
         run_args += ["--time-budget", str(args.time_budget)]
+    if args.config:
+        run_args += ["--config", str(args.config)]
     RESULTS.mkdir(parents=True, exist_ok=True)
     combined_path = RESULTS / "quality.json"
     combined = json.loads(combined_path.read_text()) if combined_path.is_file() else {}
