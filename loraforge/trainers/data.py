@@ -13,7 +13,7 @@ from typing import Any
 
 from loraforge.errors import ConfigError
 from loraforge.files import iter_jsonl
-from loraforge.generators.labels import FORMATS, labeled_row
+from loraforge.rows import FORMATS, labeled_row
 from loraforge.trainers.chat_format import ChatFormat
 from loraforge.trainers.formatting import Encoded, encode_segments
 
