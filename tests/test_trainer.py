@@ -292,3 +292,18 @@ def test_batches_group_by_prompt_then_by_length():
     lengths = sorted(len(e.input_ids) for e in rows[:16])
     a_batches = sorted((b for b in batches if b[0].input_ids[:100] == a_prompt), key=lambda b: len(b[0].input_ids))
     assert [sorted(len(e.input_ids) for e in b) for b in a_batches] == [lengths[i : i + 4] for i in range(0, 16, 4)]
+
+
+def test_a_resume_may_change_runtime_settings_but_not_what_is_trained(tmp_path):
+    def die_at_step_4(step, total, record):
+        if step == 4:
+            raise Stop
+
+    with pytest.raises(Stop):
+        lora.train_lora(
+            tiny_model(), 0, examples(), config(epochs=3), tmp_path, progress=die_at_step_4, checkpoint_every=0.0
+        )
+    other_runtime = config(epochs=3, threads=1, max_batch_tokens=4096)
+    assert lora.train_lora(tiny_model(), 0, examples(), other_runtime, tmp_path).resumed_from_step == 3
+    assert lora.same_training({"r": 8, "device": "cpu"}, {"r": 8, "device": "cuda"})
+    assert not lora.same_training({"r": 8, "learning_rate": 1e-3}, {"r": 8, "learning_rate": 5e-4})

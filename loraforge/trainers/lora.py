@@ -200,6 +200,16 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
     return F.cross_entropy(logits.float(), targets[keep], reduction="sum"), int(keep.sum())
 
 
+# Settings that change where and how fast training runs, not what it computes: a resume may change them.
+RUNTIME_SETTINGS = ("device", "threads", "max_batch_tokens")
+
+
+def same_training(saved: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether a checkpoint's settings describe this training, ignoring runtime settings."""
+    keep = lambda d: {k: v for k, v in d.items() if k not in RUNTIME_SETTINGS}  # noqa: E731
+    return keep(saved) == keep(current)
+
+
 def learning_rate(step: int, total: int, config: TrainConfig) -> float:
     if step < config.warmup_steps:
         return config.learning_rate * (step + 1) / config.warmup_steps
@@ -379,7 +389,7 @@ def train_lora(
     step, epoch, best_val, best_state, bad_epochs, split = 0, 0, math.inf, None, 0, 1
     resumed_from, sup_tokens, last_loss, run_tokens = 0, 0, math.nan, 0
     checkpoint = load_checkpoint(out_dir)
-    if checkpoint is not None and checkpoint["config"] == asdict(config) and checkpoint["world"] == world:
+    if checkpoint is not None and same_training(checkpoint["config"], asdict(config)) and checkpoint["world"] == world:
         with torch.no_grad():
             for name, param in model.named_parameters():
                 if name in checkpoint["lora"]:
