@@ -175,3 +175,15 @@ def test_realism_summary_flags_uncovered_tools_and_copies():
     assert summary["description_copies"] == 2 and summary["calls_per_tool"]["get_current_weather"] == 2
     assert summary["distinct_1"] < 1.0 and summary["request_words"]["median"] > 5
     assert len(summary["examples"]) == 2
+
+
+def test_a_travel_mode_said_as_biking_must_be_in_the_call():
+    """'biking' names the bicycling mode: a call without mode does not match the request (seen in generated
+    data: 'from the Gateway Arch, to Manchester, biking' kept with no mode)."""
+    tool = next(t for t in load_tools("examples/api-tools.json") if t.name == "get_directions")
+    models = values.model_tool(tool)
+    request = "ok so from the Gateway Arch, to Manchester, biking"
+    call = realism.CallInRequest(tool, models, {"origin": "the Gateway Arch", "destination": "Manchester"})
+    assert realism.unmatched_mentions(request, [call]) == ["biking"]
+    with_mode = realism.CallInRequest(tool, models, {**call.arguments, "mode": "bicycling"})
+    assert realism.unmatched_mentions(request, [with_mode]) == []
