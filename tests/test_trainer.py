@@ -287,6 +287,11 @@ def test_batches_group_by_prompt_then_by_length():
             rows.append(Encoded(ids, [IGNORE] * (len(ids) - 2) + [5, 2]))
     batches = lora.length_batches(rows, 4, random.Random(0))
     assert sorted(id(e) for b in batches for e in b) == sorted(id(e) for e in rows)
+    # Exactly ceil(rows / batch) batches, even with prompts whose rows do not fill a batch: the step count,
+    # the learning-rate schedule and a resume's position rely on it.
+    assert len(batches) == 8
+    odd = rows[:15] + rows[16:31] + [Encoded(list(range(3, 40)), [IGNORE] * 35 + [5, 2])]
+    assert len(lora.length_batches(odd, 4, random.Random(0))) == 8
     for batch in batches:
         assert len({tuple(e.input_ids[:100]) for e in batch}) == 1
     lengths = sorted(len(e.input_ids) for e in rows[:16])

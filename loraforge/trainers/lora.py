@@ -87,10 +87,12 @@ def length_batches(examples: list[Encoded], batch_size: int, rng: random.Random)
             runs[-1].append(example)
         else:
             runs.append([example])
-    batches = []
     for run in runs:
         run.sort(key=lambda e: (len(e.input_ids), rng.random()))
-        batches += [run[i : i + batch_size] for i in range(0, len(run), batch_size)]
+    # One sequence cut into equal batches: every epoch has ceil(rows / batch_size) of them, which the step
+    # count, the schedule and a resume's position all rely on.
+    order = [example for run in runs for example in run]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(batches)
     return batches
 
