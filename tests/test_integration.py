@@ -117,7 +117,7 @@ def test_gguf_adapter_in_llama_cpp_matches_peft_and_differs_from_base(tiny_run, 
     async def served():
         config = ServerConfig(model_path=default_model_path(), lora_adapters=[it / "adapter.gguf"], n_parallel=1)
         async with make_server(config) as server:
-            async with LlamaClient(server.base_url, concurrency=1, adapter_count=1) as client:
+            async with LlamaClient(server.base_url, concurrency=1, adapter_count=1, api_key=server.api_key) as client:
                 return {
                     label: [await client.next_tokens(ids, NEW_TOKENS, adapter=adapter) for ids in prompts]
                     for label, adapter in (("adapter", 0), ("base", None))
@@ -169,7 +169,7 @@ def test_token_parity_with_llama_cpp(tiny_run, base_model):
     async def check():
         config = ServerConfig(model_path=default_model_path(), chat_template=fmt.template, n_parallel=1)
         async with make_server(config) as server:
-            async with LlamaClient(server.base_url, concurrency=1) as client:
+            async with LlamaClient(server.base_url, concurrency=1, api_key=server.api_key) as client:
                 for messages, tools in conversations:
                     for end in range(1, len(messages) + 1):
                         if messages[end - 1]["role"] == "assistant":

@@ -108,7 +108,9 @@ def test_server_killed_mid_generation_is_restarted_and_the_run_continues(tmp_pat
         config = ServerConfig(model_path=default_model_path(), llama_server=serve_wrapper(tmp_path), n_parallel=2)
         server = make_server(config)
         with server:
-            async with LlamaClient(server.base_url, concurrency=2, recover=restarter(server)) as client:
+            async with LlamaClient(
+                server.base_url, concurrency=2, recover=restarter(server), api_key=server.api_key
+            ) as client:
                 generator = ToolCallGenerator(tools, client, GenerationPlan(style_weights={"single": 1.0}))
                 out = tmp_path / "restart.jsonl"
                 task = asyncio.ensure_future(generate_to_file(generator, out, 5))
@@ -129,7 +131,9 @@ def test_embedded_server_stopped_under_load_recovers(tmp_path):
         tools = load_tools("examples/assistant-tools.yaml")
         server = make_server(ServerConfig(model_path=default_model_path(), n_parallel=2))
         with server:
-            async with LlamaClient(server.base_url, concurrency=2, recover=restarter(server)) as client:
+            async with LlamaClient(
+                server.base_url, concurrency=2, recover=restarter(server), api_key=server.api_key
+            ) as client:
                 generator = ToolCallGenerator(tools, client, GenerationPlan(style_weights={"single": 1.0}))
                 out = tmp_path / "restart.jsonl"
                 task = asyncio.ensure_future(generate_to_file(generator, out, 4))
