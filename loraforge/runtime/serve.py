@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chat-template-file")
     parser.add_argument("--lora", action="append", default=[])
     parser.add_argument("--lora-init-without-apply", action="store_true")
+    parser.add_argument("--api-key", action="append", default=[])
+    parser.add_argument("--api-key-file")
     parser.add_argument("--version", action="store_true")
     args = parser.parse_args(argv)
 
@@ -50,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     params.cache_ram_mib = args.cache_ram
     params.use_jinja = args.jinja or bool(args.chat_template_file)
     params.verbosity = 0
+    keys = list(args.api_key)
+    if args.api_key_file:  # one key per line, as llama-server reads it
+        keys += [line.strip() for line in Path(args.api_key_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+    if keys:
+        params.api_keys = keys
     if args.chat_template_file:
         params.chat_template = Path(args.chat_template_file).read_text(encoding="utf-8")
     if args.lora:
