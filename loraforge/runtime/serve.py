@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     params.verbosity = 0
     keys = list(args.api_key)
     if args.api_key_file:  # one key per line, as llama-server reads it
-        keys += [line.strip() for line in Path(args.api_key_file).read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines = Path(args.api_key_file).read_text(encoding="utf-8").splitlines()
+        keys += [line.strip() for line in lines if line.strip()]
     if keys:
         params.api_keys = keys
     if args.chat_template_file:
