@@ -1,3 +1,4 @@
+import asyncio
 import random
 
 import jsonschema
@@ -230,3 +231,52 @@ def test_optional_parameters_are_steered_to_their_planned_share():
         generator.stats.accept({"messages": [call_message([("send_email", body)])], "meta": {}})
     assert generator.stats.kept_share("send_email", "body") > planned
     assert generator._optional_rate("send_email", "body") == planned  # at or above the plan: left alone
+
+
+def test_a_dropped_optional_value_is_restated_so_that_the_request_states_it():
+    from loraforge.generators import restate, values
+
+    tools = {t.name: t for t in load_tools("examples/api-tools.json")}
+    models = values.model_tool(tools["search_recipes"])
+    rng = random.Random(0)
+    for _ in range(20):
+        text = restate.restated("something with chicken and lemon?", models["diet"], "gluten_free", rng)
+        assert text is not None and text.startswith("something with chicken and lemon")
+        assert values.is_stated(models["diet"], "gluten_free", text)
+        assert "diet" not in text  # the value, never the parameter's name
+    limit = restate.restated("recipes with eggs", models["max_minutes"], 20, rng)
+    assert limit is not None and values.is_stated(models["max_minutes"], 20, limit)
+    event = values.model_tool(tools["create_calendar_event"])
+    for _ in range(10):  # an event's length is not a limit
+        text = restate.restated("lunch with Sam", event["duration_minutes"], 45, random.Random(_))
+        assert "max" not in text and "under" not in text and "45" in text
+    recipient = values.model_tool(tools["ship_package"])["recipient"]
+    assert restate.restated("ship it", recipient, {"name": "A"}, rng) is None  # no phrase for an object
+
+
+def test_chained_requests_make_both_calls_in_the_first_turn():
+    """Two independent requests joined by "then" are answered with both calls at once, as the
+    leaderboard and loraforge eval expect: a model that waits for the first result costs a round trip."""
+    from loraforge.generators.toolcalls import ToolCallGenerator, expected_calls
+
+    class Teacher:  # writes each request as the details it is asked to state; "Done." for everything else
+        affinity_slots = 0
+
+        async def complete(self, prompt, **kwargs):
+            last = prompt.rstrip().splitlines()
+            if last[-1] == "Request:" and last[-2].startswith("Details: "):
+                return "please sort out " + last[-2][len("Details: ") :]
+            return "Done."
+
+        async def chat(self, messages, **kwargs):
+            return {"content": "Done.", "tool_calls": []}
+
+    tools = load_tools("examples/assistant-tools.yaml")
+    generator = ToolCallGenerator(tools, Teacher(), GenerationPlan(style_weights={"chain": 1.0}), seed=1)
+    rows = asyncio.run(generator.generate(list(range(6))))
+    assert rows, generator.stats.report()["rejected"]
+    for row in rows:
+        assert row["meta"]["style"] == "chain"
+        turns = expected_calls(row)
+        assert len(turns) == 1 and len(turns[0]) == 2
+        assert [m["role"] for m in row["messages"]] == ["user", "assistant", "tool", "tool", "assistant"]

@@ -48,6 +48,14 @@ class GenerationPlan:
             "computes once per batch."
         },
     )
+    restate_dropped: float = field(
+        default=0.5,
+        metadata={
+            "help": "Chance that an optional value the teacher's request left out is added to it as a short "
+            "phrase (', vegan please', 'saying \"...\"') instead of being dropped from the call. A small "
+            "teacher drops values from long requests, and an adapter trained on what is left drops them too."
+        },
+    )
     roundtrip: Literal["call", "name", "off"] = field(
         default="off",
         metadata={
@@ -74,6 +82,8 @@ class GenerationPlan:
             raise ConfigError("style_weights must give at least one style a positive weight.")
         if self.roundtrip not in ("call", "name", "off"):
             raise ConfigError(f"roundtrip must be 'call', 'name' or 'off', got {self.roundtrip!r}.")
+        if not 0 <= self.restate_dropped <= 1:
+            raise ConfigError(f"restate_dropped must be between 0 and 1, got {self.restate_dropped}.")
         if not 0 <= self.variation_share <= 1:
             raise ConfigError(f"variation_share must be between 0 and 1, got {self.variation_share}.")
 

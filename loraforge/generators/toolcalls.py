@@ -1,7 +1,8 @@
 """Synthetic tool-calling conversations in five styles, verified before use.
 
-Styles: single (one call), multiple (one call chosen among several tools), parallel (several calls in
-one turn), chain (call, result, next call, result, answer) and no_call (no tool fits; answer in text).
+Styles: single (one call), multiple (one call chosen among several tools), parallel (two calls in one
+turn, "X. Also, Y"), chain (two requests in sequence, "X. Then Y"; the calls are independent, so both are
+made in the first turn) and no_call (no tool fits; answer in text).
 Every tool gets its share of examples (a quota, like the styles'), and a tool that the teacher cannot
 write for is reported by name with its rejections. Each call's arguments come from the value model; the
 teacher, shown people's requests from the built-in bank (or the tool's own examples), writes a request
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from loraforge.evaluators.exact_match import Leniency, check_call
-from loraforge.generators import prompts, realism, shots, values, verify
+from loraforge.generators import prompts, realism, restate, shots, values, verify
 from loraforge.generators.arguments import ArgumentDrafter, is_free_text
 from loraforge.generators.bank import load_bank, role_prefix
 from loraforge.generators.dedup import NearDuplicateIndex, rouge_l
@@ -276,14 +277,15 @@ class ToolCallGenerator:
         joiners = prompts.PARALLEL_JOINERS if style == "parallel" else prompts.CHAIN_JOINERS
         request = prompts.join_requests(parts[0][2], parts[1][2], joiners, rng)
         answers = [await self._answer(tool, req, result) for tool, _, req, result in parts]
-        messages: list[dict[str, Any]] = [{"role": "user", "content": prompts.vary_register(request, rng)}]
-        if style == "parallel":
-            messages.append(call_message([(tool.name, args) for tool, args, _, _ in parts]))
-            messages += [tool_message(result) for *_, result in parts]
-        else:
-            for tool, args, _, result in parts:
-                messages += [call_message([(tool.name, args)]), tool_message(result)]
-        messages.append({"role": "assistant", "content": " ".join(answers)})
+        # Both calls go in one turn, in chains too: neither needs the other's result, so a model that waits
+        # for the first result before making the second costs its user a round trip, and the leaderboard
+        # (and loraforge eval) expects both calls in the first turn ("parallel multiple").
+        messages: list[dict[str, Any]] = [
+            {"role": "user", "content": prompts.vary_register(request, rng)},
+            call_message([(tool.name, args) for tool, args, _, _ in parts]),
+            *[tool_message(result) for *_, result in parts],
+            {"role": "assistant", "content": " ".join(answers)},
+        ]
         needed = list({tool.name: tool for tool, *_ in parts}.values())
         return {
             "messages": messages,
@@ -431,16 +433,22 @@ class ToolCallGenerator:
         request = verify.clean_line(text)
         mine = {d.lower() for d in details}
         shown = {d.split(" ", 1)[-1] if d.startswith(("from ", "to ")) else d for shot, _ in found for d in shot}
-        self._verify_request(tool, arguments, request, [d for d in shown if d.lower() not in mine])
+        request = self._verify_request(tool, arguments, request, [d for d in shown if d.lower() not in mine], rng)
         self._shots[tool.name].append((details, request))
         return request
 
     def _verify_request(
-        self, tool: ToolDefinition, arguments: dict[str, Any], request: str, shown: list[str] = ()
-    ) -> None:
-        """Every check a request must pass for its call. The call is then made to match the request: a
-        loosely stated free-text value becomes the user's own words, and an optional value the request
-        leaves out is dropped from the call (a required one rejects the request)."""
+        self,
+        tool: ToolDefinition,
+        arguments: dict[str, Any],
+        request: str,
+        shown: list[str] = (),
+        rng: random.Random | None = None,
+    ) -> str:
+        """Every check a request must pass for its call; returns the request as kept. The call is then made
+        to match the request: a loosely stated free-text value becomes the user's own words, and an optional
+        value the request leaves out is either added to it as a short phrase (with chance
+        `plan.restate_dropped`) or dropped from the call (a required one rejects the request)."""
         sample = {"tool": tool.name, "request": request, "arguments": dict(arguments)}
         problem = verify.request_problem(request)
         if problem:
@@ -468,6 +476,11 @@ class ToolCallGenerator:
             part = values.stated_part(models[name], value, request)
             if part is None and name in required:
                 raise Rejected("ungrounded", {**sample, "missing": [name]})
+            if part is None and rng is not None and rng.random() < self.plan.restate_dropped:
+                extended = restate.restated(request, models[name], value, rng)
+                if extended is not None:
+                    request, part = extended, value
+                    self.stats.notes["restated_optional"] += 1
             if part is None:
                 del arguments[name]
                 self.stats.notes["dropped_unstated_optional"] += 1
@@ -484,6 +497,7 @@ class ToolCallGenerator:
         problem = realism.order_problem(request, call)
         if problem:
             raise Rejected("ambiguous_order", {**sample, "problem": problem})
+        return request
 
     async def _roundtrip(
         self, tool: ToolDefinition, arguments: dict[str, Any], request: str, rng: random.Random

@@ -784,6 +784,8 @@ def spoken(model: ParamModel, value: Any, rng: random.Random) -> str:
             unit = model.unit
             if value == 1 and unit.endswith("s"):
                 unit = unit[:-1]
+            if value == 1 and unit == "people":
+                unit = "person"
             return f"{text} {unit}" if unit not in ("kg", "km") or rng.random() < 0.5 else f"{text}{unit}"
         return text
     choices = forms(model, value)
