@@ -327,8 +327,22 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+# What `train` writes into its --outfile folder (PEFT's save_pretrained writes README.md too).
+TRAIN_OUTPUTS = [
+    "adapter_model.safetensors",
+    "adapter_config.json",
+    "adapter.gguf",
+    "chat_template.jinja",
+    "loraforge.json",
+    "train_result.json",
+    "train_log.jsonl",
+    "checkpoint.pt",
+    "README.md",
+]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from loraforge.files import read_json
+    from loraforge.files import claim_output_folder, read_json
     from loraforge.models import resolve_model
     from loraforge.trainers.config import TrainConfig
     from loraforge.trainers.data import load_training_rows
@@ -366,6 +380,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     rows = load_training_rows(args.datafile)
     base = args.basemodel if args.basemodel and args.basemodel.is_dir() else resolve_model(args.basemodel)
+    claim_output_folder(args.outfile, "--outfile", TRAIN_OUTPUTS, owned_by=["loraforge.json"])
     bar = ui.progress(None, "train", "step")
 
     def tick(step: int, total: int, record: dict) -> None:

@@ -123,3 +123,28 @@ def inside(root: Path, candidate: Path) -> Path:
             fix="Use a path inside the run folder.",
         )
     return resolved
+
+
+OWNED_MARKER = ".loraforge-output"
+
+
+def claim_output_folder(path: Path, flag: str, writes: Iterable[str], owned_by: Iterable[str] = ()) -> Path:
+    """Make `path` a folder that a command may write `writes` into, and mark it as loraforge's.
+
+    A folder that loraforge made (it holds the marker, or one of `owned_by`) is reused. A folder of the
+    user's is refused when it already holds a file of one of those names: loraforge never overwrites a
+    file that it did not write."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file; this command writes a folder.", fix="Pass a folder name.")
+    if path.is_dir() and not any((path / name).exists() for name in (OWNED_MARKER, *owned_by)):
+        taken = sorted(name for name in writes if (path / name).exists())
+        if taken:
+            raise ConfigError(
+                f"{flag} {path} already holds {', '.join(taken)}, which loraforge did not write here.",
+                fix="Pass a new or empty folder, or move those files away.",
+            )
+    path.mkdir(parents=True, exist_ok=True)
+    if not (path / OWNED_MARKER).exists():
+        atomic_write_text(path / OWNED_MARKER, "Written by loraforge: its commands may overwrite their outputs here.\n")
+    return path

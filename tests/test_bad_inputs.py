@@ -249,3 +249,45 @@ def test_zero_stays_a_valid_checkpoint_interval():
 
     args = build_parser().parse_args(["train", "rows.jsonl", "--outfile", "out", "--checkpoint-every", "0"])
     assert args.checkpoint_every == 0
+
+
+@pytest.mark.parametrize("command", ["eval", "train"])
+def test_a_users_folder_is_never_overwritten(tmp_path, command):
+    """eval and train write into a folder; a file of the user's with one of their names is left alone and
+    named in the error, before any server or model starts. A folder loraforge made is reused."""
+    good = tmp_path / "good.jsonl"
+    if command == "eval":
+        good.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}], "tool_calls": []}) + "\n")
+        argv, theirs = ["eval", "--data", str(good), "--tools", TOOLS, "--out"], "predictions.jsonl"
+    else:
+        good.write_text(json.dumps({"item": "a", "label": "x"}) + "\n")
+        argv, theirs = ["train", str(good), "--outfile"], "README.md"
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / theirs).write_text("keep")
+    (folder / "notes.txt").write_text("keep too")
+    done = _cli(*argv, str(folder))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert theirs in done.stderr and "did not write" in done.stderr
+    assert (folder / theirs).read_text() == "keep" and sorted(p.name for p in folder.iterdir()) == sorted(
+        [theirs, "notes.txt"]
+    )
+
+
+def test_an_output_folder_loraforge_made_is_reused(tmp_path):
+    from loraforge.files import claim_output_folder
+
+    out = claim_output_folder(tmp_path / "new", "--out", ["metrics.json"])
+    (out / "metrics.json").write_text("{}")  # written by an earlier eval
+    assert claim_output_folder(out, "--out", ["metrics.json"]) == out
+    old = tmp_path / "old-adapter"  # made by a loraforge from before the marker: its loraforge.json says so
+    old.mkdir()
+    (old / "loraforge.json").write_text("{}")
+    (old / "adapter.gguf").write_bytes(b"GGUF")
+    assert claim_output_folder(old, "--outfile", ["adapter.gguf"], owned_by=["loraforge.json"]) == old
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "adapter.gguf").write_bytes(b"mine")
+    with pytest.raises(ConfigError, match="already holds adapter.gguf"):
+        claim_output_folder(theirs, "--outfile", ["adapter.gguf"], owned_by=["loraforge.json"])
+    assert (theirs / "adapter.gguf").read_bytes() == b"mine"

@@ -12,7 +12,7 @@ from loraforge.errors import ConfigError
 from loraforge.evaluators.error_analysis import analyse, failure_row
 from loraforge.evaluators.labels import label_metrics, predict_labels
 from loraforge.evaluators.toolcall_eval import evaluate_rows, failures, summarise
-from loraforge.files import atomic_write_json, read_jsonl, write_jsonl
+from loraforge.files import atomic_write_json, claim_output_folder, read_jsonl, write_jsonl
 from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
 from loraforge.runtime.config import context_for
@@ -40,6 +40,8 @@ def _rows(data: Path, tools_file: Path | None) -> tuple[list[dict[str, Any]], st
 
 
 ROLES = {"system", "user", "assistant", "tool"}
+# What eval writes into its --out folder, per model ("" for the adapter, or the base when alone; "_base").
+EVAL_OUTPUTS = [("predictions", "jsonl"), ("error_analysis", "json"), ("metrics", "json")]
 
 
 def tool_row_problem(row: dict[str, Any]) -> str | None:
@@ -120,7 +122,8 @@ def run_eval(
                 "The label set is unknown.",
                 fix="Pass --labels FILE (a labeled JSONL), or an adapter trained by loraforge on labeled data.",
             )
-    out.mkdir(parents=True, exist_ok=True)
+    writes = [f"{stem}{suffix}.{ext}" for stem, ext in EVAL_OUTPUTS for suffix in ("", "_base")]
+    claim_output_folder(out, "--out", writes)  # after every input check: a bad input leaves no folder behind
     models = [("base", None)] + ([("adapter", 0)] if gguf else [])
     config = ServerConfig(
         model_path=base,
