@@ -60,6 +60,21 @@ def generation_cost(run_dir: Path) -> dict:
     }
 
 
+def keep_predictions(name: str, eval_dir: Path) -> None:
+    """Every model's answer to every human-written request, beside the figures, so that a failure can be
+    read without re-running: results/quality_SET_predictions.jsonl, one row per (model, request)."""
+    lines = []
+    files = [("base", "predictions_base.jsonl"), ("adapter", "predictions.jsonl")]
+    if not (eval_dir / files[0][1]).is_file():
+        files = [("base", "predictions.jsonl")]  # no adapter: eval scored the base alone
+    for model, file in files:
+        path = eval_dir / file
+        if path.is_file():
+            rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            lines += [json.dumps({"model": model, **row}) for row in rows]
+    (RESULTS / f"quality_{name}_predictions.jsonl").write_text("".join(line + "\n" for line in lines))
+
+
 def bench_set(name: str, work: Path, run_args: list[str], reuse: Path | None) -> dict:
     tools, human = SETS[name]
     run_dir = reuse or work / name / "run"
@@ -71,6 +86,7 @@ def bench_set(name: str, work: Path, run_args: list[str], reuse: Path | None) ->
     args = ["eval", "--data", str(human), "--tools", str(tools), "--out", str(out), "--quiet"]
     run(args + (["--adapter", str(final)] if final.is_dir() else []))
     metrics = json.loads((out / "metrics.json").read_text())
+    keep_predictions(name, out)
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines() if line.strip()]
     keep = ("n", "exact_match", "tool_name_accuracy", "errors", "per_tool")
     return {
