@@ -32,6 +32,17 @@ def tool(**properties):
         ("command", {"type": "string", "description": "Shell command to run"}, "command"),
         ("unit", {"type": "string", "enum": ["c", "f"]}, "enum"),
         ("widget_flavour", {"type": "string"}, "free"),
+        # a description that defines the format beats the name: an "origin" given as an IATA code
+        ("origin", {"type": "string", "description": "IATA code of the departure airport, e.g. 'SFO'."}, "airport"),
+        ("base", {"type": "string", "description": "ISO 4217 currency code."}, "currency"),
+        ("recipient", {"type": "string", "description": "Phone number to text."}, "phone"),
+        # a bare "name" is a name of what its description says
+        ("name", {"type": "string", "description": "Product name."}, "product"),
+        ("name", {"type": "string", "description": "Name of the restaurant."}, "restaurant"),
+        ("name", {"type": "string", "description": "Full name of the recipient."}, "person"),
+        # only a description word hints at a kind, and the description lists examples: they lead
+        ("sources", {"type": "string", "description": "Outlets to search, e.g. 'BBC' or 'Reuters'."}, "free"),
+        ("calories", {"type": "integer", "description": "Estimated calories burned."}, "calories"),
     ],
 )
 def test_kinds_come_from_name_description_type_and_format(name, schema, kind):
@@ -191,3 +202,10 @@ def test_stated_part_keeps_what_the_request_says():
     )
     assert values.stated_part(where, {"name": "Ann Lee", "zip": "02139"}, "send to Ann Lee") == {"name": "Ann Lee"}
     assert values.stated_part(where, {"name": "Ann Lee", "zip": "02139"}, "send to 02139") is None
+
+
+def test_a_free_parameter_with_stated_examples_takes_its_values_from_a_pool_seeded_with_them():
+    """Before, such a parameter drew nonsense ("velvet velvet") 85% of the time: it skipped the pool."""
+    model = values.model_param("widget", {"type": "string", "description": "Widget style, e.g. 'round' or 'square'."})
+    assert model.kind == "free" and model.examples == ["round", "square"]
+    assert values.needs_pool(model)

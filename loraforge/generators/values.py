@@ -176,6 +176,8 @@ _NUMBER_CUES: dict[str, tuple[set[str], tuple[str, ...]]] = {
     "limit": ({"limit", "results", "top", "max_results", "page_size"}, ("maximum number of results", "results")),
     "latitude": ({"latitude", "lat"}, ("latitude",)),
     "longitude": ({"longitude", "lon", "lng"}, ("longitude",)),
+    "calories": ({"calories", "kcal", "calorie"}, ("calories",)),
+    "steps": ({"steps"}, ("steps",)),
 }
 
 # Typical ranges (low, high) and the unit a person says, per numeric kind.
@@ -199,6 +201,8 @@ _NUMBER_DEFAULTS: dict[str, tuple[float, float, str]] = {
     "limit": (3, 20, ""),
     "latitude": (-60, 70, ""),
     "longitude": (-170, 170, ""),
+    "calories": (100, 900, "calories"),
+    "steps": (1000, 15000, "steps"),
     "number": (1, 100, ""),
 }
 
@@ -266,6 +270,15 @@ def _words(text: str) -> set[str]:
 def _best_kind(
     cues: dict[str, tuple[set[str], tuple[str, ...]]], name_words: list[str], description: str, context: set[str]
 ) -> str | None:
+    kind, _ = _scored_kind(cues, name_words, description, context)
+    return kind
+
+
+def _scored_kind(
+    cues: dict[str, tuple[set[str], tuple[str, ...]]], name_words: list[str], description: str, context: set[str]
+) -> tuple[str | None, float]:
+    """The best-cued kind and its score: 3 or more means the parameter's name says it, less only the
+    description or the tool's context."""
     scores: dict[str, float] = {}
     lowered = description.lower()
     for kind, (words, phrases) in cues.items():
@@ -277,7 +290,25 @@ def _best_kind(
         score += 0.5 * len(words & context)
         if score >= 1.5:
             scores[kind] = score
-    return max(scores, key=lambda k: scores[k]) if scores else None
+    if not scores:
+        return None, 0.0
+    best = max(scores, key=lambda k: scores[k])
+    return best, scores[best]
+
+
+# Description phrases that define a value's format whatever the parameter is called: an "origin" that is
+# an "IATA code of the departure airport" is an airport code, not a place.
+_DEFINING_PHRASES = {
+    "iata": "airport",
+    "airport code": "airport",
+    "iso 4217": "currency",
+    "currency code": "currency",
+    "ticker symbol": "ticker",
+    "stock symbol": "ticker",
+    "email address": "email",
+    "e-mail address": "email",
+    "phone number": "phone",
+}
 
 
 _RANGE_PATTERNS = [
@@ -400,9 +431,18 @@ def model_param(name: str, schema: dict[str, Any], tool: ToolDefinition | None =
         return ParamModel(kind="email", **base)
     if fmt in ("uri", "url"):
         return ParamModel(kind="url", **base)
-    kind = _best_kind(_STRING_CUES, name_words, description, context)
+    kind, score = _scored_kind(_STRING_CUES, name_words, description, context)
     if kind == "person" and "email" in lowered:
         kind = "email"
+    if name_words and name_words[-1] in ("name", "title", "type"):  # "Product name.": what is it a name of?
+        said, _ = _scored_kind(_STRING_CUES, [w for w in _words(description) if w not in name_words], "", set())
+        if said is not None and said not in ("person", "title", "message"):
+            kind, score = said, 3.0
+    defined = next((k for phrase, k in _DEFINING_PHRASES.items() if phrase in lowered), None)
+    if defined is not None and kind not in ("email", "phone") or defined in ("email", "phone") and kind == "person":
+        kind, score = defined, 4.0
+    if score < 3 and examples and kind not in ("email", "phone", "url"):
+        kind = "free"  # only a description word hints at a kind, and the description gives examples: follow them
     if kind in ("date", None) and name_words and name_words[-1] == "date":
         return ParamModel(kind="date", **base)
     if kind is None and name_words and name_words[-1] == "time":
@@ -939,4 +979,4 @@ _CODE_KINDS = {"command", "file", "directory", "url", "identifier", "username", 
 
 def needs_pool(model: ParamModel) -> bool:
     """Parameters whose values only the teacher can propose (no list, no library, no schema rule)."""
-    return model.kind == "free" and not model.schema.get("pattern") and not model.examples
+    return model.kind == "free" and not model.schema.get("pattern")  # stated examples seed the pool
