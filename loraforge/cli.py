@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="real, human-written requests (eval row format) that decide promotion; never trained on",
     )
+    run.add_argument(
+        "--chat-template",
+        type=Path,
+        metavar="FILE",
+        help="Jinja chat template that renders tools and tool calls (default: loraforge's for the model family)",
+    )
     run.add_argument("--min-samples", type=int, help="feedback trigger: train only with this many labeled rows")
     run.add_argument("--min-error-rate", type=float, help="feedback trigger: train only above this error rate")
     run.add_argument(
@@ -118,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds between checkpoints (0: every step)",
     )
+    train.add_argument(
+        "--chat-template",
+        type=Path,
+        metavar="FILE",
+        help="Jinja chat template that renders tools and tool calls (default: loraforge's for the model family)",
+    )
     train.add_argument("--no-export", action="store_true", help="skip the GGUF export")
     train.add_argument("--quiet", action="store_true")
 
@@ -127,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--outtype", choices=["f32", "f16", "q8_0"], default="f32")
     export.add_argument("--prompts", type=_positive(int), default=20, help="held-out prompts for the fidelity check")
     export.add_argument("--no-check", action="store_true", help="skip the fidelity check")
+    export.add_argument(
+        "--chat-template",
+        type=Path,
+        metavar="FILE",
+        help="chat template to serve an adapter with that has none (one trained outside loraforge)",
+    )
 
     ev = sub.add_parser("eval", help="evaluate the base or an adapter through llama.cpp on your own held-out file")
     ev.add_argument("--data", type=Path, required=True, help="JSONL rows: tool calling or {id, item, label}")
@@ -136,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", type=Path, help="base GGUF (default: the adapter's base, else the embedded model)")
     ev.add_argument("--out", type=Path, default=Path("eval"), help="output folder (default: eval)")
     ev.add_argument("--max-tokens", type=_positive(int), default=256)
+    ev.add_argument(
+        "--chat-template", type=Path, metavar="FILE", help="chat template to prompt with (default: the adapter's)"
+    )
     ev.add_argument("--quiet", action="store_true")
 
     gen = sub.add_parser("generate", help="generate verified synthetic data only")
@@ -206,13 +227,15 @@ RUN_FLAGS = (
     "heldout_fraction",
     "judge_model",
     "eval_data",
+    "chat_template",
 )
 
 
 def run_overrides(args: argparse.Namespace) -> dict:
     """The settings given as flags, in the config file's shape."""
     values: dict = {name: getattr(args, name) for name in RUN_FLAGS if getattr(args, name) is not None}
-    for key in ("tools", "labels", "out", "model", "teacher_model", "judge_model", "llama_server", "eval_data"):
+    paths = ("tools", "labels", "out", "model", "teacher_model", "judge_model", "llama_server", "eval_data")
+    for key in (*paths, "chat_template"):
         if key in values:
             values[key] = str(values[key])
     if args.epochs is not None or args.device is not None:
@@ -344,6 +367,7 @@ TRAIN_OUTPUTS = [
 def cmd_train(args: argparse.Namespace) -> int:
     from loraforge.files import claim_output_folder, read_json
     from loraforge.models import resolve_model
+    from loraforge.trainers.chat_format import load_template_file
     from loraforge.trainers.config import TrainConfig
     from loraforge.trainers.data import load_training_rows
     from loraforge.trainers.job import run_training
@@ -380,6 +404,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     rows = load_training_rows(args.datafile)
     base = args.basemodel if args.basemodel and args.basemodel.is_dir() else resolve_model(args.basemodel)
+    template = load_template_file(args.chat_template) if args.chat_template else None
     claim_output_folder(args.outfile, "--outfile", TRAIN_OUTPUTS, owned_by=["loraforge.json"])
     bar = ui.progress(None, "train", "step")
 
@@ -399,6 +424,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             on_step=tick,
             checkpoint_every=args.checkpoint_every,
             extra_meta={"task": "labels", "labels": labels} if labels else {"task": "chat"},
+            chat_template=template,
         )
     finally:
         bar.close()
@@ -433,12 +459,30 @@ def _adapter_base(adapter_dir: Path, given: Path | None) -> Path:
     return resolve_model(None)
 
 
+def adopt_template(folder: Path, path: Path) -> None:
+    """Give an adapter that has no chat template (one trained outside loraforge) the user's; an adapter
+    trained with another template keeps its own, since serving it otherwise would not match its training."""
+    from loraforge.files import atomic_write_text
+    from loraforge.trainers.chat_format import load_template_file
+
+    text = load_template_file(path)
+    own = folder / "chat_template.jinja"
+    if own.is_file() and own.read_text(encoding="utf-8") != text:
+        raise LoraforgeError(
+            f"{folder} was trained with its own {own.name}, which differs from --chat-template {path}.",
+            fix="Drop --chat-template: the adapter is exported and served with the template it was trained with.",
+        )
+    atomic_write_text(own, text)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from loraforge.evaluators.export_proof import REPORT, export_proven
     from loraforge.evaluators.fidelity import NOISE_FACTOR
 
     folder = args.adapter_dir
     base = _adapter_base(folder, args.base)
+    if args.chat_template:
+        adopt_template(folder, args.chat_template)
     outcome = export_proven(folder, base, outtype=args.outtype, prompts=args.prompts, check=not args.no_check)
     for warning in outcome.warnings:
         print(f"loraforge: warning: {warning}", file=sys.stderr)
@@ -472,6 +516,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from loraforge.evaluators.eval_cmd import run_eval
+    from loraforge.trainers.chat_format import load_template_file
     from loraforge.ui import UI
 
     metrics = run_eval(
@@ -483,6 +528,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         out=args.out,
         max_tokens=args.max_tokens,
         ui=UI(quiet=args.quiet),
+        chat_template=load_template_file(args.chat_template) if args.chat_template else None,
     )
     table = metrics_table(metrics)
     if table:

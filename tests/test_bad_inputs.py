@@ -291,3 +291,22 @@ def test_an_output_folder_loraforge_made_is_reused(tmp_path):
     with pytest.raises(ConfigError, match="already holds adapter.gguf"):
         claim_output_folder(theirs, "--outfile", ["adapter.gguf"], owned_by=["loraforge.json"])
     assert (theirs / "adapter.gguf").read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "run"])
+def test_a_chat_template_that_renders_no_tool_calls_is_refused_before_any_work(tmp_path, command):
+    plain = tmp_path / "plain.jinja"
+    plain.write_text("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}")
+    data = tmp_path / "rows.jsonl"
+    if command == "train":
+        data.write_text(json.dumps({"item": "a", "label": "x"}) + "\n")
+        argv = ["train", str(data), "--outfile", str(tmp_path / "out")]
+    elif command == "eval":
+        data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}], "tool_calls": []}) + "\n")
+        argv = ["eval", "--data", str(data), "--tools", TOOLS, "--out", str(tmp_path / "out")]
+    else:
+        argv = ["run", "--tools", TOOLS, "--out", str(tmp_path / "out"), "--quiet"]
+    done = _cli(*argv, "--chat-template", str(plain))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "plain.jinja" in done.stderr and "renders without" in done.stderr
+    assert not (tmp_path / "out").exists()

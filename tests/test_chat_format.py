@@ -70,3 +70,56 @@ def test_system_message_is_kept_and_default_used_otherwise():
     fmt = ChatFormat(builtin_template())
     assert "Be brief." in fmt.render([{"role": "system", "content": "Be brief."}, CHAT[0]])
     assert "You are a helpful assistant." in fmt.render([CHAT[0]])
+
+
+PLAIN_CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_a_users_chat_template_is_checked_before_use(tmp_path):
+    import pytest
+
+    from loraforge.errors import ConfigError
+    from loraforge.trainers.chat_format import load_template_file, template_for_model
+
+    good = tmp_path / "good.jinja"
+    good.write_text(builtin_template())
+    text = load_template_file(good)
+    assert template_for_model("anything, even a family loraforge does not know", text) == text
+    plain = tmp_path / "plain.jinja"  # renders chats, but neither the tools nor the calls
+    plain.write_text(PLAIN_CHATML)
+    with pytest.raises(ConfigError, match="renders without probe_lookup, probe_key, probe-value-7") as info:
+        load_template_file(plain)
+    assert "plain.jinja" in str(info.value)
+    broken = tmp_path / "broken.jinja"
+    broken.write_text("line one\n{% for m in messages %}\n{{ m.content }\n")
+    with pytest.raises(ConfigError, match=r"broken.jinja, line \d+: the template does not render"):
+        load_template_file(broken)
+    with pytest.raises(ConfigError, match="no such file"):
+        load_template_file(tmp_path / "missing.jinja")
+    with pytest.raises(ConfigError) as info:  # the flag that the error names exists
+        template_for_model("<start_of_turn>user\n")
+    assert "--chat-template FILE" in info.value.fix
+
+
+def test_an_adapter_keeps_the_template_it_was_trained_with(tmp_path):
+    import pytest
+
+    from loraforge.cli import adopt_template
+    from loraforge.errors import LoraforgeError
+
+    mine = tmp_path / "mine.jinja"
+    mine.write_text(builtin_template().replace("a helpful assistant", "a careful assistant"))
+    assert mine.read_text() != builtin_template()
+    outside = tmp_path / "peft-adapter"  # trained elsewhere: no template of its own
+    outside.mkdir()
+    adopt_template(outside, mine)
+    assert (outside / "chat_template.jinja").read_text() == mine.read_text()
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    (ours / "chat_template.jinja").write_text(builtin_template())
+    with pytest.raises(LoraforgeError, match="was trained with its own chat_template.jinja"):
+        adopt_template(ours, mine)
+    assert (ours / "chat_template.jinja").read_text() == builtin_template()

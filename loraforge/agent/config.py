@@ -85,6 +85,13 @@ class RunConfig:
             "synthetic held-out set is reported beside them, and they never enter training."
         },
     )
+    chat_template: Path | None = field(
+        default=None,
+        metadata={
+            "help": "Jinja chat template that renders tools and tool calls, for a model whose family loraforge "
+            "has no template for; copied into the run folder, then trained with and served with."
+        },
+    )
     min_samples: int | None = field(
         default=None, metadata={"help": "Feedback trigger: train only with at least this many labeled rows."}
     )
@@ -96,7 +103,8 @@ class RunConfig:
     strategy: StrategyConfig = field(default_factory=StrategyConfig, metadata={"help": "Stopping and steering."})
 
     def __post_init__(self) -> None:
-        for name in ("tools", "labels", "model", "teacher_model", "judge_model", "llama_server", "eval_data"):
+        paths = ("tools", "labels", "model", "teacher_model", "judge_model", "llama_server", "eval_data")
+        for name in (*paths, "chat_template"):
             value = getattr(self, name)
             if value is not None and value != "":
                 setattr(self, name, Path(value))

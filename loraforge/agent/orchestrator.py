@@ -31,13 +31,13 @@ from loraforge.agent.state import RunState
 from loraforge.agent.tasks import LabelTask, Task, ToolTask
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError, DiskFull, PhaseTimeout, StopRequested
-from loraforge.files import atomic_write_json, read_json, read_jsonl, write_jsonl
+from loraforge.files import atomic_write_json, atomic_write_text, read_json, read_jsonl, write_jsonl
 from loraforge.gguf_info import read_gguf_info
 from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
 from loraforge.runtime.config import context_for
 from loraforge.runtime.teacher import teacher
-from loraforge.trainers.chat_format import ChatFormat, template_for_model
+from loraforge.trainers.chat_format import ChatFormat, load_template_file, template_for_model
 from loraforge.ui import UI
 
 PLAN = "plan.json"
@@ -60,7 +60,8 @@ class Orchestrator:
         self.teacher = resolve_model(config.teacher_model) if config.teacher_model else self.model
         self.judge_model = resolve_model(config.judge_model) if config.judge_model else self.teacher
         self.base_info = read_gguf_info(self.model)
-        self.chat_format = ChatFormat(template_for_model(self.base_info.chat_template))
+        self._template = self._given_template()
+        self.chat_format = ChatFormat(template_for_model(self.base_info.chat_template, self._template))
         self.state = RunState()
         self.stop = threading.Event()
         self._phase_task: asyncio.Future | None = None
@@ -83,6 +84,8 @@ class Orchestrator:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._check_same_run()
         self._copy_real_requests()
+        if self._template is not None and not (self.run_dir / Artifact.CHAT_TEMPLATE.value).is_file():
+            atomic_write_text(self.run_dir / Artifact.CHAT_TEMPLATE.value, self._template)
         self.state = RunState.load(self.run_dir)
         if not self.state.done and (self.config.min_samples is not None or self.config.min_error_rate is not None):
             result = await self._check_triggers()
@@ -227,6 +230,22 @@ class Orchestrator:
                 )
         atomic_write_json(path, {"identity": identity, "task": self.task.kind, "config": self.config.to_dict()})
 
+    def _given_template(self) -> str | None:
+        """--chat-template: the run folder's copy when there is one (a resumed run keeps its template), else
+        the user's file, checked."""
+        saved = self.run_dir / Artifact.CHAT_TEMPLATE.value
+        given = load_template_file(self.config.chat_template) if self.config.chat_template else None
+        if not saved.is_file():
+            return given
+        text = saved.read_text(encoding="utf-8")
+        if given is not None and given != text:
+            raise ConfigError(
+                f"The run folder {self.run_dir} was started with a chat template other than "
+                f"{self.config.chat_template}.",
+                fix="Resume without --chat-template (the run keeps its own), or start a new run with another --out.",
+            )
+        return text
+
     def _copy_real_requests(self) -> None:
         """--eval-data: the user's real requests, checked and copied into the run folder once, so that a
         resumed run scores on the same rows."""
@@ -353,6 +372,7 @@ class Orchestrator:
                 on_step=tick,
                 extra_meta=meta,
                 should_stop=self.stop.is_set,
+                chat_template=self.chat_format.template,  # what the loop serves is what it trains
             )
         finally:
             bar.close()

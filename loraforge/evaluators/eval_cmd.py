@@ -103,7 +103,10 @@ def run_eval(
     out: Path,
     max_tokens: int,
     ui: Any,
+    chat_template: str | None = None,
 ) -> dict[str, Any]:
+    """Score the base model, and the adapter if given, on `data`; `chat_template` (a checked
+    --chat-template) replaces the adapter's own template, or the built-in one for the base alone."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; eval writes a folder of predictions and metrics.")
@@ -113,7 +116,10 @@ def run_eval(
     )
     rows, kind = _rows(data, tools_file)
     template = folder / "chat_template.jinja" if folder else None
-    fmt = ChatFormat(template.read_text() if template and template.is_file() else builtin_template())
+    if chat_template is not None:
+        fmt = ChatFormat(chat_template)
+    else:
+        fmt = ChatFormat(template.read_text() if template and template.is_file() else builtin_template())
     labels = None
     if kind == "labels":
         labels = meta.get("labels") or (sorted({r["label"] for r in read_jsonl(labels_file)}) if labels_file else None)

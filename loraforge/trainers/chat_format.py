@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from loraforge.errors import ConfigError
@@ -36,8 +37,60 @@ def builtin_template(name: str = CHATML_TOOLS) -> str:
     return resources.files("loraforge.trainers").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
 
 
-def template_for_model(model_template: str | None) -> str:
-    """loraforge's tool template for the model's chat markup. Only ChatML is known so far."""
+_PROBE_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "probe_lookup",
+        "description": "Looks something up.",
+        "parameters": {"type": "object", "properties": {"probe_key": {"type": "string"}}, "required": ["probe_key"]},
+    },
+}
+_PROBE_CALL = {"type": "function", "function": {"name": "probe_lookup", "arguments": {"probe_key": "probe-value-7"}}}
+
+
+def load_template_file(path: Path | str) -> str:
+    """A user's chat template (`--chat-template FILE`), checked: it must render a conversation with a tool,
+    a tool call and its result, and show the tool's name and the call's arguments."""
+    path = Path(path)
+    fix = (
+        "Pass a Jinja chat template that renders `tools` and assistant `tool_calls` (see loraforge's own, "
+        "loraforge/trainers/templates/chatml-tools.jinja)."
+    )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"--chat-template {path}: no such file.", fix=fix) from None
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
+        raise ConfigError(f"--chat-template {path}: cannot be read as UTF-8 text ({exc}).", fix=fix) from None
+    from jinja2 import TemplateError
+
+    messages = [
+        {"role": "user", "content": "probe request"},
+        {"role": "assistant", "content": "", "tool_calls": [_PROBE_CALL]},
+        {"role": "tool", "content": '{"probe_result": 1}'},
+        {"role": "assistant", "content": "probe answer"},
+    ]
+    try:
+        rendered = ChatFormat(text).render(messages, [_PROBE_TOOL])
+        ChatFormat(text).render(messages[:1], [_PROBE_TOOL], add_generation_prompt=True)
+    except TemplateError as exc:
+        where = f", line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        raise ConfigError(f"--chat-template {path}{where}: the template does not render ({exc}).", fix=fix) from None
+    missing = [part for part in ("probe_lookup", "probe_key", "probe-value-7", "probe answer") if part not in rendered]
+    if missing:
+        raise ConfigError(
+            f"--chat-template {path}: a conversation with a tool call renders without {', '.join(missing)}, so "
+            "the adapter could not learn to call tools with it.",
+            fix=fix,
+        )
+    return text
+
+
+def template_for_model(model_template: str | None, override: str | None = None) -> str:
+    """loraforge's tool template for the model's chat markup, or `override` (a template the user passed
+    with --chat-template, already checked by `load_template_file`). Only ChatML is known so far."""
+    if override is not None:
+        return override
     if model_template is None or "<|im_start|>" in model_template:
         return builtin_template(CHATML_TOOLS)
     raise ConfigError(

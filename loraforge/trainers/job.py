@@ -22,11 +22,17 @@ def default_invocation(fmt: ChatFormat) -> str:
     return fmt.render(probe, add_generation_prompt=True)[len(fmt.render(probe)) :]
 
 
-def chat_format_for(base: Path, tokenizer: Any) -> ChatFormat:
+def chat_format_for(base: Path, tokenizer: Any, override: str | None = None) -> ChatFormat:
+    """The chat format to train with: `override` (a --chat-template the user passed), else loraforge's tool
+    template for the base model's family."""
     from loraforge.gguf_info import read_gguf_info
 
-    source = read_gguf_info(base).chat_template if Path(base).is_file() else getattr(tokenizer, "chat_template", None)
-    return ChatFormat(template_for_model(source), eos_token=tokenizer.eos_token or "<|im_end|>")
+    source = None
+    if override is None:
+        source = (
+            read_gguf_info(base).chat_template if Path(base).is_file() else getattr(tokenizer, "chat_template", None)
+        )
+    return ChatFormat(template_for_model(source, override), eos_token=tokenizer.eos_token or "<|im_end|>")
 
 
 def load_for_training(base: Path, config: TrainConfig, progress: Any = None):
@@ -72,11 +78,13 @@ def run_training(
     extra_meta: dict[str, Any] | None = None,
     checkpoint_every: float = 60.0,
     should_stop: Any = None,
+    chat_template: str | None = None,
 ) -> TrainResult:
-    """Train on chat rows and write the adapter folder: PEFT files, chat template and loraforge.json."""
+    """Train on chat rows and write the adapter folder: PEFT files, chat template and loraforge.json.
+    `chat_template` (a checked --chat-template) replaces the template of the base model's family."""
     out_dir = Path(out_dir)
     model, tokenizer = load_for_training(base, config, progress)
-    fmt = chat_format_for(base, tokenizer)
+    fmt = chat_format_for(base, tokenizer, chat_template)
     adapter_extra: dict[str, Any] = {}
     invocation = None
     if config.adapter == "alora":
