@@ -144,3 +144,51 @@ def test_a_slow_server_that_keeps_finishing_requests_is_waited_for():
             await runner.cleanup()
 
     assert asyncio.run(scenario()) == ["x"] * 6
+
+
+def test_a_rate_limit_is_waited_out_as_the_server_asks_then_retried():
+    from loraforge.runtime.client import retry_after
+
+    async def scenario():
+        seen = []
+
+        async def handler(request):
+            seen.append(await request.json())
+            if len(seen) <= 2:
+                return web.Response(status=429, text="slow down", headers={"Retry-After": "0.2"})
+            return web.json_response({"choices": [{"text": "ok"}]})
+
+        app = web.Application()
+        app.router.add_post("/v1/completions", handler)
+        runner, url = await start(app)
+        try:
+            async with LlamaClient(url, retries=3) as client:
+                started = asyncio.get_running_loop().time()
+                answer = await client.complete("hi")
+                waited = asyncio.get_running_loop().time() - started
+        finally:
+            await runner.cleanup()
+        return answer, len(seen), waited
+
+    answer, calls, waited = asyncio.run(scenario())
+    assert answer == "ok" and calls == 3 and waited >= 0.4  # two waits of the server's 0.2 s
+    assert retry_after("600", 0) == 30.0  # capped: a rate limit never stalls a run for long
+    assert 0 < retry_after("Wed, 21 Oct 2026 07:28:00 GMT", 1) <= 1.5  # a date: plain backoff
+
+
+def test_a_rate_limit_that_does_not_lift_ends_in_a_clear_error():
+    async def scenario():
+        async def handler(request):
+            return web.Response(status=429, text="quota exceeded", headers={"Retry-After": "0"})
+
+        app = web.Application()
+        app.router.add_post("/v1/completions", handler)
+        runner, url = await start(app)
+        try:
+            async with LlamaClient(url, retries=2) as client:
+                await client.complete("hi")
+        finally:
+            await runner.cleanup()
+
+    with pytest.raises(ServerError, match="429"):
+        asyncio.run(scenario())

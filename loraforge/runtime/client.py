@@ -43,6 +43,18 @@ class ChatResult:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+def retry_after(header: str | None, attempt: int, cap: float = 30.0) -> float:
+    """Seconds to wait after a 429: the server's Retry-After (in seconds) when it gives one, else an
+    exponential backoff; never more than `cap`, so that a run does not hang on a rate limit."""
+    try:
+        wanted = float(header) if header is not None else None
+    except ValueError:
+        wanted = None  # an HTTP date, or garbage: back off as usual
+    if wanted is None or wanted < 0:
+        wanted = min(8.0, 0.5 * 2**attempt) * (0.5 + random.random())
+    return min(cap, wanted)
+
+
 class LlamaClient:
     """Talks to one llama.cpp server. `recover` is awaited after a connection failure (e.g. to restart it)."""
 
@@ -135,6 +147,10 @@ class LlamaClient:
             try:
                 async with self._session.request(method, url, json=body) as response:
                     text = await response.text()
+                    if response.status == 429 and attempt < self.retries:  # a hosted API's rate limit
+                        await asyncio.sleep(retry_after(response.headers.get("Retry-After"), attempt))
+                        last = ServerError(f"{path} answered 429 (rate limited): {text[:200]}")
+                        continue
                     if response.status >= 500:
                         raise ServerError(f"{path} answered {response.status}: {text[:200]}")
                     if response.status >= 400:
