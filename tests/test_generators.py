@@ -280,3 +280,25 @@ def test_chained_requests_make_both_calls_in_the_first_turn():
         turns = expected_calls(row)
         assert len(turns) == 1 and len(turns[0]) == 2
         assert [m["role"] for m in row["messages"]] == ["user", "assistant", "tool", "tool", "assistant"]
+
+
+def test_a_restated_value_is_kept_and_reverted_when_its_phrase_breaks_a_check(monkeypatch):
+    from loraforge.generators import realism
+    from loraforge.generators.toolcalls import ToolCallGenerator
+
+    generator = ToolCallGenerator(load_tools("examples/api-tools.json"), client=None)
+    generator.plan.restate_dropped = 1.0
+    tool = generator.by_name["search_recipes"]
+    arguments = {"ingredients": ["eggs"], "diet": "vegan"}
+    kept = generator._verify_request(tool, arguments, "recipes with eggs", [], random.Random(0))
+    assert kept != "recipes with eggs" and "vegan" in kept.lower() and arguments["diet"] == "vegan"
+    assert generator.stats.notes["restated_optional"] == 1
+
+    real = realism.unmatched_mentions
+    monkeypatch.setattr(
+        realism, "unmatched_mentions", lambda text, calls: ["x"] if "vegan" in text.lower() else real(text, calls)
+    )
+    arguments = {"ingredients": ["eggs"], "diet": "vegan"}
+    kept = generator._verify_request(tool, arguments, "recipes with eggs", [], random.Random(0))
+    assert kept == "recipes with eggs" and arguments == {"ingredients": ["eggs"]}  # as before restating existed
+    assert generator.stats.notes["restate_reverted"] == 1

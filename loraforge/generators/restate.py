@@ -57,9 +57,12 @@ def _phrase_kind(model: values.ParamModel, value: Any) -> str | None:
     return None
 
 
-def restated(request: str, model: values.ParamModel, value: Any, rng: random.Random) -> str | None:
-    """`request` with `value` added as a short phrase, or None when no phrase fits this kind of value or
-    the phrase would not state the value where the generator's own grounding can find it."""
+def restated(
+    request: str, model: values.ParamModel, value: Any, rng: random.Random, sentence: bool | None = None
+) -> str | None:
+    """`request` with `value` added as a short phrase, after a comma or as a sentence of its own
+    (`sentence`; at random when None), or None when no phrase fits this kind of value or the phrase would
+    not state the value where the generator's own grounding can find it."""
     kind = _phrase_kind(model, value)
     if kind is None:
         return None
@@ -70,7 +73,9 @@ def restated(request: str, model: values.ParamModel, value: Any, rng: random.Ran
     body = request.rstrip()
     end = body[-1] if body and body[-1] in ".!?" else ""
     body = body[:-1].rstrip() if end else body
-    if rng.random() < 0.75:
+    if sentence is None:
+        sentence = rng.random() >= 0.75
+    if not sentence:
         text = f"{body}, {phrase}{end}"
     else:
         text = f"{body}{end or '.'} {phrase[0].upper()}{phrase[1:]}."

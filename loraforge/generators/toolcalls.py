@@ -433,9 +433,10 @@ class ToolCallGenerator:
         request = verify.clean_line(text)
         mine = {d.lower() for d in details}
         shown = {d.split(" ", 1)[-1] if d.startswith(("from ", "to ")) else d for shot, _ in found for d in shot}
-        request = self._verify_request(tool, arguments, request, [d for d in shown if d.lower() not in mine], rng)
-        self._shots[tool.name].append((details, request))
-        return request
+        kept = self._verify_request(tool, arguments, request, [d for d in shown if d.lower() not in mine], rng)
+        if kept == request:  # a request with a restated value is not a shot: the teacher would copy the phrase
+            self._shots[tool.name].append((details, request))
+        return kept
 
     def _verify_request(
         self,
@@ -472,6 +473,7 @@ class ToolCallGenerator:
                 arguments[name] = choice  # the request says "by bike": the call says bicycling
                 self.stats.notes["enum_set_from_request"] += 1
         required = set(tool.required)
+        teacher_request, restated = request, []
         for name, value in list(arguments.items()):
             part = values.stated_part(models[name], value, request)
             if part is None and name in required:
@@ -480,7 +482,7 @@ class ToolCallGenerator:
                 extended = restate.restated(request, models[name], value, rng)
                 if extended is not None:
                     request, part = extended, value
-                    self.stats.notes["restated_optional"] += 1
+                    restated.append(name)
             if part is None:
                 del arguments[name]
                 self.stats.notes["dropped_unstated_optional"] += 1
@@ -488,7 +490,43 @@ class ToolCallGenerator:
                 arguments[name] = part
         if not arguments and tool.properties:
             raise Rejected("ungrounded", {**sample, "missing": list(sample["arguments"])})
-        leak = realism.name_leak(request, arguments)  # after the repairs: a repaired value may be labelled
+        if restated:
+            # After a comma, a phrase can read as one more item of a list before it ("eggs, vegan"): then
+            # the phrases go in a sentence of their own, and failing that the teacher's request is kept.
+            for attempt in (request, self._as_sentences(teacher_request, restated, arguments, models, rng)):
+                try:
+                    if attempt is not None:
+                        self._final_checks(attempt, arguments, call, sample)
+                        self.stats.notes["restated_optional"] += len(restated)
+                        return attempt
+                except Rejected:
+                    continue
+            self.stats.notes["restate_reverted"] += 1
+            request = teacher_request
+            for name in restated:
+                del arguments[name]
+            if not arguments and tool.properties:
+                raise Rejected("ungrounded", {**sample, "missing": list(sample["arguments"])})
+        self._final_checks(request, arguments, call, sample)
+        return request
+
+    @staticmethod
+    def _as_sentences(
+        request: str, names: list[str], arguments: dict[str, Any], models: dict[str, values.ParamModel], rng
+    ) -> str | None:
+        for name in names:
+            request = restate.restated(request, models[name], arguments[name], rng, sentence=True)
+            if request is None:
+                return None
+        return request
+
+    @staticmethod
+    def _final_checks(
+        request: str, arguments: dict[str, Any], call: realism.CallInRequest, sample: dict[str, Any]
+    ) -> None:
+        """The checks on the request as kept: no parameter name as a label (a repaired value may be
+        labelled), nothing stated that the call lacks, and values of one kind told apart."""
+        leak = realism.name_leak(request, arguments)
         if leak:
             raise Rejected("name_leak", {**sample, "leak": leak})
         unmatched = realism.unmatched_mentions(request, [call])
@@ -497,7 +535,6 @@ class ToolCallGenerator:
         problem = realism.order_problem(request, call)
         if problem:
             raise Rejected("ambiguous_order", {**sample, "problem": problem})
-        return request
 
     async def _roundtrip(
         self, tool: ToolDefinition, arguments: dict[str, Any], request: str, rng: random.Random
