@@ -209,3 +209,44 @@ def test_a_free_parameter_with_stated_examples_takes_its_values_from_a_pool_seed
     model = values.model_param("widget", {"type": "string", "description": "Widget style, e.g. 'round' or 'square'."})
     assert model.kind == "free" and model.examples == ["round", "square"]
     assert values.needs_pool(model)
+
+
+def test_the_tool_decides_what_a_generic_text_or_product_is():
+    reminder = ToolDefinition(
+        name="create_reminder",
+        description="Creates a reminder that notifies the user at a given date and time.",
+        parameters={"type": "object", "properties": {"text": {"type": "string"}}},
+    )
+    message = ToolDefinition(
+        name="send_text", description="Sends a text message.", parameters={"type": "object", "properties": {}}
+    )
+    grocer = ToolDefinition(
+        name="order_groceries", description="Places a grocery delivery order.", parameters={"type": "object"}
+    )
+    text = {"type": "string", "description": "What to be reminded about."}
+    assert values.model_param("text", text, reminder).kind == "task"
+    assert values.model_param("text", {"type": "string"}, message).kind == "message"
+    product = {"type": "string", "description": "Product name."}
+    assert values.model_param("name", product, grocer).kind == "grocery"
+    assert values.model_param("name", product, message).kind == "product"
+    rng = random.Random(0)
+    groceries = values.vocab()["groceries"]
+    assert values.ValueSource().draw(values.model_param("name", product, grocer), rng) in groceries
+
+
+def test_an_item_with_a_quantity_is_said_as_people_list_it():
+    item = values.model_param(
+        "items",
+        {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"name": {"type": "string"}, "quantity": {"type": "integer"}},
+                "required": ["name", "quantity"],
+            },
+        },
+    )
+    value = [{"name": "milk", "quantity": 2}, {"name": "eggs", "quantity": 12}]
+    said = values.spoken(item, value, random.Random(0))
+    assert said == "2 milk and 12 eggs"
+    assert values.is_stated(item, value, f"can you order {said} for tomorrow")

@@ -27,7 +27,7 @@ _GROUPS = [
     {"message", "memo", "free", "title", "task", "query", "label", "tag", "category"},
     {"number", "count", "level", "limit"},
     {"minutes", "hours", "seconds"},
-    {"product", "dish", "ingredient"},
+    {"product", "grocery", "dish", "ingredient"},
     {"song", "album", "podcast", "movie", "show", "book"},
     {"artist", "actor", "director", "author"},
 ]

@@ -441,6 +441,11 @@ def model_param(name: str, schema: dict[str, Any], tool: ToolDefinition | None =
     defined = next((k for phrase, k in _DEFINING_PHRASES.items() if phrase in lowered), None)
     if defined is not None and kind not in ("email", "phone") or defined in ("email", "phone") and kind == "person":
         kind, score = defined, 4.0
+    generic = kind == "message" and bool(name_words) and name_words[-1] in _GENERIC_TEXT
+    if generic and (_words(lowered) | context) & _TASK_CUES:
+        kind = "task"  # a reminder's "text" is what to do, not a chat message
+    if kind == "product" and context & _GROCERY_CUES:
+        kind = "grocery"
     if score < 3 and examples and kind not in ("email", "phone", "url"):
         kind = "free"  # only a description word hints at a kind, and the description gives examples: follow them
     if kind in ("date", None) and name_words and name_words[-1] == "date":
@@ -448,6 +453,12 @@ def model_param(name: str, schema: dict[str, Any], tool: ToolDefinition | None =
     if kind is None and name_words and name_words[-1] == "time":
         return ParamModel(kind="time", **base)
     return ParamModel(kind=kind or "free", **base)
+
+
+# A generic text parameter of a reminder or to-do tool holds a task ("call the plumber"), not a chat message.
+_GENERIC_TEXT = {"text", "content", "body", "note", "description", "details"}
+_TASK_CUES = {"remind", "reminder", "reminders", "reminded", "todo", "task", "tasks", "chore"}
+_GROCERY_CUES = {"grocery", "groceries", "supermarket", "pantry"}
 
 
 def kinds_of(model: ParamModel) -> list[str]:
@@ -622,6 +633,7 @@ class ValueSource:
             "dish": "dishes",
             "ingredient": "ingredients",
             "product": "products",
+            "grocery": "groceries",
             "artist": "artists",
             "song": "songs",
             "album": "albums",
@@ -806,6 +818,10 @@ def spoken(model: ParamModel, value: Any, rng: random.Random) -> str:
         parts = [spoken(model.items, item, rng) for item in value]
         return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
     if isinstance(value, dict):
+        counts = [k for k, v in value.items() if model.fields.get(k, model).kind == "count" and isinstance(v, int)]
+        if len(counts) == 1 and len(value) == 2:  # {"name": "milk", "quantity": 2} -> "2 milk"
+            other = next(k for k in value if k != counts[0])
+            return f"{value[counts[0]]} {spoken(model.fields.get(other, model), value[other], rng)}"
         return ", ".join(spoken(model.fields.get(k, model), v, rng) for k, v in value.items())
     if isinstance(value, bool):
         label = " ".join(phrasing.split_name(model.name))
