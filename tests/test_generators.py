@@ -302,3 +302,20 @@ def test_a_restated_value_is_kept_and_reverted_when_its_phrase_breaks_a_check(mo
     kept = generator._verify_request(tool, arguments, "recipes with eggs", [], random.Random(0))
     assert kept == "recipes with eggs" and arguments == {"ingredients": ["eggs"]}  # as before restating existed
     assert generator.stats.notes["restate_reverted"] == 1
+
+
+def test_a_tool_is_reported_stuck_only_after_its_finished_attempts_fail():
+    # Attempts are counted when a row is started; a run starts many rows at once, so a tool can reach 30
+    # started attempts before any teacher answer is back. Only rejected attempts say it is stuck.
+    from loraforge.generators.toolcalls import ToolCallGenerator
+
+    generator = ToolCallGenerator(load_tools("examples/api-tools.json"), client=None)
+    warnings: list[str] = []
+    generator.on_warning = warnings.append
+    generator.stats.tool_attempts["send_email"] = 40
+    generator._warn_if_stuck("send_email")
+    assert warnings == []
+    for _ in range(30):
+        generator.stats.reject("ungrounded", {"tool": "send_email"})
+    generator._warn_if_stuck("send_email")
+    assert len(warnings) == 1 and "'send_email' after 30 rejected attempts (ungrounded 30)" in warnings[0]

@@ -71,6 +71,7 @@ class GenerationStats:
             {
                 "tool": name,
                 "attempts": self.tool_attempts[name],
+                "rejected": self.rejected_per_tool[name],
                 "rejections": dict(self.rejected_by_tool.get(name, Counter()).most_common()),
                 "samples": self.samples_by_tool.get(name, []),
             }
@@ -107,6 +108,7 @@ def coverage_message(gap: dict[str, Any]) -> str:
     """One line that says which tool has no data, after how many attempts, and the main reasons."""
     reasons = ", ".join(f"{k} {v}" for k, v in list(gap["rejections"].items())[:3]) or "no attempt yet"
     return (
-        f"No verified example for tool {gap['tool']!r} after {gap['attempts']} attempts ({reasons}); "
+        f"No verified example for tool {gap['tool']!r} after {gap.get('rejected', gap['attempts'])} rejected "
+        f"attempts ({reasons}); "
         "see uncovered_tools in the data report for rejected samples."
     )

@@ -378,7 +378,7 @@ class ToolCallGenerator:
     def _warn_if_stuck(self, name: str, after: int = 30) -> None:
         if self.on_warning is None or name in self._warned or self.stats.per_tool[name]:
             return
-        if self.stats.tool_attempts[name] >= after:
+        if self.stats.rejected_per_tool[name] >= after:  # finished attempts: many more may still be in flight
             self._warned.add(name)
             gap = self.stats.coverage([name])[0]
             self.on_warning(coverage_message(gap) + " Generation goes on; the tool keeps its share of attempts.")
