@@ -1,39 +1,64 @@
 """Training throughput: loraforge's loop against TRL's SFTTrainer with PEFT, side by side.
 
     .venv/bin/pip install -e '.[bench]'     # TRL is a benchmark-only extra
-    .venv/bin/python benchmarks/bench_train.py --train 64 --heldout 16
+    .venv/bin/python benchmarks/bench_train.py --train 32 --heldout 16 --trials 3
 
-Same model (the embedded SmolLM2-135M, dequantised), same data (tool-calling chats whose system prompt
-lists every tool), same hyperparameters (LoRA r=16, alpha=32 on all seven projections, AdamW, the same
-learning rate, batch size and epochs, fp32). Each side runs in its own process so that peak memory is its
-own. Reported: supervised tokens per second, peak RSS, held-out loss (the same loss function for both
-adapters) and the fraction of this machine's measured matmul peak that loraforge reaches.
+The same work on both sides:
+- model: the embedded SmolLM2-135M, dequantised, fp32, no gradient checkpointing on either side (TRL's
+  SFTConfig turns it on by default; loraforge never uses it);
+- LoRA r=16, alpha=32 on all seven projections, no dropout, AdamW, the same learning rate, batch size and
+  epochs, and the same schedule: cosine from the learning rate to a 10% floor, no warm-up (loraforge's
+  schedule; TRL runs it as `cosine_with_min_lr` with `min_lr_rate=0.1`);
+- loss on the first assistant turn only (TRL's `completion_only_loss`), with TRL's padding-free batching,
+  its own speed option for this case (packing would cut chats at the length limit);
+- data shaped like generated data: each row shows the tools the generator would show (every tool in its
+  `full_tool_list_rate` share of rows, otherwise the needed one plus distractors, in the file's order).
+  The held-out rows use worked examples that no training row uses, so their calls never appear in training.
+
+Trials alternate the sides (TRL, loraforge, TRL, ...), each in its own process so that peak memory is its
+own. Reported per side: minimum and median seconds and supervised tokens per second over the trials, peak
+RSS, held-out loss (the same loss function for both adapters), and the fraction of this machine's measured
+matmul peak that loraforge reaches (the LM head counted only where loraforge runs it). Raw results, with the
+TRL, transformers, torch and PEFT versions: benchmarks/results/train.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 
-TOOLS = Path(__file__).resolve().parents[1] / "examples" / "assistant-tools.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+TOOLS = ROOT / "examples" / "assistant-tools.yaml"
+RESULTS = ROOT / "benchmarks" / "results" / "train.json"
 
 
-def chats(count: int, seed: int) -> list[dict]:
-    """Tool-calling chats built from the tools file's worked examples (no teacher needed), all tools shown."""
+def split_examples(tools) -> tuple[list, list]:
+    """(training, held-out) pairs of (tool, worked example): each tool's last example is held out."""
+    train = [(tool, example) for tool in tools for example in tool.examples[:-1]]
+    heldout = [(tool, tool.examples[-1]) for tool in tools if len(tool.examples) > 1]
+    return train, heldout
+
+
+def chats(pool: list, count: int, seed: int) -> list[dict]:
+    """Tool-calling chats from worked examples (no teacher needed), showing tools as the generator does."""
     from loraforge.generators import prompts
-    from loraforge.generators.toolcalls import call_message, tool_message
+    from loraforge.generators.plan import GenerationPlan
+    from loraforge.generators.toolcalls import call_message, present_tools, tool_message
     from loraforge.tools import load_tools
     from loraforge.tools.simulate import simulate_response
 
     tools = load_tools(TOOLS)
-    listed = [t.to_openai() for t in tools]
-    pool = [(tool, example) for tool in tools for example in tool.examples]
+    full_rate = GenerationPlan().full_tool_list_rate
     rng = random.Random(seed)
     rows = []
     for index in range(count):
@@ -48,7 +73,7 @@ def chats(count: int, seed: int) -> list[dict]:
                     tool_message(result),
                     {"role": "assistant", "content": prompts.fallback_answer(tool, result)},
                 ],
-                "tools": listed,
+                "tools": present_tools(tools, [tool], 1, full_rate, rng),
             }
         )
     return rows
@@ -73,9 +98,12 @@ def setup(args):
     torch.manual_seed(0)
     folder = hf_folder_for(resolve_model(None))
     model, tokenizer = load_base_model(folder)
+    from loraforge.tools import load_tools
+
     fmt = ChatFormat(builtin_template())
-    train = [first_turn(fmt, row) for row in chats(args.train, seed=1)]
-    heldout = [first_turn(fmt, row) for row in chats(args.heldout, seed=2)]
+    train_pool, heldout_pool = split_examples(load_tools(TOOLS))
+    train = [first_turn(fmt, row) for row in chats(train_pool, args.train, seed=1)]
+    heldout = [first_turn(fmt, row) for row in chats(heldout_pool, args.heldout, seed=2)]
     return folder, model, tokenizer, train, heldout
 
 
@@ -100,6 +128,8 @@ def side_loraforge(args) -> dict:
     from loraforge.trainers.lora import train_lora
 
     folder, model, tokenizer, train, heldout = setup(args)
+    head = model.get_input_embeddings().weight.numel()  # tied to the LM head
+    body = sum(p.numel() for p in model.parameters()) - head
     encoded = encode(tokenizer, train)
     config = TrainConfig(
         r=16,
@@ -129,6 +159,8 @@ def side_loraforge(args) -> dict:
         "steps": result.steps,
         "tokens_seen": sum(len(e.input_ids) for e in encoded) * args.epochs,
         "positions_run": result.positions_run,
+        "head_parameters": head,
+        "body_parameters": body,
     }
 
 
@@ -147,8 +179,11 @@ def side_trl(args) -> dict:
         per_device_train_batch_size=args.batch_size,
         num_train_epochs=args.epochs,
         learning_rate=args.lr,
-        lr_scheduler_type="cosine",
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": 0.1},
         warmup_steps=0,
+        gradient_checkpointing=False,
+        padding_free=True,
         weight_decay=0.0,
         max_grad_norm=1.0,
         logging_steps=1,
@@ -199,46 +234,93 @@ def matmul_peak(threads: int) -> float:
     return 2 * 2048**3 * runs / (time.perf_counter() - start) / 1e9
 
 
+def versions() -> dict[str, str]:
+    names = ("trl", "transformers", "torch", "peft", "datasets")
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def run_side(side: str, argv: list[str]) -> dict:
+    command = [sys.executable, __file__, "--side", side] + argv
+    done = subprocess.run(command, capture_output=True, text=True)
+    line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"{side} failed:\n{done.stderr[-3000:]}")
+    result = json.loads(line[7:])
+    result["supervised_tokens_per_s"] = result["supervised_tokens"] / result["seconds"]
+    return result
+
+
+def summarise(trials: list[dict]) -> dict:
+    seconds = [t["seconds"] for t in trials]
+    speed = [t["supervised_tokens_per_s"] for t in trials]
+    return {
+        "seconds_min": min(seconds),
+        "seconds_median": statistics.median(seconds),
+        "supervised_tokens_per_s_max": max(speed),
+        "supervised_tokens_per_s_median": statistics.median(speed),
+        "heldout_loss": [t["heldout_loss"] for t in trials],
+        "peak_rss_mib_max": max(t["peak_rss_mib"] for t in trials),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", type=int, default=64)
+    parser.add_argument("--train", type=int, default=32)
     parser.add_argument("--heldout", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--trials", type=int, default=3, help="alternating trials per side")
     parser.add_argument("--side", choices=["trl", "loraforge"], help=argparse.SUPPRESS)
     parser.add_argument("--work", default="/tmp/loraforge-bench-train")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.side:
         result = (side_trl if args.side == "trl" else side_loraforge)(args)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print("RESULT " + json.dumps(result))
         return
-    results = {}
-    for side in ("trl", "loraforge"):
-        command = [sys.executable, __file__, "--side", side] + sys.argv[1:]
-        done = subprocess.run(command, capture_output=True, text=True)
-        line = next((out for out in done.stdout.splitlines() if out.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{side} failed:\n{done.stderr[-3000:]}")
-        results[side] = json.loads(line[7:])
-        results[side]["supervised_tokens_per_s"] = results[side]["supervised_tokens"] / results[side]["seconds"]
-        print(side, json.dumps(results[side]), flush=True)
+    argv = sys.argv[1:]
+    trials: dict[str, list[dict]] = {"trl": [], "loraforge": []}
+    for trial in range(args.trials):
+        for side in ("trl", "loraforge") if trial % 2 == 0 else ("loraforge", "trl"):
+            trials[side].append(run_side(side, argv))
+            print(f"trial {trial + 1} {side}", json.dumps(trials[side][-1]), flush=True)
     peak = matmul_peak(args.threads)
-    # A frozen base costs about 4 flops per parameter per position run (forward, and the backward to
-    # activations). Positions are counted as computed: a shared prefix once per batch, padding included.
-    achieved = 4 * 134.5e6 * results["loraforge"]["positions_run"] / results["loraforge"]["seconds"] / 1e9
+    # A frozen base costs about 4 flops per parameter per position it runs (forward, and the backward to
+    # activations). The body runs at every position computed (a shared prefix once per batch, padding
+    # included); loraforge runs the LM head only at supervised positions.
+    fastest = min(trials["loraforge"], key=lambda t: t["seconds"])
+    body, head = fastest["body_parameters"], fastest["head_parameters"]
+    flops = 4 * (body * fastest["positions_run"] + head * fastest["supervised_tokens"])
+    achieved = flops / fastest["seconds"] / 1e9
+    sides = {side: summarise(runs) for side, runs in trials.items()}
     summary = {
-        "args": {k: v for k, v in vars(args).items() if k != "side"},
-        "speedup_supervised_tokens_per_s": results["loraforge"]["supervised_tokens_per_s"]
-        / results["trl"]["supervised_tokens_per_s"],
+        "command": "benchmarks/bench_train.py " + " ".join(argv),
+        "args": {k: v for k, v in vars(args).items() if k not in ("side", "out")},
+        "versions": versions(),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "speedup_median": sides["loraforge"]["supervised_tokens_per_s_median"]
+        / sides["trl"]["supervised_tokens_per_s_median"],
+        "speedup_min_seconds": sides["trl"]["seconds_min"] / sides["loraforge"]["seconds_min"],
         "matmul_peak_gflops": peak,
         "loraforge_effective_gflops": achieved,
         "loraforge_fraction_of_peak": achieved / peak,
-        **results,
+        "summary": sides,
+        "trials": trials,
     }
-    print(json.dumps(summary, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    temporary = args.out.with_suffix(".tmp")
+    temporary.write_text(json.dumps(summary, indent=2) + "\n")
+    temporary.replace(args.out)
+    print(json.dumps({k: v for k, v in summary.items() if k != "trials"}, indent=2))
 
 
 if __name__ == "__main__":

@@ -67,6 +67,23 @@ def no_call_seeds() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
 
 
+def present_tools(
+    tools: list[ToolDefinition], needed: list[ToolDefinition], at_least: int, full_rate: float, rng: random.Random
+) -> list[dict[str, Any]]:
+    """The tools a row shows in its prompt: every tool (a `full_rate` share of rows), or the needed ones plus
+    distractors, at least `at_least` in all."""
+    if rng.random() < full_rate or at_least >= len(tools):
+        chosen = list(tools)
+    else:
+        others = [t for t in tools if t not in needed]
+        extra = rng.randint(max(0, at_least - len(needed)), max(0, min(len(others), at_least + 1 - len(needed))))
+        picked = {t.name for t in needed + rng.sample(others, k=min(extra, len(others)))}
+        # Tools keep the file's order: rows showing the same tools then share their whole system prompt,
+        # which training computes once per batch.
+        chosen = [t for t in tools if t.name in picked]
+    return [t.to_openai() for t in chosen]
+
+
 class ToolCallGenerator:
     """Makes verified tool-calling examples; concurrency is bounded by the client's request slots."""
 
@@ -218,17 +235,7 @@ class ToolCallGenerator:
         return self.by_name[name]
 
     def _present(self, rng: random.Random, needed: list[ToolDefinition], at_least: int) -> list[dict[str, Any]]:
-        """The tools shown in the prompt: the needed ones plus distractors, or every tool."""
-        if rng.random() < self.plan.full_tool_list_rate or at_least >= len(self.tools):
-            chosen = list(self.tools)
-        else:
-            others = [t for t in self.tools if t not in needed]
-            extra = rng.randint(max(0, at_least - len(needed)), max(0, min(len(others), at_least + 1 - len(needed))))
-            picked = {t.name for t in needed + rng.sample(others, k=min(extra, len(others)))}
-            # Tools keep the file's order: rows showing the same tools then share their whole system
-            # prompt, which training computes once per batch.
-            chosen = [t for t in self.tools if t.name in picked]
-        return [t.to_openai() for t in chosen]
+        return present_tools(self.tools, needed, at_least, self.plan.full_tool_list_rate, rng)
 
     async def _single(self, rng: random.Random, style: str, target: dict | None, picked: list[str]) -> dict[str, Any]:
         like = None
