@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--promptfile", type=Path, help='JSON {"invocation_prompt": ...} for --adapter alora')
     train.add_argument("--rank", type=int, default=16, help="LoRA rank r")
     train.add_argument("--alpha", type=float, default=32.0, help="LoRA alpha")
+    train.add_argument("--dropout", type=float, default=0.05, help="dropout on the LoRA input")
     train.add_argument("--gradient-checkpointing", action="store_true")
     train.add_argument("--val-fraction", type=float, default=0.1, help="rows kept for early stopping (0: none)")
     train.add_argument("--use-dora", action="store_true", help=argparse.SUPPRESS)
@@ -389,6 +390,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         adapter=args.adapter,
         r=args.rank,
         alpha=args.alpha,
+        dropout=args.dropout,
         epochs=args.epochs,
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
