@@ -187,3 +187,17 @@ def test_a_travel_mode_said_as_biking_must_be_in_the_call():
     assert realism.unmatched_mentions(request, [call]) == ["biking"]
     with_mode = realism.CallInRequest(tool, models, {**call.arguments, "mode": "bicycling"})
     assert realism.unmatched_mentions(request, [with_mode]) == []
+
+
+@pytest.mark.parametrize(
+    "text, negated",
+    [
+        ("ok so Miami weather, please, no fahrenheit", True),
+        ("weather in Miami but not in fahrenheit", True),
+        ("what's it like in Miami, in fahrenheit", False),
+        ("Miami weather in fahrenheit, no rush", False),
+    ],
+)
+def test_a_value_stated_after_a_negation_is_caught(text, negated):
+    weather = call("get_current_weather", {"location": "Miami", "unit": "fahrenheit"})
+    assert (realism.negated_value(text, weather) is not None) == negated

@@ -145,6 +145,19 @@ def value_spans(call: CallInRequest, request: str) -> tuple[list[tuple[int, int]
     return spans, missing
 
 
+_NEGATIONS = re.compile(r"\b(?:no|not|non|without|never|don'?t|dont|isn'?t|except)\W+(?:\w+\W+)?$", re.IGNORECASE)
+
+
+def negated_value(request: str, call: CallInRequest) -> str | None:
+    """A value the request states only after a negation ("no fahrenheit", "not in celsius"): the call says
+    the opposite of what was asked. Booleans are left alone: "no tolls" is how a false one is said."""
+    spans, _ = value_spans(call, request)
+    for start, end in spans:
+        if _NEGATIONS.search(request[max(0, start - 24) : start]):
+            return request[max(0, start - 12) : end]
+    return None
+
+
 def copied_values(request: str, shown: list[str], call: CallInRequest) -> list[str]:
     """Values from the prompt's shots that the request repeats outside the call's own values: a small
     teacher copies them, and the call then misses what the request says."""

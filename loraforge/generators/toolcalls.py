@@ -542,6 +542,9 @@ class ToolCallGenerator:
         problem = realism.order_problem(request, call)
         if problem:
             raise Rejected("ambiguous_order", {**sample, "problem": problem})
+        negated = realism.negated_value(request, call)
+        if negated:
+            raise Rejected("negated_value", {**sample, "negated": negated})
 
     async def _roundtrip(
         self, tool: ToolDefinition, arguments: dict[str, Any], request: str, rng: random.Random
