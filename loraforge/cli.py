@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--alpha", type=float, default=32.0, help="LoRA alpha")
     train.add_argument("--dropout", type=float, default=0.05, help="dropout on the LoRA input")
     train.add_argument("--gradient-checkpointing", action="store_true")
+    train.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        default="auto",
+        help="compute dtype (default: auto, bf16 autocast where the hardware has it)",
+    )
     train.add_argument("--val-fraction", type=float, default=0.1, help="rows kept for early stopping (0: none)")
     train.add_argument("--use-dora", action="store_true", help=argparse.SUPPRESS)
     train.add_argument("--use-rslora", action="store_true", help=argparse.SUPPRESS)
@@ -399,6 +405,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         gradient_checkpointing=args.gradient_checkpointing,
+        dtype=args.dtype,
         invocation_prompt=invocation,
         use_dora=args.use_dora,
         use_rslora=args.use_rslora,

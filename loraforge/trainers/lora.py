@@ -318,13 +318,16 @@ def distributed() -> tuple[int, int]:
 
 
 def average_gradients(params: list[Any], world: int) -> None:
-    """Data parallelism: every process ends the step with the mean gradient."""
+    """Data parallelism: every process ends the step with the mean gradient. A process that had no
+    batch this step (the epoch's last group can be short) still joins every collective, with zeros."""
+    import torch
     import torch.distributed as dist
 
     for param in params:
-        if param.grad is not None:
-            dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
-            param.grad /= world
+        if param.grad is None:
+            param.grad = torch.zeros_like(param)
+        dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
+        param.grad /= world
 
 
 def train_lora(
