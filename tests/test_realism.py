@@ -30,6 +30,14 @@ def test_copied_descriptions_are_caught():
     assert realism.copied_description("set it to the target temperature in the given scale", TOOLS["set_thermostat"])
 
 
+def test_a_no_call_request_must_not_ask_what_a_tool_does():
+    weather = TOOLS["get_current_weather"]
+    assert realism.mentions_tool("hows the weather looking", weather) == "weather"
+    assert realism.mentions_tool("any good recipe for dinner?", TOOLS["search_recipes"]) == "recipes"
+    assert realism.mentions_tool("why do cats purr?", weather) is None
+    assert realism.mentions_tool("what's the current time in your head", weather) is None  # 'current' says nothing
+
+
 @pytest.mark.parametrize(
     "request_text, arguments, leak",
     [

@@ -49,7 +49,7 @@ class GenerationPlan:
         },
     )
     restate_dropped: float = field(
-        default=0.5,
+        default=0.8,
         metadata={
             "help": "Chance that an optional value the teacher's request left out is added to it as a short "
             "phrase (', vegan please', 'saying \"...\"') instead of being dropped from the call. A small "

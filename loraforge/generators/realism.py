@@ -41,6 +41,49 @@ def copied_description(request: str, tool: ToolDefinition, n: int = COPY_WORDS) 
     return None
 
 
+# Words of tool names that say nothing about what a request is for.
+_NAME_STOPWORDS = {
+    "get",
+    "set",
+    "send",
+    "create",
+    "make",
+    "find",
+    "search",
+    "add",
+    "update",
+    "delete",
+    "remove",
+    "list",
+    "fetch",
+    "query",
+    "lookup",
+    "check",
+    "book",
+    "current",
+    "new",
+    "info",
+    "data",
+    "api",
+    "item",
+    "items",
+}
+
+
+def mentions_tool(request: str, tool: ToolDefinition) -> str | None:
+    """The word of the tool's name ('weather', 'recipes', 'thermostat') that a request uses, singular or
+    plural; a request meant to need no tool must not ask about what a tool does."""
+    said = set(_words(request))
+    for word in split_name(tool.name):
+        word = word.lower()
+        if len(word) < 4 or word in _NAME_STOPWORDS:
+            continue
+        forms = {word, word + "s", word + "es", word[:-1] if word.endswith("s") else word}
+        if said & forms:
+            return word
+    return None
+
+
 def _leaf_schemas(schema: Any, depth: int = 0) -> list[dict[str, Any]]:
     if not isinstance(schema, dict) or depth > 6:
         return []

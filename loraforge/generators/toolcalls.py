@@ -319,7 +319,11 @@ class ToolCallGenerator:
         for tool in self.tools:
             references = [tool.description] + [ex.request for ex in tool.examples]
             topic = prompts.tool_topic(tool)
-            if topic in request.lower() or max(rouge_l(request, r) for r in references) > 0.5:
+            if (
+                topic in request.lower()
+                or realism.mentions_tool(request, tool)
+                or max(rouge_l(request, r) for r in references) > 0.5
+            ):
                 raise Rejected("no_call_looks_like_a_tool_request", {"request": request, "tool": tool.name})
         kind = prompts.no_call_kind(request)
         if kind == "creative":
