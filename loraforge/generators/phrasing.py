@@ -12,6 +12,11 @@ import datetime as dt
 import re
 from typing import Any
 
+# Verbs of tool names that say nothing a person would ('get_current_weather' is about current weather).
+GENERIC_NAME_VERBS = frozenset(
+    {"get", "fetch", "retrieve", "query", "lookup", "list", "do", "perform", "execute", "run", "api"}
+)
+
 MONTHS = [
     "january",
     "february",

@@ -12,7 +12,7 @@ import random
 import re
 from typing import Any
 
-from loraforge.generators.phrasing import split_name
+from loraforge.generators.phrasing import GENERIC_NAME_VERBS, split_name
 from loraforge.tools.definition import ToolDefinition
 
 
@@ -22,14 +22,11 @@ def plain(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-_GENERIC_VERBS = {"get", "fetch", "retrieve", "query", "lookup", "list", "do", "perform", "execute", "run", "api"}
-
-
 def tool_topic(tool: ToolDefinition) -> str:
     """What a tool is about, in words: `send_text_message` -> send text message; `get_current_weather` ->
     current weather (a generic verb says nothing a person would)."""
     words = split_name(tool.name)
-    kept = [w for w in words if w not in _GENERIC_VERBS] or words
+    kept = [w for w in words if w not in GENERIC_NAME_VERBS] or words
     return " ".join(kept) or tool.name
 
 

@@ -17,7 +17,16 @@ from typing import Any
 
 from loraforge.generators import values
 from loraforge.generators.bank import role_prefix
-from loraforge.generators.phrasing import MONTHS, WEEKDAYS, enum_phrases, find_all, find_form, number_forms, split_name
+from loraforge.generators.phrasing import (
+    GENERIC_NAME_VERBS,
+    MONTHS,
+    WEEKDAYS,
+    enum_phrases,
+    find_all,
+    find_form,
+    number_forms,
+    split_name,
+)
 from loraforge.tools.definition import ToolDefinition
 
 _WORD = re.compile(r"[a-z0-9']+")
@@ -42,32 +51,10 @@ def copied_description(request: str, tool: ToolDefinition, n: int = COPY_WORDS) 
 
 
 # Words of tool names that say nothing about what a request is for.
-_NAME_STOPWORDS = {
-    "get",
-    "set",
-    "send",
-    "create",
-    "make",
-    "find",
-    "search",
-    "add",
-    "update",
-    "delete",
-    "remove",
-    "list",
-    "fetch",
-    "query",
-    "lookup",
-    "check",
-    "book",
-    "current",
-    "new",
-    "info",
-    "data",
-    "api",
-    "item",
-    "items",
-}
+_NAME_STOPWORDS = GENERIC_NAME_VERBS | {
+    "set", "send", "create", "make", "find", "search", "add", "update", "delete", "remove", "check", "book",
+    "current", "new", "info", "data", "item", "items",
+}  # fmt: skip
 
 
 def mentions_tool(request: str, tool: ToolDefinition) -> str | None:
