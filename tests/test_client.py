@@ -192,3 +192,39 @@ def test_a_rate_limit_that_does_not_lift_ends_in_a_clear_error():
 
     with pytest.raises(ServerError, match="429"):
         asyncio.run(scenario())
+
+
+def test_when_one_request_fails_the_others_are_cancelled_before_the_error_is_raised():
+    from loraforge.concurrency import gather_or_cancel
+
+    still_running: list[str] = []
+
+    async def slow(name: str) -> str:
+        still_running.append(name)
+        try:
+            await asyncio.sleep(5)
+        finally:
+            still_running.remove(name)
+        return name
+
+    async def failing() -> str:
+        await asyncio.sleep(0.01)
+        raise RuntimeError("teacher down")
+
+    async def main() -> None:
+        with pytest.raises(RuntimeError, match="teacher down"):
+            await gather_or_cancel(slow("a"), failing(), slow("b"))
+        # Nothing is left running that could use a client the caller now closes.
+        assert still_running == []
+
+    asyncio.run(asyncio.wait_for(main(), timeout=2))
+
+
+def test_gather_or_cancel_keeps_the_order_of_its_results():
+    from loraforge.concurrency import gather_or_cancel
+
+    async def after(delay: float, value: int) -> int:
+        await asyncio.sleep(delay)
+        return value
+
+    assert asyncio.run(gather_or_cancel(after(0.03, 1), after(0.0, 2), after(0.01, 3))) == [1, 2, 3]

@@ -76,6 +76,7 @@ def test_duplicate_names_are_refused(tools_yaml):
     "entry, fragment",
     [
         ("{name: '1bad', description: d}", "not a valid function name"),
+        ('{name: "ping\\n", description: d}', "not a valid function name"),
         ("{name: nodesc, parameters: {type: object}}", "description is missing"),
         ("{name: arr, description: d, parameters: {type: array}}", "parameters.type must be 'object'"),
         ("{name: req, description: d, parameters: {type: object, properties: {}, required: [x]}}", "'x'"),

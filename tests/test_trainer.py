@@ -312,3 +312,25 @@ def test_a_resume_may_change_runtime_settings_but_not_what_is_trained(tmp_path):
     assert lora.train_lora(tiny_model(), 0, examples(), other_runtime, tmp_path).resumed_from_step == 3
     assert lora.same_training({"r": 8, "device": "cpu"}, {"r": 8, "device": "cuda"})
     assert not lora.same_training({"r": 8, "learning_rate": 1e-3}, {"r": 8, "learning_rate": 5e-4})
+
+
+class _RunsCode:
+    """A pickle payload that would create a file if unpickled by a trusting loader."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    import torch
+
+    from loraforge.trainers.checkpoint import CHECKPOINT, load_checkpoint
+
+    marker = tmp_path / "code-ran"
+    torch.save({"step": 3, "payload": _RunsCode(str(marker))}, tmp_path / CHECKPOINT)
+    with pytest.raises(ConfigError, match="could not be loaded safely"):
+        load_checkpoint(tmp_path)
+    assert not marker.exists()

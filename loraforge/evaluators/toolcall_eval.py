@@ -7,13 +7,13 @@ all of its decision points are.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from loraforge.concurrency import gather_or_cancel
 from loraforge.evaluators.error_analysis import failure_row
 from loraforge.evaluators.exact_match import CallCheck, check_example
 from loraforge.evaluators.parsing import ParsedAnswer, parse_answer
@@ -124,7 +124,7 @@ async def evaluate_rows(
             on_done()
         return result
 
-    return list(await asyncio.gather(*(one(i, row) for i, row in enumerate(rows))))
+    return await gather_or_cancel(*(one(i, row) for i, row in enumerate(rows)))
 
 
 def summarise(results: list[RowResult], rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loraforge.concurrency import gather_or_cancel
 from loraforge.errors import ConfigError
 from loraforge.files import iter_jsonl
 from loraforge.generators import prompts, verify
@@ -105,7 +105,7 @@ class LabelGenerator:
                 if on_example:
                     on_example(row)
 
-        await asyncio.gather(*(work(i) for i in indices))
+        await gather_or_cancel(*(work(i) for i in indices))
         results.sort(key=lambda r: r["meta"]["index"])
         return results
 

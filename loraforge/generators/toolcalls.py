@@ -13,13 +13,13 @@ close to a request already kept. Rejections are counted by reason and by tool.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from loraforge.concurrency import gather_or_cancel
 from loraforge.evaluators.exact_match import Leniency, check_call
 from loraforge.generators import prompts, realism, restate, shots, values, verify
 from loraforge.generators.arguments import ArgumentDrafter, is_free_text
@@ -150,7 +150,7 @@ class ToolCallGenerator:
                 if on_example:
                     on_example(row)
 
-        await asyncio.gather(*(work(i) for i in indices))
+        await gather_or_cancel(*(work(i) for i in indices))
         self.stats.teacher_calls = self.drafter.teacher_calls + self._teacher_calls
         self.stats.implausible_samples = self.drafter.implausible[:20]
         self.stats.notes["implausible_pool_values"] = len(self.drafter.implausible)
