@@ -460,11 +460,11 @@ def _adapter_base(adapter_dir: Path, given: Path | None) -> Path:
 
     if given is not None:
         return resolve_model(given)
-    meta = adapter_dir / "loraforge.json"
-    if meta.is_file():
-        recorded = json.loads(meta.read_text()).get("base_model")
-        if recorded and Path(recorded).is_file():
-            return resolve_model(recorded)
+    from loraforge.files import read_json_object
+
+    recorded = read_json_object(adapter_dir / "loraforge.json").get("base_model")
+    if isinstance(recorded, str) and recorded and Path(recorded).is_file():
+        return resolve_model(recorded)
     return resolve_model(None)
 
 
@@ -485,10 +485,16 @@ def adopt_template(folder: Path, path: Path) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from loraforge.errors import ConfigError
     from loraforge.evaluators.export_proof import REPORT, export_proven
     from loraforge.evaluators.fidelity import NOISE_FACTOR
+    from loraforge.files import claim_output_folder
 
     folder = args.adapter_dir
+    if not Path(folder).is_dir():
+        raise ConfigError(f"{folder}: no such adapter folder.", fix="Pass the folder that `loraforge train` wrote.")
+    # A PEFT folder from elsewhere may hold an adapter.gguf of its own: never overwrite it.
+    claim_output_folder(folder, "export", ["adapter.gguf", REPORT], owned_by=["loraforge.json"])
     base = _adapter_base(folder, args.base)
     if args.chat_template:
         adopt_template(folder, args.chat_template)

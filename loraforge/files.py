@@ -111,6 +111,23 @@ def read_json(path: Path) -> Any:
         raise ConfigError(f"{path}: no such file.") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}).") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, so not a JSON file.") from None
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a side file such as an adapter's loraforge.json: {} when the file is absent,
+    a ConfigError naming the file when it is not JSON or not an object."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"{path}: expected a JSON object, found {type(value).__name__}.",
+            fix=f"Restore {path.name} from the run that wrote it, or delete it.",
+        )
+    return value
 
 
 def inside(root: Path, candidate: Path) -> Path:

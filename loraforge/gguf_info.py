@@ -18,6 +18,7 @@ class GGUFInfo:
     chat_template: str | None
     add_bos: bool
     hidden_size: int = 0
+    name: str = ""  # general.name, e.g. "SmolLM2 135M Instruct"
 
 
 def _field(reader, key: str):
@@ -51,4 +52,5 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         chat_template=_field(reader, "tokenizer.chat_template"),
         add_bos=bool(_field(reader, "tokenizer.ggml.add_bos_token")),
         hidden_size=int(_field(reader, f"{arch}.embedding_length") or 0),
+        name=str(_field(reader, "general.name") or ""),
     )

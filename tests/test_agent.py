@@ -625,3 +625,15 @@ def test_a_failed_export_proof_blocks_promotion_even_when_the_score_rises(tmp_pa
     assert [h["promoted"] for h in history] == [True, False]
     assert "fidelity proof" in history[1]["reason"] and "0.910" in history[1]["reason"]
     assert active(run) == "iteration_1"
+
+
+@needs_model
+@pytest.mark.parametrize("theirs", ["state.json", "config.json"])
+def test_a_new_run_never_overwrites_a_users_files_in_its_out_folder(tmp_path, theirs):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / theirs).write_text('{"mine": true}')
+    with pytest.raises(ConfigError, match=theirs.split(".")[0]):
+        asyncio.run(FakeLoop(loop_config(tmp_path, iterations=1), scores=[0.5]).run())
+    assert sorted(p.name for p in out.iterdir()) == [theirs]
+    assert (out / theirs).read_text() == '{"mine": true}'

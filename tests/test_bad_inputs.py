@@ -13,6 +13,10 @@ from loraforge.errors import ConfigError
 from loraforge.trainers.config import TrainConfig
 
 TOOLS = "examples/api-tools.json"
+# A 490-byte 'billion laughs' file: nested aliases that expand to 9**8 nodes.
+BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefg", "bcdefgh")
+)
 
 
 @pytest.mark.parametrize(
@@ -96,11 +100,13 @@ def _cli(*argv: str, cwd=None) -> subprocess.CompletedProcess:
         ("server_urls: [5]\n", "server_urls"),
         ("server_urls: ['notaurl']\n", "not a server URL"),
         ("tools:\n" + "  " * 0 + "[" * 3000 + "]" * 3000 + "\n", "config"),
+        (BOMB + "strategy: *h\n", "aliases"),
+        (b"\x89PNG\r\n\x1a\n\xff\xfe\x00", "UTF-8"),
     ],
 )
 def test_bad_config_files_are_refused_without_a_run_folder(tmp_path, config, said):
     path = tmp_path / "lf.yaml"
-    path.write_text(config)
+    path.write_bytes(config.encode("utf-8") if isinstance(config, str) else config)
     done = _cli("run", "--config", str(path), "--tools", TOOLS, "--out", str(tmp_path / "run"))
     assert done.returncode != 0 and "Traceback" not in done.stderr and said in done.stderr
     assert str(path) in done.stderr
@@ -138,11 +144,6 @@ def _nested(levels: int) -> dict:
     for _ in range(levels):
         inner = {"type": "object", "properties": {"x": inner}}
     return {"type": "object", "properties": {"a": inner}}
-
-
-BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-    f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefg", "bcdefgh")
-)
 
 
 @pytest.mark.parametrize(
@@ -310,3 +311,39 @@ def test_a_chat_template_that_renders_no_tool_calls_is_refused_before_any_work(t
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "plain.jinja" in done.stderr and "renders without" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_export_never_overwrites_a_gguf_it_did_not_write(tmp_path):
+    folder = tmp_path / "peft-from-elsewhere"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text('{"r": 8, "lora_alpha": 16}')
+    (folder / "adapter.gguf").write_bytes(b"GGUF theirs")
+    done = _cli("export", str(folder))
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "adapter.gguf" in done.stderr and str(folder) in done.stderr
+    assert (folder / "adapter.gguf").read_bytes() == b"GGUF theirs"
+    assert sorted(p.name for p in folder.iterdir()) == ["adapter.gguf", "adapter_config.json"]
+
+
+@pytest.mark.parametrize("text", ["not json {", "[1, 2]"])
+def test_export_of_a_folder_with_a_broken_loraforge_json_names_it(tmp_path, text):
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "loraforge.json").write_text(text)
+    done = _cli("export", str(folder))
+    assert done.returncode != 0 and "Traceback" not in done.stderr and "loraforge.json" in done.stderr
+
+
+def test_export_of_a_missing_folder_is_a_clean_error(tmp_path):
+    done = _cli("export", str(tmp_path / "nope"))
+    assert done.returncode != 0 and "Traceback" not in done.stderr and "no such adapter folder" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_never_overwrites_a_side_report_it_did_not_write(tmp_path):
+    theirs = tmp_path / "g.report.json"
+    theirs.write_text("my report, not loraforge's")
+    done = _cli("generate", "--tools", TOOLS, "--n", "3", "--out", str(tmp_path / "g.jsonl"))
+    assert done.returncode != 0 and "Traceback" not in done.stderr and "g.report.json" in done.stderr
+    assert theirs.read_text() == "my report, not loraforge's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.report.json"]

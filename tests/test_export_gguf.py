@@ -255,3 +255,36 @@ def test_fidelity_without_top_logprobs_is_a_clear_error(monkeypatch, tmp_path):
     with pytest.raises(ServerError, match="top_logprobs") as info:
         fidelity.check_fidelity(tmp_path, tmp_path / "base.gguf", tmp_path / "a.gguf", [[5, 6]], eos=0)
     assert "--no-check" in info.value.fix
+
+
+def test_a_peft_adapter_made_for_another_hub_model_is_warned_about(adapter_dir, tmp_path):
+    """An adapter from outside loraforge has no loraforge.json; PEFT's base_model_name_or_path is compared."""
+    import shutil
+
+    from loraforge.trainers.export_gguf import check_adapter_matches_base
+
+    copy = tmp_path / "outside"
+    shutil.copytree(adapter_dir, copy)
+    (copy / "loraforge.json").unlink(missing_ok=True)
+    config = json.loads((copy / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    (copy / "adapter_config.json").write_text(json.dumps(config))
+    same = GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False, HIDDEN, name="SmolLM2 135M Instruct")
+    assert check_adapter_matches_base(copy, same) == []
+    other = GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False, HIDDEN, name="Llama 3.2 1B Instruct")
+    (warning,) = check_adapter_matches_base(copy, other)
+    assert "SmolLM2-135M-Instruct" in warning and "Llama 3.2 1B Instruct" in warning
+
+
+@pytest.mark.parametrize("text", ["not json {", "[1, 2]"])
+def test_a_broken_loraforge_json_is_a_clean_error_naming_it(adapter_dir, tmp_path, text):
+    import shutil
+
+    from loraforge.trainers.export_gguf import check_adapter_matches_base
+
+    copy = tmp_path / "broken"
+    shutil.copytree(adapter_dir, copy)
+    (copy / "loraforge.json").write_text(text)
+    base = GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False, HIDDEN)
+    with pytest.raises(ConfigError, match="loraforge.json"):
+        check_adapter_matches_base(copy, base)

@@ -2,6 +2,9 @@
 own error, quickly; never a traceback of another kind, never a hang."""
 
 import json
+import signal
+import time
+from contextlib import contextmanager
 
 import pytest
 import yaml
@@ -13,6 +16,38 @@ from loraforge.errors import LoraforgeError
 SETTINGS = settings(
     max_examples=60, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
 )
+
+LIMIT_SECONDS = 10.0
+
+
+class Hang(Exception):
+    """An input kept a loader busy past LIMIT_SECONDS."""
+
+
+@contextmanager
+def hard_limit(seconds: float = LIMIT_SECONDS):
+    """Interrupt the body after `seconds`: Hypothesis's deadline only reports a slow example once it ends,
+    so a real hang would stall CI instead of failing it."""
+
+    def interrupt(signum, frame):
+        raise Hang(f"still running after {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_the_hard_limit_stops_a_hang():
+    started = time.monotonic()
+    with pytest.raises(Hang), hard_limit(0.2):
+        while True:
+            pass
+    assert time.monotonic() - started < 2
+
 
 scalars = st.none() | st.booleans() | st.integers(-(10**12), 10**12) | st.floats(allow_nan=False) | st.text(max_size=20)
 json_values = st.recursive(
@@ -68,17 +103,18 @@ def test_any_tools_file_loads_or_is_refused_cleanly(tmp_path_factory, data):
 
     path = tmp_path_factory.mktemp("t") / "tools.json"
     path.write_text(json.dumps(data))
-    try:
-        loaded = load_tools(path)
-    except LoraforgeError:
-        return
-    import random
-
-    for tool in loaded:  # what loads must also be sampled without a hang or a crash
+    with hard_limit():
         try:
-            sample_value(tool.parameters, random.Random(0))
+            loaded = load_tools(path)
         except LoraforgeError:
-            pass
+            return
+        import random
+
+        for tool in loaded:  # what loads must also be sampled without a hang or a crash
+            try:
+                sample_value(tool.parameters, random.Random(0))
+            except LoraforgeError:
+                pass
 
 
 rows = st.dictionaries(
@@ -96,10 +132,11 @@ def test_any_eval_or_training_file_loads_or_is_refused_cleanly(tmp_path_factory,
     path = tmp_path_factory.mktemp("r") / "rows.jsonl"
     path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     for load in (lambda: load_eval_rows(path, tools=[]), lambda: load_training_rows(path), lambda: load_labeled(path)):
-        try:
-            load()
-        except LoraforgeError:
-            pass
+        with hard_limit():
+            try:
+                load()
+            except LoraforgeError:
+                pass
 
 
 config_keys = st.sampled_from(
@@ -129,10 +166,11 @@ def test_any_config_file_loads_or_is_refused_cleanly(tmp_path_factory, data):
 
     path = tmp_path_factory.mktemp("c") / "lf.yaml"
     path.write_text(yaml.safe_dump(data))
-    try:
-        load_config(path)
-    except LoraforgeError:
-        pass
+    with hard_limit():
+        try:
+            load_config(path)
+        except LoraforgeError:
+            pass
 
 
 @pytest.mark.parametrize("size", [10, 1000])
@@ -141,7 +179,8 @@ def test_huge_array_bounds_do_not_hang_sampling(size):
 
     from loraforge.tools.schema_sampling import sample_value
 
-    value = sample_value(
-        {"type": "array", "items": {"type": "integer"}, "minItems": 0, "maxItems": 10**9}, random.Random(size)
-    )
+    with hard_limit():
+        value = sample_value(
+            {"type": "array", "items": {"type": "integer"}, "minItems": 0, "maxItems": 10**9}, random.Random(size)
+        )
     assert isinstance(value, list) and len(value) <= 25

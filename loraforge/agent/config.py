@@ -19,6 +19,7 @@ from loraforge.agent.strategy import StrategyConfig
 from loraforge.errors import ConfigError
 from loraforge.generators.plan import GenerationPlan
 from loraforge.trainers.config import TrainConfig
+from loraforge.yaml_safe import load_yaml
 
 NESTED = {"generation": GenerationPlan, "training": TrainConfig, "strategy": StrategyConfig}
 
@@ -228,13 +229,15 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> RunConfi
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist.", fix="Write one with `loraforge init`.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)}).") from exc
     except RecursionError as exc:
         raise ConfigError(f"{path}: nested too deeply to be a config.") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text, so not a YAML config.") from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: a config is a mapping of settings, but this file holds a {type(data).__name__}.",

@@ -14,7 +14,6 @@ import copy
 import errno
 import functools
 import inspect
-import json
 import os
 import random
 import signal
@@ -31,7 +30,14 @@ from loraforge.agent.state import RunState
 from loraforge.agent.tasks import LabelTask, Task, ToolTask
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError, DiskFull, PhaseTimeout, StopRequested
-from loraforge.files import atomic_write_json, atomic_write_text, read_json, read_jsonl, write_jsonl
+from loraforge.files import (
+    atomic_write_json,
+    atomic_write_text,
+    claim_output_folder,
+    read_json,
+    read_jsonl,
+    write_jsonl,
+)
 from loraforge.gguf_info import read_gguf_info
 from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
@@ -41,6 +47,18 @@ from loraforge.trainers.chat_format import ChatFormat, load_template_file, templ
 from loraforge.ui import UI
 
 PLAN = "plan.json"
+# What a run writes at the top of its folder (besides config.json, its record).
+RUN_FOLDER_WRITES = [
+    Artifact.STATE.value,
+    Artifact.CHAT_TEMPLATE.value,
+    Artifact.SERVER_LOG.value,
+    Artifact.REAL_HELDOUT.value,
+    Artifact.FINAL_ADAPTER.value,
+    "ACTIVE",
+    "history.jsonl",
+    "trigger.json",
+    "iteration_1",
+]
 
 
 def task_for(config: RunConfig) -> Task:
@@ -221,8 +239,16 @@ class Orchestrator:
         """A run folder belongs to one task: refuse to resume it with a different task or model."""
         path = self.run_dir / Artifact.RUN_CONFIG.value
         identity = {"task": self.task.kind, "definition": self.task.identity(), "model": str(self.model)}
-        if path.is_file():
-            saved = json.loads(path.read_text())
+        if not path.is_file():
+            # A new run, perhaps in a folder of the user's: never overwrite a file loraforge did not write.
+            claim_output_folder(self.run_dir, "--out", RUN_FOLDER_WRITES)
+        else:
+            saved = read_json(path)
+            if not isinstance(saved, dict) or "identity" not in saved:
+                raise ConfigError(
+                    f"{path} is not a loraforge run record, so {self.run_dir} is not a run folder of loraforge's.",
+                    fix="Choose a new --out folder, or move that config.json away.",
+                )
             if saved.get("identity") != identity:
                 raise ConfigError(
                     f"The run folder {self.run_dir} holds a run of another task or model.",

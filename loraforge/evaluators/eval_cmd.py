@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ from loraforge.errors import ConfigError
 from loraforge.evaluators.error_analysis import analyse, failure_row
 from loraforge.evaluators.labels import label_metrics, predict_labels
 from loraforge.evaluators.toolcall_eval import evaluate_rows, failures, summarise
-from loraforge.files import atomic_write_json, claim_output_folder, read_jsonl, write_jsonl
+from loraforge.files import atomic_write_json, claim_output_folder, read_json_object, read_jsonl, write_jsonl
 from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
 from loraforge.runtime.config import context_for
@@ -29,9 +28,7 @@ def _adapter_files(adapter: Path | None) -> tuple[Path | None, dict[str, Any], P
     gguf = adapter / "adapter.gguf" if adapter.is_dir() else adapter
     if not gguf.is_file():
         raise ConfigError(f"No GGUF adapter at {gguf}.", fix=f"Run `loraforge export {folder}` first.")
-    meta_path = folder / "loraforge.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    return gguf, meta, folder
+    return gguf, read_json_object(folder / "loraforge.json"), folder
 
 
 def _rows(data: Path, tools_file: Path | None) -> tuple[list[dict[str, Any]], str]:

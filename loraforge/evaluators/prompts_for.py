@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from loraforge.files import read_jsonl
+from loraforge.files import read_json_object, read_jsonl
 
 GENERIC = ["What is the capital of France?", "Write one sentence about the sea.", "How do I boil an egg?"]
 
@@ -29,9 +28,8 @@ def heldout_prompts(adapter_dir: Path, count: int) -> list[tuple[list[dict[str, 
         if path.is_file():
             found += [p for p in (_from_row(r) for r in read_jsonl(path)) if p and p[0]]
             break
-    meta_path = adapter_dir / "loraforge.json"
-    if len(found) < count and meta_path.is_file():
-        tools = json.loads(meta_path.read_text()).get("tools") or []
+    if len(found) < count:
+        tools = read_json_object(adapter_dir / "loraforge.json").get("tools") or []
         for tool in tools:
             found.append(([{"role": "user", "content": f"Please use {tool['function']['name']}."}], tools))
     for text in GENERIC:

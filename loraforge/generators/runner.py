@@ -21,8 +21,10 @@ def load_partial(data_path: Path) -> list[dict[str, Any]]:
     """Rows an interrupted generation already kept; a last line torn by a kill is dropped from the file.
 
     A file that loraforge did not write (any other line that is not a generated row) is never touched:
-    that is a ConfigError, so a wrong `--out` cannot empty someone's file."""
+    that is a ConfigError, so a wrong `--out` cannot empty someone's file. The same holds for the side
+    report `<stem>.report.json`."""
     data_path = Path(data_path)
+    _refuse_foreign_report(report_path(data_path))
     if not data_path.is_file():
         return []
     try:
@@ -48,6 +50,21 @@ def load_partial(data_path: Path) -> list[dict[str, Any]]:
     if len(lines) != len(rows):
         write_jsonl(data_path, rows)
     return rows
+
+
+def _refuse_foreign_report(path: Path) -> None:
+    """The side report is overwritten at the end; a file of that name that loraforge did not write is not."""
+    if not Path(path).exists():
+        return
+    try:
+        ours = "requested" in json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError):
+        ours = False
+    if not ours:
+        raise ConfigError(
+            f"{path} exists and is not a loraforge generation report, so loraforge will not overwrite it.",
+            fix="Pass another --out, or move that file away.",
+        )
 
 
 async def generate_to_file(

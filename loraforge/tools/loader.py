@@ -10,6 +10,7 @@ import yaml
 
 from loraforge.errors import ConfigError
 from loraforge.tools.definition import ToolDefinition
+from loraforge.yaml_safe import NoAliasLoader
 
 FIX = (
     "A tools file holds a list of tools (or a mapping with a 'tools' list); each tool has 'name', "
@@ -18,21 +19,10 @@ FIX = (
 )
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe YAML without aliases: a tools file has no use for them, and a few nested aliases expand to
-    billions of nodes (a "billion laughs" file)."""
-
-    def compose_node(self, parent, index):  # noqa: ANN001, ANN201 (PyYAML's signature)
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed in a tools file", mark)
-        return super().compose_node(parent, index)
-
-
 def _item_lines(text: str) -> list[int]:
     """1-based line of each tool entry, from the YAML node tree (JSON is valid YAML here)."""
     try:
-        node = yaml.compose(text, Loader=_Loader)
+        node = yaml.compose(text, Loader=NoAliasLoader)
     except (yaml.YAMLError, RecursionError):
         return []
     if isinstance(node, yaml.MappingNode):
@@ -47,7 +37,7 @@ def _item_lines(text: str) -> list[int]:
 
 def _parse(path: Path, text: str) -> Any:
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+        return yaml.load(text, Loader=NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a tools file.", fix=FIX) from None
     except yaml.YAMLError as exc:

@@ -3,12 +3,11 @@ short model card whose numbers come from the run's own files."""
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 from typing import Any
 
-from loraforge.files import atomic_write_text
+from loraforge.files import atomic_write_text, read_json_object
 
 
 def llama_server_command(base: Path, folder: Path, *, relative: bool = False) -> str:
@@ -38,11 +37,7 @@ def modelfile(base: Path) -> str:
 
 
 def model_card(folder: Path, base: Path, fidelity: dict[str, Any] | None) -> str:
-    def load(name: str) -> dict[str, Any]:
-        path = folder / name
-        return json.loads(path.read_text()) if path.is_file() else {}
-
-    meta, metrics = load("loraforge.json"), load("metrics.json")
+    meta, metrics = read_json_object(folder / "loraforge.json"), read_json_object(folder / "metrics.json")
     lines = [
         f"# LoRA adapter for {base.name}",
         "",

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from loraforge.errors import ConfigError
+from loraforge.files import read_json_object
 from loraforge.gguf_info import GGUFInfo
 
 # Architectures whose converter permutes q/k rows (llama.cpp's LlamaModel and its subclasses).
@@ -180,23 +181,39 @@ def _natural(name: str) -> list:
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
 
 
+def _same_model_name(peft_name: str, gguf_name: str) -> bool:
+    """PEFT records a Hugging Face id or path ("HuggingFaceTB/SmolLM2-135M-Instruct"), GGUF a display
+    name ("SmolLM2 135M Instruct"). Unknown on either side counts as the same."""
+
+    def key(text: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", text.rstrip("/").rsplit("/", 1)[-1].lower())
+
+    a, b = key(peft_name), key(gguf_name)
+    return not a or not b or a in b or b in a
+
+
 def check_adapter_matches_base(adapter_dir: Path, base: GGUFInfo, base_path: Path | None = None) -> list[str]:
     """Refuse an adapter trained for another model: architecture, layer count and hidden size must fit.
     Returns warnings: a base file other than the one the adapter records, with shapes that fit."""
     config, tensors = read_adapter(adapter_dir)
-    meta_path = Path(adapter_dir) / "loraforge.json"
+    meta = read_json_object(Path(adapter_dir) / "loraforge.json")
     warnings = []
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        arch = meta.get("architecture") if isinstance(meta, dict) else None
+    if meta:
+        arch = meta.get("architecture")
         if arch and arch != base.architecture:
             raise ConfigError(f"{adapter_dir} was trained for a {arch} model, but the base is {base.architecture}.")
-        recorded = meta.get("base_model") if isinstance(meta, dict) else None
-        if recorded and base_path is not None and Path(recorded).name != Path(base_path).name:
+        recorded = meta.get("base_model")
+        named = isinstance(recorded, str) and recorded and base_path is not None
+        if named and Path(recorded).name != Path(base_path).name:
             warnings.append(
                 f"{adapter_dir} was trained on {Path(recorded).name}, but the base given is {Path(base_path).name}; "
                 "the shapes fit, so the export goes on. If this is not the same model, the adapter will not work."
             )
+    elif not _same_model_name(str(config.get("base_model_name_or_path") or ""), base.name):
+        warnings.append(
+            f"{adapter_dir} was made for {config['base_model_name_or_path']}, but the base is {base.name}; the "
+            "shapes fit, so the export goes on. If this is not the same model, the adapter will not work."
+        )
     for key, value in tensors.items():
         match = _KEY.match(key)
         layer = re.search(r"layers\.(\d+)\.", key)
