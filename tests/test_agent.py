@@ -637,3 +637,41 @@ def test_a_new_run_never_overwrites_a_users_files_in_its_out_folder(tmp_path, th
         asyncio.run(FakeLoop(loop_config(tmp_path, iterations=1), scores=[0.5]).run())
     assert sorted(p.name for p in out.iterdir()) == [theirs]
     assert (out / theirs).read_text() == '{"mine": true}'
+
+
+@pytest.mark.parametrize(
+    "state, said",
+    [
+        ("[1, 2]", "holds a list"),
+        ('{"iteration": "../../elsewhere"}', "iteration"),
+        ('{"best_iteration": -3}', "best_iteration"),
+        ('{"done": {"../x": ["generate"]}}', "done"),
+        ("not json", "not valid JSON"),
+    ],
+)
+def test_a_hand_edited_state_file_is_refused_by_name(tmp_path, state, said):
+    (tmp_path / "state.json").write_text(state)
+    with pytest.raises(ConfigError, match=said) as info:
+        RunState.load(tmp_path)
+    assert "state.json" in str(info.value)
+
+
+def test_rollback_with_a_hand_edited_history_ignores_entries_that_name_no_iteration(tmp_path):
+    from loraforge.agent import registry
+
+    run = tmp_path / "run"
+    for n in (1, 2):
+        (run / f"iteration_{n}").mkdir(parents=True)
+        (run / f"iteration_{n}" / "adapter.gguf").write_bytes(b"x")
+    (run / "ACTIVE").write_text("iteration_2\n")
+    write_jsonl(
+        run / "history.jsonl",
+        [
+            {"iteration": 1, "promoted": True},
+            {"promoted": True},
+            {"iteration": "../x", "promoted": True},
+            {"iteration": 2, "promoted": True},
+        ],
+    )
+    assert registry.rollback(run) == "iteration_1"
+    assert registry.active(run) == "iteration_1"

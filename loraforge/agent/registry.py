@@ -87,7 +87,12 @@ def rollback(run_dir: Path, to: str | int | None = None) -> str:
             f"{run_dir} has no active adapter to roll back.", fix="Pass a run folder with final_adapter/."
         )
     if to is None:
-        promoted = [f"iteration_{e['iteration']}" for e in read_jsonl(run_dir / "history.jsonl") if e.get("promoted")]
+        history = read_jsonl(run_dir / "history.jsonl") if (run_dir / "history.jsonl").is_file() else []
+        promoted = [
+            f"iteration_{e['iteration']}"
+            for e in history
+            if e.get("promoted") and isinstance(e.get("iteration"), int) and e["iteration"] >= 1
+        ]
         earlier = promoted[: promoted.index(current)] if current in promoted else []
         if not earlier:
             raise ConfigError(
