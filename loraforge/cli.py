@@ -488,17 +488,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     from loraforge.errors import ConfigError
     from loraforge.evaluators.export_proof import REPORT, export_proven
     from loraforge.evaluators.fidelity import NOISE_FACTOR
-    from loraforge.files import claim_output_folder
+    from loraforge.files import claim_output_folder, mark_output_folder
 
     folder = args.adapter_dir
     if not Path(folder).is_dir():
         raise ConfigError(f"{folder}: no such adapter folder.", fix="Pass the folder that `loraforge train` wrote.")
     # A PEFT folder from elsewhere may hold an adapter.gguf of its own: never overwrite it.
-    claim_output_folder(folder, "export", ["adapter.gguf", REPORT], owned_by=["loraforge.json"])
+    outputs = ["adapter.gguf", REPORT]
+    claim_output_folder(folder, "export", outputs, owned_by=["loraforge.json"], mark=False)
     base = _adapter_base(folder, args.base)
     if args.chat_template:
         adopt_template(folder, args.chat_template)
     outcome = export_proven(folder, base, outtype=args.outtype, prompts=args.prompts, check=not args.no_check)
+    mark_output_folder(folder)  # its adapter.gguf is now loraforge's: a later export may overwrite it
     for warning in outcome.warnings:
         print(f"loraforge: warning: {warning}", file=sys.stderr)
     summary, report = outcome.summary, outcome.report

@@ -145,12 +145,15 @@ def inside(root: Path, candidate: Path) -> Path:
 OWNED_MARKER = ".loraforge-output"
 
 
-def claim_output_folder(path: Path, flag: str, writes: Iterable[str], owned_by: Iterable[str] = ()) -> Path:
+def claim_output_folder(
+    path: Path, flag: str, writes: Iterable[str], owned_by: Iterable[str] = (), *, mark: bool = True
+) -> Path:
     """Make `path` a folder that a command may write `writes` into, and mark it as loraforge's.
 
     A folder that loraforge made (it holds the marker, or one of `owned_by`) is reused. A folder of the
     user's is refused when it already holds a file of one of those names: loraforge never overwrites a
-    file that it did not write."""
+    file that it did not write. With `mark=False` the folder is only checked (mark it once the command
+    has written its outputs, so that a failed command leaves nothing behind)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{flag} {path} is a file; this command writes a folder.", fix="Pass a folder name.")
@@ -161,6 +164,12 @@ def claim_output_folder(path: Path, flag: str, writes: Iterable[str], owned_by: 
                 f"{flag} {path} already holds {', '.join(taken)}, which loraforge did not write here.",
                 fix="Pass a new or empty folder, or move those files away.",
             )
+    return mark_output_folder(path) if mark else path
+
+
+def mark_output_folder(path: Path) -> Path:
+    """Create `path` if needed and mark it as a folder whose outputs loraforge may overwrite."""
+    path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     if not (path / OWNED_MARKER).exists():
         atomic_write_text(path / OWNED_MARKER, "Written by loraforge: its commands may overwrite their outputs here.\n")

@@ -347,3 +347,28 @@ def test_generate_never_overwrites_a_side_report_it_did_not_write(tmp_path):
     assert done.returncode != 0 and "Traceback" not in done.stderr and "g.report.json" in done.stderr
     assert theirs.read_text() == "my report, not loraforge's"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.report.json"]
+
+
+@pytest.mark.parametrize(
+    "argv, said",
+    [
+        (["check", "--model", "{bad_gguf}"], "damaged or cut short"),
+        (["eval", "--data", "{rows}", "--adapter", "{peft}"], "No GGUF adapter"),
+        (["export", "{peft}"], "adapter_model.safetensors"),
+        (["report", "{notrun}"], "not a loraforge run folder"),
+        (["rollback", "{notrun}", "--to", "abc"], "no active adapter"),
+        (["run", "--resume", "{notrun}"], "no run to resume"),
+    ],
+)
+def test_model_files_adapters_and_run_folders_of_the_wrong_kind_are_named(tmp_path, argv, said):
+    (tmp_path / "bad.gguf").write_bytes(b"GGUF\x03\x00\x00\x00cut short")
+    (tmp_path / "peft").mkdir()
+    (tmp_path / "peft" / "adapter_config.json").write_text('{"r": "eight"')
+    (tmp_path / "notrun").mkdir()
+    (tmp_path / "rows.jsonl").write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    places = {"bad_gguf": "bad.gguf", "peft": "peft", "notrun": "notrun", "rows": "rows.jsonl"}
+    done = _cli(*(a.format(**{k: str(tmp_path / v) for k, v in places.items()}) for a in argv), cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" not in done.stderr + done.stdout
+    assert said in done.stderr + done.stdout
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
