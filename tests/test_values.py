@@ -250,3 +250,42 @@ def test_an_item_with_a_quantity_is_said_as_people_list_it():
     said = values.spoken(item, value, random.Random(0))
     assert said == "2 milk and 12 eggs"
     assert values.is_stated(item, value, f"can you order {said} for tomorrow")
+
+
+@pytest.mark.parametrize(
+    "name, description",
+    [
+        ("message", "The text of the SMS."),
+        ("subject", "Subject line of the email."),
+        ("body", "Body of the email."),
+        ("title", "Title of the calendar event."),
+        ("label", "Optional label shown when the alarm rings."),
+        ("memo", "Note shown to the payee."),
+    ],
+)
+def test_free_text_values_are_new_text_each_time_and_plausible(name, description):
+    """A fixed list of 20 strings teaches the adapter 20 strings; templates with slots vary the text."""
+    model = values.model_param(name, {"type": "string", "description": description})
+    source = values.ValueSource()
+    rng = random.Random(7)
+    drawn = [source.string(model, rng) for _ in range(200)]
+    assert all(isinstance(v, str) and v.strip() for v in drawn)
+    assert not [v for v in drawn if values.plausible(model, v, "some_tool")]
+    assert not [v for v in drawn if "{" in v or "}" in v]  # every slot filled
+    assert len(set(drawn)) >= (25 if name == "label" else 60)
+    if name == "message":
+        assert any(v.endswith(("?", "!")) for v in drawn)  # people punctuate, and the call keeps it
+
+
+def test_every_free_text_template_renders():
+    from loraforge.generators import free_text
+
+    rng = random.Random(0)
+    for kind, options in free_text.templates().items():
+        for template in options:
+            free_text.templates()[kind] = [template]
+            try:
+                text = free_text.compose(kind, rng, values.vocab(), lambda: "Sam")
+            finally:
+                free_text.templates.cache_clear()
+            assert text and "{" not in text, (kind, template)

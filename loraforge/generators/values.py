@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from loraforge.generators import phrasing
+from loraforge.generators import free_text, phrasing
 from loraforge.tools.definition import ToolDefinition
 from loraforge.tools.schema_sampling import sample_value
 
@@ -493,6 +493,12 @@ class ValueSource:
         faker.seed_instance(rng.randrange(2**31))
         return faker
 
+    def _free_text(self, kind: str, rng: random.Random) -> str:
+        def first() -> str:
+            return _ascii(self._fake(rng, rng.choice(["us", "gb", ""])).first_name())
+
+        return free_text.compose(kind, rng, vocab(), first) or ""
+
     def draw(self, model: ParamModel, rng: random.Random, optional_rate: float = 0.5) -> Any:
         kind = model.kind
         if kind == "const":
@@ -626,8 +632,8 @@ class ValueSource:
             for word, key in (("movie", "movies"), ("film", "movies"), ("song", "songs"), ("book", "books")):
                 if word in context:
                     return str(rng.choice(v[key]))
-            key = "email_subjects" if "subject" in model.name.lower() or "subject" in context else "event_titles"
-            return rng.choice(v[key])
+            key = "email_subject" if "subject" in model.name.lower() or "subject" in context else "event_title"
+            return self._free_text(key, rng)
         table = {
             "cuisine": "cuisines",
             "dish": "dishes",
@@ -666,6 +672,10 @@ class ValueSource:
             "symptom": "symptoms",
             "car": "car_types",
         }
+        if kind == "message":
+            return self._free_text("email_body" if model.name.lower() in ("body", "email_body") else "message", rng)
+        if kind in ("label", "memo"):
+            return self._free_text(kind, rng)
         if kind in table:
             return str(rng.choice(v[table[kind]]))
         pattern = model.schema.get("pattern")
