@@ -1,10 +1,12 @@
 """Verified tool-calling examples per minute: loraforge's concurrent generator against a sequential client.
 
-    .venv/bin/python benchmarks/bench_generate.py --n 40
+    .venv/bin/python benchmarks/bench_generate.py --n 40 --trials 2
 
 Both sides run the same generation pipeline (same prompts, checks and seeds) against the same llama.cpp
 server and model, in one process; the only difference is how requests are issued. The sequential client
-sends one request at a time, as a plain script would; loraforge keeps every server slot busy.
+sends one request at a time, as a plain script would; loraforge keeps every server slot busy. Trials
+alternate which side goes first (A B, B A, ...), so a warm cache or a busy machine favours neither.
+Raw results: benchmarks/results/generate.json.
 """
 
 from __future__ import annotations
@@ -12,6 +14,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import platform
+import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +28,8 @@ from loraforge.generators.toolcalls import ToolCallGenerator
 from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
 from loraforge.tools import load_tools
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "generate.json"
 
 
 async def measure(server_url: str, tools, n: int, concurrency: int, slots: int, seed: int, out: Path) -> dict:
@@ -49,18 +57,42 @@ async def main() -> None:
     parser.add_argument("--tools", default="examples/assistant-tools.yaml")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--trials", type=int, default=2, help="pairs of runs, alternating which side goes first")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     tools = load_tools(args.tools)
     config = ServerConfig(model_path=resolve_model(args.model), n_parallel=args.slots, n_ctx=1536 * args.slots)
-    results = {}
+    sides = {"sequential": (1, 0), "loraforge": (args.parallel, args.slots)}
+    trials: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp, make_server(config) as server:
-        for label, concurrency, slots in (("sequential", 1, 0), ("loraforge", args.parallel, args.slots)):
-            out = Path(tmp) / f"{label}.jsonl"
-            results[label] = await measure(server.base_url, tools, args.n, concurrency, slots, args.seed, out)
-            print(label, json.dumps(results[label]), flush=True)
-    speedup = results["loraforge"]["per_minute"] / results["sequential"]["per_minute"]
-    summary = {"n": args.n, "parallel": args.parallel, "slots": args.slots, "speedup": round(speedup, 2), **results}
-    print(json.dumps(summary, indent=2))
+        for trial in range(args.trials):
+            order = list(sides) if trial % 2 == 0 else list(reversed(sides))
+            for label in order:
+                out = Path(tmp) / f"{label}-{trial}.jsonl"
+                result = await measure(server.base_url, tools, args.n, *sides[label], args.seed, out)
+                trials.append({"trial": trial, "side": label, **result})
+                print(label, json.dumps(result), flush=True)
+    summary: dict = {
+        "command": "benchmarks/bench_generate.py " + " ".join(sys.argv[1:]),
+        "n": args.n,
+        "tools": args.tools,
+        "parallel": args.parallel,
+        "slots": args.slots,
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "trials": trials,
+    }
+    for label in sides:
+        rates = [t["per_minute"] for t in trials if t["side"] == label]
+        summary[label] = {"per_minute_min": min(rates), "per_minute_median": statistics.median(rates)}
+    summary["speedup_median"] = round(
+        summary["loraforge"]["per_minute_median"] / summary["sequential"]["per_minute_median"], 2
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = args.out.with_suffix(".tmp")
+    tmp_out.write_text(json.dumps(summary, indent=2) + "\n")
+    os.replace(tmp_out, args.out)
+    print(json.dumps({k: summary[k] for k in ("sequential", "loraforge", "speedup_median")}, indent=2))
+    print(f"raw results: {args.out}")
 
 
 if __name__ == "__main__":

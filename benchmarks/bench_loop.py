@@ -6,12 +6,14 @@ generated examples, both scored with the base model on human-written requests th
 The held-out set (benchmarks/data/heldout_human.jsonl) was written by hand for the example tools: casual
 phrasing, typos, requests that need two calls, and requests that need no tool. Every model is scored by
 `loraforge eval` through llama.cpp with the leaderboard's exact-match rules.
+Raw results: benchmarks/results/loop.json (and a copy in the --work folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "examples" / "assistant-tools.yaml"
 HUMAN = ROOT / "benchmarks" / "data" / "heldout_human.jsonl"
+RESULTS = ROOT / "benchmarks" / "results" / "loop.json"
 CLI = [sys.executable, "-m", "loraforge"]
 
 
@@ -84,7 +87,11 @@ def main() -> None:
         "one_iteration": scores["one"].get("adapter"),
         "seconds": seconds,
     }
+    result["command"] = "benchmarks/bench_loop.py " + " ".join(sys.argv[1:])
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
     (args.work / "bench_loop.json").write_text(json.dumps(result, indent=2))
+    RESULTS.with_suffix(".tmp").write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(RESULTS.with_suffix(".tmp"), RESULTS)
     print()
     print("| model | exact match | tool-name accuracy | generated examples |")
     print("|---|---|---|---|")
@@ -97,7 +104,7 @@ def main() -> None:
             print(f"| {name} | {metrics['exact_match']:.3f} | {metrics['tool_name_accuracy']:.3f} | {count} |")
         else:
             print(f"| {name} | no adapter promoted | | {count} |")
-    print(f"\n{result['human_heldout_rows']} human-written requests; details in {args.work / 'bench_loop.json'}")
+    print(f"\n{result['human_heldout_rows']} human-written requests; raw results in {RESULTS}")
 
 
 if __name__ == "__main__":
