@@ -191,7 +191,7 @@ def side_trl(args) -> dict:
         save_strategy="no",
         use_cpu=True,
         bf16=False,
-        max_length=1024,
+        max_length=None,  # padding-free without packing does not truncate (TRL refuses a limit); every row fits 1024
         packing=False,
         completion_only_loss=True,
         dataloader_num_workers=0,
