@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loraforge.errors import ConfigError
-from loraforge.files import append_jsonl, atomic_write_json, read_jsonl, write_jsonl
+from loraforge.files import append_jsonl, atomic_write_json, read_json_object, read_jsonl, write_jsonl
 from loraforge.generators import realism
 
 
@@ -57,8 +57,8 @@ def _refuse_foreign_report(path: Path) -> None:
     if not Path(path).exists():
         return
     try:
-        ours = "requested" in json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError):
+        ours = "requested" in read_json_object(path)
+    except ConfigError:
         ours = False
     if not ours:
         raise ConfigError(
