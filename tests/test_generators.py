@@ -4,6 +4,7 @@ import random
 import jsonschema
 import pytest
 
+from loraforge.errors import ConfigError
 from loraforge.generators import prompts, verify
 from loraforge.generators.dedup import NearDuplicateIndex, rouge_l
 from loraforge.generators.plan import GenerationPlan
@@ -42,6 +43,22 @@ def test_request_form_checks():
     assert verify.request_problem("9:30 dentist, add it to my calendar") is None
     assert verify.request_problem("What is the weather in Paris?") is None
     assert verify.clean_line(' "Turn it up to 35"\nmore') == "Turn it up to 35"
+
+
+def test_a_quote_that_closes_a_value_at_the_end_stays():
+    line = verify.clean_line('email kim@x.io, subject "Thanks", body "see you at 8"')
+    assert line.endswith('"see you at 8"')
+    assert verify.request_problem(line) is None
+    assert verify.clean_line('"email kim@x.io, body "see you at 8"') == 'email kim@x.io, body "see you at 8"'
+
+
+def test_an_open_quote_and_a_stutter_are_rejected():
+    assert verify.request_problem('email kim@x.io, body "see you at 8') == "unbalanced_quote"
+    assert verify.request_problem("pizza places, Denver, Denver") == "repetitive"
+    assert verify.request_problem("a table for 4 people, 4 people in Memphis") == "repetitive"
+    assert verify.request_problem("a table for 4 people in Denver, not 5") is None
+    assert verify.request_problem("7 days in doha, qatar, 7 days") == "repetitive"  # a value said twice
+    assert verify.request_problem("from 9 am to 5 pm, 2 days") is None
 
 
 SCHEMAS = [
@@ -319,3 +336,26 @@ def test_a_tool_is_reported_stuck_only_after_its_finished_attempts_fail():
         generator.stats.reject("ungrounded", {"tool": "send_email"})
     generator._warn_if_stuck("send_email")
     assert len(warnings) == 1 and "'send_email' after 30 rejected attempts (ungrounded 30)" in warnings[0]
+
+
+def test_a_free_text_value_widens_to_the_users_whole_quote():
+    request = 'email kim@x.io, subject "Thanks for yesterday", body "Thanks, see you at 8!"'
+    assert verify.widen_to_quote("Thanks", request) == "Thanks for yesterday"
+    assert verify.widen_to_quote("see you at 8", request) == "Thanks, see you at 8!"
+    assert verify.widen_to_quote("dinner", "text +4412345678: dinner at 8?") == "dinner"
+    assert verify.widen_to_quote("late", "I'm running late, don't wait") == "late"  # apostrophes are not quotes
+
+
+def test_the_details_start_with_what_the_tool_is_about_at_the_planned_rate():
+    from loraforge.generators.toolcalls import ToolCallGenerator
+
+    tools = load_tools("examples/api-tools.json")
+    forecast = next(t for t in tools if t.name == "get_weather_forecast")
+    arguments = {"location": "Denver", "days": 3}
+    for rate, low, high in ((0.0, 0, 0), (1.0, 200, 200), (0.5, 70, 130)):
+        generator = ToolCallGenerator(tools, client=None, plan=GenerationPlan(topic_rate=rate))
+        rng = random.Random(0)
+        firsts = [generator._details(forecast, arguments, rng)[0] for _ in range(200)]
+        assert low <= firsts.count("weather forecast") <= high
+    with pytest.raises(ConfigError, match="topic_rate"):
+        GenerationPlan(topic_rate=1.5)

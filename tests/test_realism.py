@@ -80,6 +80,14 @@ def test_matched_call_accepts_a_request_that_says_exactly_the_call():
         ("search_recipes", "recipe with tomatoes, tofu and soy sauce", {"ingredients": ["tomatoes"]}, "tofu"),
         ("send_email", 'email ann@x.com subject "Hi" body "see you"', {"to": "ann@x.com", "subject": "Hi"}, "see you"),
         ("set_thermostat", "set the heat to 21 °c", {"temperature": 21, "scale": "F"}, "°c"),
+        # the name of an optional parameter that the call lacks: the request gave it a value
+        (
+            "transfer_money",
+            "transfer $750 to James Bevan, memo October",
+            {"payee": "James Bevan", "amount": 750},
+            "memo",
+        ),
+        ("set_thermostat", "21 °c for the room upstairs", {"temperature": 21, "scale": "C"}, "room"),
     ],
 )
 def test_matched_call_catches_what_the_call_leaves_out(name, request_text, arguments, missing):
@@ -209,3 +217,10 @@ def test_a_travel_mode_said_as_biking_must_be_in_the_call():
 def test_a_value_stated_after_a_negation_is_caught(text, negated):
     weather = call("get_current_weather", {"location": "Miami", "unit": "fahrenheit"})
     assert (realism.negated_value(text, weather) is not None) == negated
+
+
+def test_a_parameter_name_is_no_mention_when_the_call_carries_it_or_the_tool_is_named_by_it():
+    paid = call("transfer_money", {"payee": "James Bevan", "amount": 750, "memo": "rent"})
+    assert realism.absent_parameters_named("pay James Bevan $750, memo rent", [paid]) == []
+    text = call("send_text_message", {"phone_number": "+4412345678", "message": "hi"})
+    assert realism.absent_parameters_named("text message to +4412345678: hi", [text]) == []

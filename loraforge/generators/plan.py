@@ -48,6 +48,14 @@ class GenerationPlan:
             "computes once per batch."
         },
     )
+    topic_rate: float = field(
+        default=0.5,
+        metadata={
+            "help": "Chance that the details the teacher is asked to state start with what the tool is about "
+            "('weather forecast', 'transfer money'), from its name. People say what they want done; requests "
+            "that state only the values ('2 days in denver') do not tell two tools over the same values apart."
+        },
+    )
     restate_dropped: float = field(
         default=0.8,
         metadata={
@@ -82,6 +90,8 @@ class GenerationPlan:
             raise ConfigError("style_weights must give at least one style a positive weight.")
         if self.roundtrip not in ("call", "name", "off"):
             raise ConfigError(f"roundtrip must be 'call', 'name' or 'off', got {self.roundtrip!r}.")
+        if not 0 <= self.topic_rate <= 1:
+            raise ConfigError(f"topic_rate must be between 0 and 1, got {self.topic_rate}.")
         if not 0 <= self.restate_dropped <= 1:
             raise ConfigError(f"restate_dropped must be between 0 and 1, got {self.restate_dropped}.")
         if not 0 <= self.variation_share <= 1:

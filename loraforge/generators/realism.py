@@ -257,6 +257,23 @@ def unmatched_mentions(request: str, calls: list[CallInRequest], extra_words: se
             if span:
                 found.append(rest[span[0] : span[1]])
     found += extra_list_items(request, calls)
+    found += absent_parameters_named(request, calls)
+    return found
+
+
+def absent_parameters_named(request: str, calls: list[CallInRequest]) -> list[str]:
+    """Names of optional parameters that the request says ("memo October", "for the room") while no call
+    carries them: the request states a value that the call has lost."""
+    low = request.lower()
+    found = []
+    for call in calls:
+        own = set(split_name(call.tool.name))
+        for name in call.tool.properties:
+            label = " ".join(split_name(name))
+            if name in call.arguments or len(label) <= 3 or set(label.split()) <= own:
+                continue
+            if re.search(rf"(?<!\w){re.escape(label)}s?(?!\w)", low):
+                found.append(label)
     return found
 
 

@@ -405,12 +405,15 @@ class ToolCallGenerator:
 
     def _details(self, tool: ToolDefinition, arguments: dict[str, Any], rng: random.Random) -> list[str]:
         """The call's values as a person says them, in an order that varies; "from"/"to" mark the roles of
-        two values of one kind."""
+        two values of one kind. With chance `plan.topic_rate` what the tool is about comes first."""
         models = self.drafter.models(tool)
         names = [n for n in arguments if not (isinstance(arguments[n], list) and not arguments[n])]
         if rng.random() < 0.5 and not any(role_prefix(n) for n in names):
             rng.shuffle(names)
-        return [role_prefix(n) + values.spoken(models[n], arguments[n], rng) for n in names]
+        details = [role_prefix(n) + values.spoken(models[n], arguments[n], rng) for n in names]
+        if rng.random() < self.plan.topic_rate:
+            details.insert(0, prompts.tool_topic(tool))
+        return details
 
     def _shots_for(self, tool: ToolDefinition, rng: random.Random) -> list[prompts.Shot]:
         """The tool's own examples where it has them, else bank requests on its topic rewritten with its
@@ -442,7 +445,7 @@ class ToolCallGenerator:
             seed=rng.randrange(2**31),
         )
         request = verify.clean_line(text)
-        mine = {d.lower() for d in details}
+        mine = {d.lower() for d in details} | {prompts.tool_topic(tool).lower()}  # the topic is no shot's value
         shown = {d.split(" ", 1)[-1] if d.startswith(("from ", "to ")) else d for shot, _ in found for d in shot}
         kept = self._verify_request(tool, arguments, request, [d for d in shown if d.lower() not in mine], rng)
         if kept == request:  # a request with a restated value is not a shot: the teacher would copy the phrase
@@ -477,7 +480,7 @@ class ToolCallGenerator:
             if isinstance(value, str) and is_free_text(models[name]):
                 span = verify.ground_free_text(value, request)
                 if span is not None:
-                    arguments[name] = span  # the user's own words become the argument
+                    arguments[name] = verify.widen_to_quote(span, request)  # the user's own words
         for name, model in models.items():
             choice = realism.enum_choice_stated(request, model)
             if choice is not None and arguments.get(name) != choice:

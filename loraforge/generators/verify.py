@@ -32,9 +32,14 @@ def ungrounded_arguments(arguments: dict[str, Any], text: str) -> list[str]:
 
 
 def clean_line(text: str) -> str:
-    """The first line of a completion, without list markers or quotes."""
-    line = text.strip().splitlines()[0] if text.strip() else ""
-    return line.strip().strip('"').strip()
+    """The first line of a completion, without the quotes that wrap all of it. A quote that closes a
+    quoted value at the end of the line stays: stripping it would leave the value open."""
+    line = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if len(line) >= 2 and line[0] == line[-1] == '"' and '"' not in line[1:-1]:
+        return line[1:-1].strip()
+    if line.startswith('"') and line.count('"') % 2:
+        line = line[1:]
+    return line.strip()
 
 
 def request_problem(text: str) -> str | None:
@@ -47,9 +52,16 @@ def request_problem(text: str) -> str | None:
         return "leaked_markup"  # the prompt's own layout, copied
     words = re.findall(r"[\w']+", text.lower())
     grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
-    if len(grams) != len(set(grams)):
+    pairs = [pair for pair in zip(words, words[1:]) if any(w[:1].isdigit() for w in pair)]
+    if len(grams) != len(set(grams)) or len(pairs) != len(set(pairs)) or _STUTTER.search(text):
         return "repetitive"
+    if text.count('"') % 2:
+        return "unbalanced_quote"  # a quoted value that never closes: where it ends is a guess
     return None
+
+
+# The same one to four words twice in a row ("Denver, Denver", "4 people, 4 people"): a teacher's stutter.
+_STUTTER = re.compile(r"(?<!\w)(\w[\w.']*(?:\s+\w[\w.']*){0,3})[\s,]+\1(?!\w)", re.IGNORECASE)
 
 
 def first_sentences(text: str, count: int) -> str:
@@ -118,3 +130,16 @@ def ground_free_text(value: str, text: str, max_gap: int = 1) -> str | None:
         if matched == len(want):
             return text[words[start][1] : words[position][2]]
     return None
+
+
+_QUOTED = re.compile(r'"([^"]{2,})"|(?<!\w)\'([^\']{2,})\'(?!\w)')
+
+
+def widen_to_quote(value: str, text: str) -> str:
+    """The whole quoted span of `text` that holds `value`, or `value`: a user who quotes a message means
+    all of it ('subject "Thanks for yesterday"' is not a subject of "Thanks")."""
+    for match in _QUOTED.finditer(text):
+        inner = (match.group(1) or match.group(2)).strip()
+        if _norm(value) in _norm(inner):
+            return inner
+    return value
