@@ -63,8 +63,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "fidelity.json")
     args = parser.parse_args()
 
-    from loraforge.evaluators.export_proof import fidelity_prompts
     from loraforge.evaluators.fidelity import check_fidelity
+    from loraforge.export.proven import fidelity_prompts
     from loraforge.files import read_json
     from loraforge.gguf_info import read_gguf_info
     from loraforge.models import resolve_model

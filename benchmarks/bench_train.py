@@ -90,9 +90,9 @@ def first_turn(fmt, row: dict) -> tuple[str, str]:
 def setup(args):
     import torch
 
+    from loraforge.chat.format import ChatFormat, builtin_template
     from loraforge.models import resolve_model
-    from loraforge.trainers.chat_format import ChatFormat, builtin_template
-    from loraforge.trainers.model_loading import hf_folder_for, load_base_model
+    from loraforge.models.loading import hf_folder_for, load_base_model
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -147,7 +147,7 @@ def side_loraforge(args) -> dict:
     start = time.perf_counter()
     result = train_lora(model, tokenizer.pad_token_id, encoded, config, out, checkpoint_every=1e9)
     seconds = time.perf_counter() - start
-    from loraforge.trainers.model_loading import load_base_model
+    from loraforge.models.loading import load_base_model
 
     base, _ = load_base_model(folder)
     loss = heldout_loss(PeftModel.from_pretrained(base, str(out)), tokenizer, heldout, args)
@@ -207,7 +207,7 @@ def side_trl(args) -> dict:
     trainer.train()
     seconds = time.perf_counter() - start
     trainer.model.save_pretrained(out)
-    from loraforge.trainers.model_loading import load_base_model
+    from loraforge.models.loading import load_base_model
 
     base, _ = load_base_model(folder)
     loss = heldout_loss(PeftModel.from_pretrained(base, str(out)), tokenizer, heldout, args)

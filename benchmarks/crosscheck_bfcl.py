@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from loraforge.chat.parsing import ParsedAnswer  # noqa: E402
 from loraforge.evaluators.exact_match import check_example  # noqa: E402
-from loraforge.evaluators.parsing import ParsedAnswer  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "crosscheck_bfcl.json"
 MODEL = "loraforge-crosscheck"

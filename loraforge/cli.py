@@ -1,4 +1,4 @@
-"""The `loraforge` command: check, run."""
+"""The `loraforge` command line: check, init, run, generate, train, export, eval, report, rollback."""
 
 from __future__ import annotations
 
@@ -372,9 +372,9 @@ TRAIN_OUTPUTS = [
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from loraforge.chat.format import load_template_file
     from loraforge.files import claim_output_folder, read_json
     from loraforge.models import resolve_model
-    from loraforge.trainers.chat_format import load_template_file
     from loraforge.trainers.config import TrainConfig
     from loraforge.trainers.data import load_training_rows
     from loraforge.trainers.job import run_training
@@ -471,8 +471,8 @@ def _adapter_base(adapter_dir: Path, given: Path | None) -> Path:
 def adopt_template(folder: Path, path: Path) -> None:
     """Give an adapter that has no chat template (one trained outside loraforge) the user's; an adapter
     trained with another template keeps its own, since serving it otherwise would not match its training."""
+    from loraforge.chat.format import load_template_file
     from loraforge.files import atomic_write_text
-    from loraforge.trainers.chat_format import load_template_file
 
     text = load_template_file(path)
     own = folder / "chat_template.jinja"
@@ -486,8 +486,8 @@ def adopt_template(folder: Path, path: Path) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from loraforge.errors import ConfigError
-    from loraforge.evaluators.export_proof import REPORT, export_proven
     from loraforge.evaluators.fidelity import NOISE_FACTOR
+    from loraforge.export.proven import REPORT, export_proven
     from loraforge.files import claim_output_folder, mark_output_folder
 
     folder = args.adapter_dir
@@ -532,8 +532,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from loraforge.chat.format import load_template_file
     from loraforge.evaluators.eval_cmd import run_eval
-    from loraforge.trainers.chat_format import load_template_file
     from loraforge.ui import UI
 
     metrics = run_eval(

@@ -1,6 +1,6 @@
 import json
 
-from loraforge.trainers.chat_format import ChatFormat, builtin_template, normalise_messages
+from loraforge.chat.format import ChatFormat, builtin_template, normalise_messages
 
 TOOLS = [
     {
@@ -81,8 +81,8 @@ PLAIN_CHATML = (
 def test_a_users_chat_template_is_checked_before_use(tmp_path):
     import pytest
 
+    from loraforge.chat.format import load_template_file, template_for_model
     from loraforge.errors import ConfigError
-    from loraforge.trainers.chat_format import load_template_file, template_for_model
 
     good = tmp_path / "good.jinja"
     good.write_text(builtin_template())

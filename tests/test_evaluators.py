@@ -3,11 +3,11 @@ import json
 
 import pytest
 
+from loraforge.chat.parsing import ParsedAnswer
 from loraforge.evaluators import judge
 from loraforge.evaluators.error_analysis import analyse, failure_row
 from loraforge.evaluators.fidelity import NEAR_TIE_LOGITS, compare
 from loraforge.evaluators.labels import label_grammar, label_metrics
-from loraforge.evaluators.parsing import ParsedAnswer
 from loraforge.evaluators.toolcall_eval import RowResult, decision_points, summarise
 
 

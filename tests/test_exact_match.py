@@ -1,8 +1,8 @@
 import pytest
 
+from loraforge.chat.parsing import ParsedAnswer, parse_answer
 from loraforge.constants import ErrorCode
 from loraforge.evaluators.exact_match import Leniency, check_call, check_example, normalise_string, values_equal
-from loraforge.evaluators.parsing import ParsedAnswer, parse_answer
 
 WEATHER = {
     "type": "object",

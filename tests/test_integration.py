@@ -12,11 +12,11 @@ import pytest
 
 from loraforge.agent.config import RunConfig
 from loraforge.agent.orchestrator import Orchestrator
+from loraforge.chat.format import ChatFormat, builtin_template
 from loraforge.constants import Artifact
 from loraforge.files import read_jsonl
 from loraforge.models import default_model_path
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
-from loraforge.trainers.chat_format import ChatFormat, builtin_template
 from loraforge.trainers.config import TrainConfig
 from loraforge.ui import UI
 
@@ -44,7 +44,7 @@ def tiny_run(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def base_model():
-    from loraforge.trainers.model_loading import load_base_model
+    from loraforge.models.loading import load_base_model
 
     return load_base_model(default_model_path())
 
@@ -197,9 +197,9 @@ def test_export_fidelity_passes_and_catches_a_missing_permutation(tiny_run, tmp_
 
     from loraforge.evaluators.fidelity import check_fidelity
     from loraforge.gguf_info import read_gguf_info
+    from loraforge.models.loading import load_base_model
     from loraforge.trainers.export_gguf import export_adapter
     from loraforge.trainers.formatting import prompt_ids
-    from loraforge.trainers.model_loading import load_base_model
 
     out, _ = tiny_run
     folder = tmp_path / "adapter"

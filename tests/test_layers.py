@@ -1,58 +1,73 @@
-"""The subpackages form layers: no import cycle between them, lazy imports inside functions included."""
+"""The import layers written in ARCHITECTURE.md hold: no module imports from its own layer's siblings or
+from above, lazy imports inside functions included."""
 
 import ast
+import re
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "loraforge"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "loraforge"
 
 
-def subpackage_imports() -> dict[str, set[str]]:
-    """For each subpackage, the other subpackages that any of its modules imports (at any depth)."""
-    subpackages = {p.name for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
-    edges: dict[str, set[str]] = {name: set() for name in subpackages}
-    for name in subpackages:
-        for module in (PACKAGE / name).rglob("*.py"):
-            for node in ast.walk(ast.parse(module.read_text(encoding="utf-8"))):
-                targets = []
-                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                    targets = [node.module]
-                elif isinstance(node, ast.Import):
-                    targets = [alias.name for alias in node.names]
-                for target in targets:
-                    parts = target.split(".")
-                    if parts[0] == "loraforge" and len(parts) > 1 and parts[1] in subpackages and parts[1] != name:
-                        edges[name].add(parts[1])
-    return edges
+def read_layers() -> dict[str, int]:
+    text = (ROOT / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    block = re.search(r"```layers\n(.*?)```", text, re.DOTALL)
+    assert block, "ARCHITECTURE.md has no ```layers block"
+    layers = {}
+    for line in block.group(1).strip().splitlines():
+        number, names = line.split(":", 1)
+        for name in names.split():
+            layers[name] = int(number)
+    return layers
 
 
-def find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
-    state: dict[str, int] = {}
-    path: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        path.append(node)
-        for nxt in sorted(edges.get(node, ())):
-            if state.get(nxt) == 1:
-                return path[path.index(nxt) :] + [nxt]
-            if nxt not in state and (cycle := visit(nxt)):
-                return cycle
-        state[node] = 2
-        path.pop()
-        return None
-
-    for node in sorted(edges):
-        if node not in state and (cycle := visit(node)):
-            return cycle
-    return None
+def unit_of(path: Path) -> str:
+    """The subpackage or top-level module a file belongs to."""
+    parts = path.relative_to(PACKAGE).parts
+    return parts[0] if len(parts) > 1 else parts[0].removesuffix(".py")
 
 
-def test_no_import_cycle_between_subpackages():
-    edges = subpackage_imports()
-    assert {"agent", "evaluators", "generators", "trainers", "tools"} <= set(edges)
-    assert find_cycle(edges) is None, " -> ".join(find_cycle(edges))
+def imported_units(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] if node.module != "loraforge" else [f"loraforge.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        found |= {name.split(".")[1] for name in names if name.startswith("loraforge.")}
+    return found
 
 
-def test_the_cycle_finder_finds_one():
-    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert find_cycle({"a": {"b"}, "b": set()}) is None
+def violations(layers: dict[str, int]) -> list[str]:
+    problems = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path == PACKAGE / "__init__.py":
+            continue  # the public façade
+        unit = unit_of(path)
+        for target in sorted(imported_units(path) - {unit}):
+            if layers[target] >= layers[unit]:
+                problems.append(
+                    f"{path.relative_to(ROOT)} ({unit}, layer {layers[unit]}) imports {target} (layer {layers[target]})"
+                )
+    return problems
+
+
+def test_every_subpackage_and_module_has_a_layer():
+    layers = read_layers()
+    units = {unit_of(p) for p in PACKAGE.rglob("*.py") if p != PACKAGE / "__init__.py"}
+    assert units - set(layers) == set(), "add these to the layers block of ARCHITECTURE.md"
+    assert set(layers) - units == set(), "ARCHITECTURE.md names units that do not exist"
+
+
+def test_no_import_goes_sideways_or_up():
+    assert violations(read_layers()) == []
+
+
+def test_the_check_catches_a_sideways_and_an_upward_import():
+    layers = read_layers()
+    layers["evaluators"] = layers["generators"]  # generators imports the exact-match checker: now sideways
+    assert any(problem.startswith("loraforge/generators") for problem in violations(layers))
+    layers = read_layers()
+    layers["errors"] = layers["agent"] + 1  # everything imports errors: now upward
+    assert any(problem.startswith("loraforge/runtime") for problem in violations(layers))

@@ -210,7 +210,7 @@ class CharTokenizer:
 
 
 def test_alora_encoding_trains_only_the_turn_after_the_invocation():
-    from loraforge.trainers.chat_format import ChatFormat, builtin_template
+    from loraforge.chat.format import ChatFormat, builtin_template
 
     fmt = ChatFormat(builtin_template())
     row = {"messages": [{"role": "user", "content": "card declined"}, {"role": "assistant", "content": "billing"}]}

@@ -28,6 +28,7 @@ from loraforge.agent.config import RunConfig
 from loraforge.agent.registry import promote, record_history
 from loraforge.agent.state import RunState
 from loraforge.agent.tasks import LabelTask, Task, ToolTask
+from loraforge.chat.format import ChatFormat, load_template_file, template_for_model
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError, DiskFull, PhaseTimeout, StopRequested
 from loraforge.files import (
@@ -43,7 +44,6 @@ from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
 from loraforge.runtime.config import context_for
 from loraforge.runtime.teacher import teacher
-from loraforge.trainers.chat_format import ChatFormat, load_template_file, template_for_model
 from loraforge.ui import UI
 
 PLAN = "plan.json"
@@ -405,7 +405,7 @@ class Orchestrator:
 
     def _export(self, iteration: int, it_dir: Path) -> None:
         """Export, prove against PEFT and bundle, as `loraforge export` does; `_decide` reads the proof."""
-        from loraforge.evaluators.export_proof import export_proven
+        from loraforge.export.proven import export_proven
 
         count = self.config.fidelity_prompts
         outcome = export_proven(it_dir, self.model, prompts=count, check=count > 0)

@@ -7,6 +7,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
+from loraforge.chat.format import ChatFormat, builtin_template
 from loraforge.errors import ConfigError
 from loraforge.evaluators.error_analysis import analyse, failure_row
 from loraforge.evaluators.labels import label_metrics, predict_labels
@@ -16,7 +17,6 @@ from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
 from loraforge.runtime.config import context_for
 from loraforge.tools import load_tools
-from loraforge.trainers.chat_format import ChatFormat, builtin_template
 
 
 def _adapter_files(adapter: Path | None) -> tuple[Path | None, dict[str, Any], Path | None]:

@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from loraforge.chat.parsing import ParsedAnswer
 from loraforge.constants import ErrorCode
-from loraforge.evaluators.parsing import ParsedAnswer
 
 # Lower-case, drop spaces and ,./-_*^, and read ' as " (the leaderboard's normalisation; tabs and newlines stay).
 _STRIP = re.compile(r"[ ,./\-_*^]")

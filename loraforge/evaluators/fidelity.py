@@ -64,7 +64,7 @@ def peft_references(adapter_dir: Path, base: Path, prompts: list[list[int]], new
     import torch
     from peft import PeftModel
 
-    from loraforge.trainers.model_loading import load_base_model
+    from loraforge.models.loading import load_base_model
 
     model, tokenizer = load_base_model(base)
     model = PeftModel.from_pretrained(model, str(adapter_dir)).eval()

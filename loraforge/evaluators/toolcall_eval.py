@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from loraforge.chat.parsing import ParsedAnswer, parse_answer
 from loraforge.concurrency import gather_or_cancel
 from loraforge.evaluators.error_analysis import failure_row
 from loraforge.evaluators.exact_match import CallCheck, check_example
-from loraforge.evaluators.parsing import ParsedAnswer, parse_answer
 
 
 def _as_dict(arguments: Any) -> dict[str, Any]:

@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from loraforge.chat.format import ChatFormat
 from loraforge.errors import ConfigError
 from loraforge.files import iter_jsonl
 from loraforge.rows import FORMATS, labeled_row
-from loraforge.trainers.chat_format import ChatFormat
 from loraforge.trainers.formatting import Encoded, encode_segments
 
 

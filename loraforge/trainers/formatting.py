@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from loraforge.trainers.chat_format import ChatFormat
+from loraforge.chat.format import ChatFormat
 
 IGNORE = -100
 

@@ -1,4 +1,4 @@
-"""A whole training job, shared by `loraforge train` and the run loop: load, encode, train, save, export."""
+"""A whole training job, shared by `loraforge train` and the run loop: load the base, encode the rows, train, save."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from loraforge.chat.format import ChatFormat, template_for_model
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 from loraforge.files import atomic_write_json, atomic_write_text
-from loraforge.trainers.chat_format import ChatFormat, template_for_model
 from loraforge.trainers.checkpoint import CHECKPOINT
 from loraforge.trainers.config import TrainConfig
 from loraforge.trainers.data import encode_training_row, invocation_ids
@@ -37,7 +37,7 @@ def chat_format_for(base: Path, tokenizer: Any, override: str | None = None) -> 
 
 def load_for_training(base: Path, config: TrainConfig, progress: Any = None):
     """(model, tokenizer); QLoRA loads a 4-bit base through bitsandbytes and needs CUDA."""
-    from loraforge.trainers.model_loading import hf_folder_for, load_base_model
+    from loraforge.models.loading import hf_folder_for, load_base_model
 
     if config.adapter != "qlora":
         return load_base_model(base, progress=progress)

@@ -35,11 +35,11 @@ def fidelity_prompts(folder: Path, base: Path, count: int) -> tuple[list[list[in
     """Token ids of up to `count` held-out prompts, in the adapter's own chat template, and the EOS id."""
     from transformers import AutoTokenizer
 
+    from loraforge.chat.format import ChatFormat
     from loraforge.evaluators.prompts_for import heldout_prompts
-    from loraforge.trainers.chat_format import ChatFormat
+    from loraforge.models.loading import hf_folder_for
     from loraforge.trainers.formatting import prompt_ids
     from loraforge.trainers.job import chat_format_for
-    from loraforge.trainers.model_loading import hf_folder_for
 
     tokenizer = AutoTokenizer.from_pretrained(str(hf_folder_for(base)))
     template = folder / "chat_template.jinja"

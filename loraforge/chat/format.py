@@ -34,7 +34,7 @@ def _compile(template_text: str):
 
 
 def builtin_template(name: str = CHATML_TOOLS) -> str:
-    return resources.files("loraforge.trainers").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
+    return resources.files("loraforge.chat").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
 
 
 _PROBE_TOOL = {
@@ -54,7 +54,7 @@ def load_template_file(path: Path | str) -> str:
     path = Path(path)
     fix = (
         "Pass a Jinja chat template that renders `tools` and assistant `tool_calls` (see loraforge's own, "
-        "loraforge/trainers/templates/chatml-tools.jinja)."
+        "loraforge/chat/templates/chatml-tools.jinja)."
     )
     try:
         text = path.read_text(encoding="utf-8")
