@@ -675,3 +675,10 @@ def test_rollback_with_a_hand_edited_history_ignores_entries_that_name_no_iterat
     )
     assert registry.rollback(run) == "iteration_1"
     assert registry.active(run) == "iteration_1"
+
+
+def test_the_run_has_one_seed_and_a_conflicting_training_seed_is_refused():
+    assert RunConfig(seed=7).training.seed == 7
+    assert RunConfig(seed=7, training={"seed": 7}).training.seed == 7
+    with pytest.raises(ConfigError, match="training.seed is 3 but the run's seed is 7"):
+        RunConfig(seed=7, training={"seed": 3})

@@ -145,6 +145,12 @@ class RunConfig:
         self.server_urls = [check_server_url(url) for url in self.server_urls]
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"The run folder {self.out} is a file.", fix="Pass --out with a folder name.")
+        if self.training.seed not in (0, self.seed):
+            raise ConfigError(
+                f"training.seed is {self.training.seed} but the run's seed is {self.seed}.",
+                fix="A run has one seed for data, splits and training: set `seed` at the top of the config "
+                "(or pass --seed), and leave training.seed out.",
+            )
         self.training.seed = self.seed
 
     def check_task(self) -> None:

@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 from loraforge.errors import ConfigError
 
-Style = Literal["single", "multiple", "parallel", "chain", "no_call"]
 STYLES: tuple[str, ...] = ("single", "multiple", "parallel", "chain", "no_call")
 DEFAULT_STYLE_WEIGHTS = {"single": 0.3, "multiple": 0.25, "parallel": 0.15, "chain": 0.15, "no_call": 0.15}
 
@@ -96,10 +95,6 @@ class GenerationPlan:
             raise ConfigError(f"restate_dropped must be between 0 and 1, got {self.restate_dropped}.")
         if not 0 <= self.variation_share <= 1:
             raise ConfigError(f"variation_share must be between 0 and 1, got {self.variation_share}.")
-
-    def pick_style(self, rng: random.Random) -> str:
-        styles = [s for s in STYLES if self.style_weights.get(s, 0) > 0]
-        return rng.choices(styles, weights=[self.style_weights[s] for s in styles])[0]
 
     def pick(self, rng: random.Random, names: list[str], weights: dict[str, float]) -> str:
         return rng.choices(names, weights=[max(0.0, weights.get(n, 1.0)) for n in names])[0]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Literal
 
 from loraforge.errors import ConfigError
 
@@ -117,11 +117,3 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)}.")
         if self.patience < 1:
             raise ConfigError(f"patience must be at least 1, got {self.patience}.")
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"Unknown training settings {unknown}; known ones are {sorted(known)}.")
-        return cls(**data)

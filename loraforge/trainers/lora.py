@@ -541,7 +541,3 @@ def save_adapter(model: Any, out_dir: Path) -> None:
             os.replace(item, out_dir / item.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def config_record(config: TrainConfig) -> dict[str, Any]:
-    return asdict(config)
