@@ -14,3 +14,25 @@ def tools_yaml(tmp_path):
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory):
+    """A GGUF file with a small llama model's metadata and no weights: enough for code that only reads a
+    model's header (the loop's setup), so that tests of the loop's logic need no model package."""
+    import gguf
+
+    path = tmp_path_factory.mktemp("model") / "tiny-llama.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-llama")
+    writer.add_block_count(2)
+    writer.add_head_count(4)
+    writer.add_head_count_kv(2)
+    writer.add_embedding_length(64)
+    writer.add_add_bos_token(False)
+    writer.add_chat_template("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

@@ -369,15 +369,15 @@ class FakeLoop(Orchestrator):
         (it_dir / "error_analysis.json").write_text(json.dumps({"failures": failures, "total": len(heldout)}))
 
 
-def loop_config(tmp_path, **changes) -> RunConfig:
-    values = dict(tools=TOOLS, out=tmp_path / "run", examples=20, iterations=3, judge=False)
+def loop_config(tmp_path, model, **changes) -> RunConfig:
+    """A small run's config on `model` (the `tiny_gguf` fixture: the fake loop reads only its header)."""
+    values = dict(tools=TOOLS, out=tmp_path / "run", examples=20, iterations=3, judge=False, model=model)
     values.update(changes)
     return RunConfig(**values)
 
 
-@needs_model
-def test_loop_iterates_promotes_only_improvements_and_logs_its_decisions(tmp_path):
-    loop = FakeLoop(loop_config(tmp_path), scores=[0.5, 0.4, 0.7])
+def test_loop_iterates_promotes_only_improvements_and_logs_its_decisions(tmp_path, tiny_gguf):
+    loop = FakeLoop(loop_config(tmp_path, tiny_gguf), scores=[0.5, 0.4, 0.7])
     final = asyncio.run(loop.run())
     run = tmp_path / "run"
     history = read_jsonl(run / "history.jsonl")
@@ -400,17 +400,15 @@ def test_loop_iterates_promotes_only_improvements_and_logs_its_decisions(tmp_pat
     assert sizes[0] < sizes[1] < sizes[2]
 
 
-@needs_model
-def test_loop_stops_at_the_target(tmp_path):
-    loop = FakeLoop(loop_config(tmp_path), scores=[0.99, 0.1, 0.1])
+def test_loop_stops_at_the_target(tmp_path, tiny_gguf):
+    loop = FakeLoop(loop_config(tmp_path, tiny_gguf), scores=[0.99, 0.1, 0.1])
     asyncio.run(loop.run())
     assert RunState.load(tmp_path / "run").stop_reason.startswith("target_reached")
     assert not (tmp_path / "run" / "iteration_2" / "data.jsonl").exists()
 
 
-@needs_model
-def test_stop_request_saves_state_and_resume_repeats_no_finished_phase(tmp_path):
-    config = loop_config(tmp_path, iterations=2)
+def test_stop_request_saves_state_and_resume_repeats_no_finished_phase(tmp_path, tiny_gguf):
+    config = loop_config(tmp_path, tiny_gguf, iterations=2)
     loop = FakeLoop(config, scores=[0.5, 0.6], faults={(1, "generate-hang"): True})
 
     async def stop_soon():
@@ -434,9 +432,8 @@ def test_stop_request_saves_state_and_resume_repeats_no_finished_phase(tmp_path)
     assert RunState.load(tmp_path / "run").finished
 
 
-@needs_model
-def test_full_disk_stops_cleanly_with_state_intact(tmp_path):
-    config = loop_config(tmp_path, iterations=1)
+def test_full_disk_stops_cleanly_with_state_intact(tmp_path, tiny_gguf):
+    config = loop_config(tmp_path, tiny_gguf, iterations=1)
     full = OSError(errno.ENOSPC, "No space left on device")
     with pytest.raises(DiskFull, match="disk holding") as info:
         asyncio.run(FakeLoop(config, scores=[0.5], faults={(1, "train"): full}).run())
@@ -446,16 +443,14 @@ def test_full_disk_stops_cleanly_with_state_intact(tmp_path):
     assert RunState.load(tmp_path / "run").finished
 
 
-@needs_model
-def test_a_phase_past_its_time_limit_stops_the_run(tmp_path):
-    config = loop_config(tmp_path, iterations=1, phase_timeout_minutes=0.01)
+def test_a_phase_past_its_time_limit_stops_the_run(tmp_path, tiny_gguf):
+    config = loop_config(tmp_path, tiny_gguf, iterations=1, phase_timeout_minutes=0.01)
     with pytest.raises(PhaseTimeout, match="generate phase"):
         asyncio.run(FakeLoop(config, scores=[0.5], faults={(1, "generate-hang"): True}).run())
 
 
-@needs_model
-def test_resume_refuses_another_task_in_the_same_folder(tmp_path):
-    asyncio.run(FakeLoop(loop_config(tmp_path, iterations=1), scores=[0.5]).run())
+def test_resume_refuses_another_task_in_the_same_folder(tmp_path, tiny_gguf):
+    asyncio.run(FakeLoop(loop_config(tmp_path, tiny_gguf, iterations=1), scores=[0.5]).run())
     labels = tmp_path / "labels.jsonl"
     write_jsonl(labels, [{"item": f"x {i}", "label": "ab"[i % 2]} for i in range(6)])
     with pytest.raises(ConfigError, match="another task"):
@@ -554,9 +549,8 @@ def real_requests(tmp_path) -> Path:
     return path
 
 
-@needs_model
-def test_a_real_set_regression_blocks_promotion_even_when_the_synthetic_score_rises(tmp_path):
-    config = loop_config(tmp_path, iterations=2, eval_data=real_requests(tmp_path))
+def test_a_real_set_regression_blocks_promotion_even_when_the_synthetic_score_rises(tmp_path, tiny_gguf):
+    config = loop_config(tmp_path, tiny_gguf, iterations=2, eval_data=real_requests(tmp_path))
     loop = RealSetLoop(config, scores=[0.5, 0.9], real=[0.5, 0.3])
     asyncio.run(loop.run())
     run = tmp_path / "run"
@@ -572,19 +566,17 @@ def test_a_real_set_regression_blocks_promotion_even_when_the_synthetic_score_ri
     assert "timer 5 min" not in (run / "iteration_2" / "train.jsonl").read_text()
 
 
-@needs_model
-def test_the_real_set_promotes_when_it_improves(tmp_path):
-    config = loop_config(tmp_path, iterations=2, eval_data=real_requests(tmp_path))
+def test_the_real_set_promotes_when_it_improves(tmp_path, tiny_gguf):
+    config = loop_config(tmp_path, tiny_gguf, iterations=2, eval_data=real_requests(tmp_path))
     loop = RealSetLoop(config, scores=[0.5, 0.4], real=[0.3, 0.6])
     asyncio.run(loop.run())
     assert [h["promoted"] for h in read_jsonl(tmp_path / "run" / "history.jsonl")] == [True, True]
 
 
-@needs_model
-def test_real_requests_of_the_wrong_task_are_refused(tmp_path):
+def test_real_requests_of_the_wrong_task_are_refused(tmp_path, tiny_gguf):
     path = tmp_path / "real.jsonl"
     write_jsonl(path, [{"item": "x", "label": "a"}])
-    config = loop_config(tmp_path, eval_data=path)
+    config = loop_config(tmp_path, tiny_gguf, eval_data=path)
     config.out.mkdir(parents=True)
     with pytest.raises(ConfigError, match="holds labels rows"):
         FakeLoop(config, scores=[0.5])._copy_real_requests()
@@ -616,9 +608,8 @@ class FailingProofLoop(FakeLoop):
         (it_dir / "export_report.json").write_text(json.dumps(report))
 
 
-@needs_model
-def test_a_failed_export_proof_blocks_promotion_even_when_the_score_rises(tmp_path):
-    loop = FailingProofLoop(loop_config(tmp_path, iterations=2), scores=[0.5, 0.9])
+def test_a_failed_export_proof_blocks_promotion_even_when_the_score_rises(tmp_path, tiny_gguf):
+    loop = FailingProofLoop(loop_config(tmp_path, tiny_gguf, iterations=2), scores=[0.5, 0.9])
     asyncio.run(loop.run())
     run = tmp_path / "run"
     history = read_jsonl(run / "history.jsonl")
@@ -627,14 +618,13 @@ def test_a_failed_export_proof_blocks_promotion_even_when_the_score_rises(tmp_pa
     assert active(run) == "iteration_1"
 
 
-@needs_model
 @pytest.mark.parametrize("theirs", ["state.json", "config.json"])
-def test_a_new_run_never_overwrites_a_users_files_in_its_out_folder(tmp_path, theirs):
+def test_a_new_run_never_overwrites_a_users_files_in_its_out_folder(tmp_path, tiny_gguf, theirs):
     out = tmp_path / "run"
     out.mkdir()
     (out / theirs).write_text('{"mine": true}')
     with pytest.raises(ConfigError, match=theirs.split(".")[0]):
-        asyncio.run(FakeLoop(loop_config(tmp_path, iterations=1), scores=[0.5]).run())
+        asyncio.run(FakeLoop(loop_config(tmp_path, tiny_gguf, iterations=1), scores=[0.5]).run())
     assert sorted(p.name for p in out.iterdir()) == [theirs]
     assert (out / theirs).read_text() == '{"mine": true}'
 
