@@ -233,3 +233,29 @@ def test_tool_name_accuracy_ignores_the_order_of_parallel_calls():
         result.checks = [check_example(a, e) for a, e in zip(result.answers, want)]
     summary = summarise([swapped, twice], [{"messages": []}] * 2)
     assert summary["tool_name_accuracy"] == 0.5 and summary["exact_match"] == 0.5
+
+
+def test_the_loop_and_eval_share_one_label_path_and_both_end_an_alora_prompt_with_its_invocation():
+    from loraforge.agent.tasks import LabelTask
+    from loraforge.chat.format import ChatFormat, builtin_template
+
+    class Recorder:
+        def __init__(self):
+            self.prompts = []
+
+        async def complete(self, prompt, **_):
+            self.prompts.append(prompt)
+            return "spam"
+
+    rows = [{"item": "win a prize", "label": "spam"}, {"item": "lunch at 1?", "label": "ham"}]
+    task = LabelTask(rows)
+    fmt = ChatFormat(builtin_template())
+    client = Recorder()
+    kwargs = dict(adapter=0, max_tokens=8, on_done=None, fmt=fmt)
+    evaluation = asyncio.run(task.evaluate(client, rows, invocation="<|check|>", **kwargs))
+    assert all(p.endswith("<|check|>") for p in client.prompts)
+    assert evaluation.correct == [True, False] and evaluation.summary["accuracy"] == 0.5
+    assert [r["id"] for r in evaluation.records] == [0, 1] and evaluation.failures[0]["id"] == 1
+    client.prompts.clear()
+    asyncio.run(task.evaluate(client, rows, **kwargs))
+    assert not any(p.endswith("<|check|>") for p in client.prompts)

@@ -235,6 +235,11 @@ class Orchestrator:
             rate = 1 - sum(evaluation.correct) / len(rows)
         return triggers.check(len(raw), rate, self.config.min_samples, self.config.min_error_rate)
 
+    def _invocation(self, adapter: int | None) -> str | None:
+        """The aLoRA invocation that ends the adapter's prompts, as in its training (None for the base)."""
+        training = self.config.training
+        return training.invocation_prompt if adapter is not None and training.adapter == "alora" else None
+
     def _check_same_run(self) -> None:
         """A run folder belongs to one task: refuse to resume it with a different task or model."""
         path = self.run_dir / Artifact.RUN_CONFIG.value
@@ -465,6 +470,7 @@ class Orchestrator:
                             max_tokens=self.config.eval_max_tokens,
                             on_done=functools.partial(bar.update, 1),
                             fmt=self.chat_format,
+                            invocation=self._invocation(adapter),
                         )
                     finally:
                         bar.close()
@@ -482,6 +488,7 @@ class Orchestrator:
                             max_tokens=self.config.eval_max_tokens,
                             on_done=functools.partial(bar.update, 1),
                             fmt=self.chat_format,
+                            invocation=self._invocation(adapter),
                         )
                     finally:
                         bar.close()

@@ -7,13 +7,10 @@ held-out rows through llama.cpp, and which metric ranks adapters.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
-from loraforge.evaluators.error_analysis import failure_row
-from loraforge.evaluators.labels import label_metrics, predict_labels
-from loraforge.evaluators.toolcall_eval import evaluate_rows, failures, summarise
+from loraforge.evaluators.evaluate import Evaluation, evaluate_labels, evaluate_tool_calls
 from loraforge.generators.labels import LabelGenerator, load_labeled, seeds_by_label
 from loraforge.generators.plan import GenerationPlan
 from loraforge.generators.toolcalls import ToolCallGenerator
@@ -22,14 +19,44 @@ from loraforge.tools.definition import ToolDefinition
 from loraforge.trainers.data import chat_from_labeled
 
 
-@dataclass
-class Evaluation:
-    """One model's results on the held-out rows."""
+class Task(Protocol):
+    """What the loop needs of a task; `ToolTask` and `LabelTask` are the two there are."""
 
-    summary: dict[str, Any]
-    failures: list[dict[str, Any]]  # error-analysis rows; `id` is the held-out row's index
-    records: list[dict[str, Any]]  # one prediction record per row, for predictions.jsonl
-    correct: list[bool]
+    kind: ClassVar[str]  # "tools" or "labels", as recorded in the run's config
+    primary: ClassVar[str]  # the metric that ranks adapters
+    metrics: ClassVar[tuple[str, ...]]  # the metrics the report shows
+    source: Path | None
+
+    def identity(self) -> Any:
+        """What makes two runs the same task (the tools, or the label set)."""
+
+    def openai_tools(self) -> list[dict[str, Any]] | None: ...
+
+    def generator(self, client: Any, plan: GenerationPlan, seed: int) -> Any:
+        """The synthetic-data generator for this task."""
+
+    def text_of(self, row: dict[str, Any]) -> str:
+        """The text of a row that must stay unique (held-out rows never repeat in training)."""
+
+    def seed_rows(self) -> list[dict[str, Any]]: ...
+
+    def to_chat(self, row: dict[str, Any]) -> dict[str, Any]:
+        """The row as the chat that training sees."""
+
+    def adapter_meta(self) -> dict[str, Any]: ...
+
+    async def evaluate(
+        self,
+        client: Any,
+        heldout: list[dict[str, Any]],
+        *,
+        adapter: int | None,
+        max_tokens: int,
+        on_done: Callable,
+        fmt: Any,
+        invocation: str | None = None,
+    ) -> Evaluation:
+        """The model's answers on the rows, scored through the shared path (`evaluators/evaluate.py`)."""
 
 
 class ToolTask:
@@ -77,13 +104,12 @@ class ToolTask:
         max_tokens: int,
         on_done: Callable,
         fmt: Any,
+        invocation: str | None = None,
     ) -> Evaluation:
-        results = await evaluate_rows(client, heldout, adapter=adapter, max_tokens=max_tokens, on_done=on_done)
-        return Evaluation(
-            summary=summarise(results, heldout),
-            failures=failures(results, heldout),
-            records=[r.record(i) for i, r in enumerate(results)],
-            correct=[r.correct for r in results],
+        """Exact match on the rows; a failure's `id` is its row's index. (Tool calls are asked through
+        chat, where an aLoRA invocation has no place: `invocation` is for the label task.)"""
+        return await evaluate_tool_calls(
+            client, heldout, adapter=adapter, max_tokens=max_tokens, on_done=on_done, ids=list(range(len(heldout)))
         )
 
     @staticmethod
@@ -141,21 +167,16 @@ class LabelTask:
         max_tokens: int,
         on_done: Callable,
         fmt: Any,
+        invocation: str | None = None,
     ) -> Evaluation:
-        guesses = await predict_labels(
-            client, [r["item"] for r in heldout], fmt, self.labels, adapter=adapter, on_done=on_done
+        """Accuracy and macro-F1; `invocation` ends each prompt for an aLoRA adapter."""
+        return await evaluate_labels(
+            client,
+            heldout,
+            fmt=fmt,
+            labels=self.labels,
+            adapter=adapter,
+            invocation=invocation,
+            on_done=on_done,
+            ids=list(range(len(heldout))),
         )
-        gold = [r["label"] for r in heldout]
-        return Evaluation(
-            summary=label_metrics(gold, guesses, self.labels),
-            failures=[
-                failure_row(r["item"], r["label"], g, "wrong_label", label=r["label"], example_id=i)
-                for i, (r, g) in enumerate(zip(heldout, guesses))
-                if g != r["label"]
-            ],
-            records=[{"id": i, "label": g, "expected": r["label"]} for i, (r, g) in enumerate(zip(heldout, guesses))],
-            correct=[g == r["label"] for r, g in zip(heldout, guesses)],
-        )
-
-
-Task = ToolTask | LabelTask

@@ -9,9 +9,8 @@ from typing import Any
 
 from loraforge.chat.format import ChatFormat, builtin_template
 from loraforge.errors import ConfigError
-from loraforge.evaluators.error_analysis import analyse, failure_row
-from loraforge.evaluators.labels import label_metrics, predict_labels
-from loraforge.evaluators.toolcall_eval import evaluate_rows, failures, summarise
+from loraforge.evaluators.error_analysis import analyse
+from loraforge.evaluators.evaluate import evaluate_labels, evaluate_tool_calls
 from loraforge.files import atomic_write_json, claim_output_folder, read_json_object, read_jsonl, write_jsonl
 from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
@@ -144,50 +143,31 @@ def run_eval(
             ) as client:
                 for label, index in models:
                     bar = ui.progress(len(rows), f"evaluate {label}", "ex")
+                    progress = functools.partial(bar.update, 1)
                     try:
                         if kind == "tools":
-                            results = await evaluate_rows(
-                                client,
-                                rows,
-                                adapter=index,
-                                max_tokens=max_tokens,
-                                on_done=functools.partial(bar.update, 1),
+                            evaluation = await evaluate_tool_calls(
+                                client, rows, adapter=index, max_tokens=max_tokens, on_done=progress
                             )
-                            records = [{"id": rows[r.index]["id"], "tool_calls": r.answers[0].calls} for r in results]
-                            scored = summarise(results, rows)
-                            fails = failures(results, rows, [r["id"] for r in rows])
                         else:
                             invocation = meta.get("invocation_prompt") if index is not None else None
-                            guesses = await predict_labels(
+                            evaluation = await evaluate_labels(
                                 client,
-                                [r["item"] for r in rows],
-                                fmt,
-                                labels,
+                                rows,
+                                fmt=fmt,
+                                labels=labels,
                                 adapter=index,
                                 invocation=invocation,
-                                on_done=functools.partial(bar.update, 1),
+                                on_done=progress,
                             )
-                            records = [{"id": r["id"], "label": g} for r, g in zip(rows, guesses)]
-                            known = [(r["label"], g) for r, g in zip(rows, guesses) if "label" in r]
-                            scored = (
-                                label_metrics([k[0] for k in known], [k[1] for k in known], labels)
-                                if known
-                                else {"n": 0}
-                            )
-                            fails = [
-                                failure_row(
-                                    r["item"], r["label"], g, "wrong_label", label=r["label"], example_id=r["id"]
-                                )
-                                for r, g in zip(rows, guesses)
-                                if "label" in r and g != r["label"]
-                            ]
                     finally:
                         bar.close()
                     suffix = "" if (label == "adapter" or not gguf) else "_base"
-                    write_jsonl(out / f"predictions{suffix}.jsonl", records)
-                    metrics[label] = scored
-                    if scored.get("n"):
-                        atomic_write_json(out / f"error_analysis{suffix}.json", analyse(fails, total=scored["n"]))
+                    write_jsonl(out / f"predictions{suffix}.jsonl", evaluation.records)
+                    metrics[label] = evaluation.summary
+                    if evaluation.summary.get("n"):
+                        analysis = analyse(evaluation.failures, total=evaluation.summary["n"])
+                        atomic_write_json(out / f"error_analysis{suffix}.json", analysis)
 
     asyncio.run(work())
     if any(metrics[label].get("n") for label, _ in models):
