@@ -9,7 +9,9 @@ import os
 import sys
 from pathlib import Path
 
+from loraforge.agent.config import RunConfig
 from loraforge.errors import LoraforgeError, StopRequested
+from loraforge.flags import add_config_flag, given
 
 
 def _positive(kind: type, zero: bool = False) -> object:
@@ -33,6 +35,30 @@ def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--llama-server", type=Path, help="llama-server binary to start (default: embedded server)")
 
 
+# `loraforge run` flags that set a config field: (field path, flag; None for --the-field-name). Type,
+# choices, default and help are the field's own (loraforge/flags.py), as `loraforge init` writes them.
+RUN_CONFIG_FLAGS: list[tuple[str, str | None]] = [
+    ("out", None),
+    ("examples", None),
+    ("iterations", None),
+    ("training.epochs", None),
+    ("strategy.target", None),
+    ("time_budget_minutes", "--time-budget"),
+    ("heldout_fraction", None),
+    ("seed", None),
+    ("model", None),
+    ("teacher_model", None),
+    ("llama_server", None),
+    ("training.device", None),
+    ("judge", "--no-judge"),
+    ("judge_model", None),
+    ("eval_data", None),
+    ("chat_template", None),
+    ("min_samples", None),
+    ("min_error_rate", None),
+]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loraforge",
@@ -52,44 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Flags override the --config file, which overrides the defaults (see `loraforge init`).",
     )
     task = run.add_mutually_exclusive_group()
-    task.add_argument("--tools", type=Path, help="tools file (YAML or JSON): learn to call these tools")
-    task.add_argument("--labels", type=Path, help="labeled JSONL ({item, label}): learn to classify")
+    for path in ("tools", "labels"):
+        add_config_flag(task, RunConfig, path)
     run.add_argument("--config", type=Path, help="YAML config file (write a starter with `loraforge init`)")
-    run.add_argument("--out", type=Path, help="run folder (default: runs/demo)")
-    run.add_argument("--examples", type=int, help="verified examples in the first iteration (default: 80)")
-    run.add_argument("--iterations", type=int, help="most generate-train-evaluate rounds (default: 3)")
-    run.add_argument("--epochs", type=int, help="training epochs in the first iteration (default: 3)")
-    run.add_argument("--target", type=float, help="stop when the primary metric reaches this (default: 0.95)")
-    run.add_argument("--time-budget", type=float, dest="time_budget_minutes", help="minutes the run may take")
-    run.add_argument("--heldout-fraction", type=float, help="share of the first data kept held out (default: 0.2)")
-    run.add_argument("--seed", type=int, help="seed (default: 0)")
-    run.add_argument("--teacher-model", type=Path, help="GGUF model that writes the data (default: --model)")
-    run.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="training device (default: auto)")
-    run.add_argument("--no-judge", action="store_true", help="skip the LLM judge of final answers")
-    run.add_argument("--judge-model", type=Path, help="GGUF model that judges answers (default: the teacher)")
-    run.add_argument(
-        "--eval-data",
-        type=Path,
-        help="real, human-written requests (eval row format) that decide promotion; never trained on",
-    )
-    run.add_argument(
-        "--chat-template",
-        type=Path,
-        metavar="FILE",
-        help="Jinja chat template that renders tools and tool calls (default: loraforge's for the model family)",
-    )
-    run.add_argument("--min-samples", type=int, help="feedback trigger: train only with this many labeled rows")
-    run.add_argument("--min-error-rate", type=float, help="feedback trigger: train only above this error rate")
-    run.add_argument(
-        "--server-url",
-        action="append",
-        dest="server_urls",
-        metavar="URL",
-        help="a running llama-server to use as the teacher (repeat to balance across several)",
-    )
+    for path, flag in RUN_CONFIG_FLAGS:
+        add_config_flag(run, RunConfig, path, flag)
+    add_config_flag(run, RunConfig, "server_urls", "--server-url", metavar="URL")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run where it stopped")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    _add_server_flags(run)
 
     init = sub.add_parser("init", help="write a starter config file with every setting and its default")
     init.add_argument("path", type=Path, nargs="?", default=Path("loraforge.yaml"), help="default: loraforge.yaml")
@@ -217,41 +213,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-RUN_FLAGS = (
-    "tools",
-    "labels",
-    "out",
-    "examples",
-    "iterations",
-    "seed",
-    "model",
-    "teacher_model",
-    "server_urls",
-    "llama_server",
-    "time_budget_minutes",
-    "min_samples",
-    "min_error_rate",
-    "heldout_fraction",
-    "judge_model",
-    "eval_data",
-    "chat_template",
-)
-
-
 def run_overrides(args: argparse.Namespace) -> dict:
     """The settings given as flags, in the config file's shape."""
-    values: dict = {name: getattr(args, name) for name in RUN_FLAGS if getattr(args, name) is not None}
-    paths = ("tools", "labels", "out", "model", "teacher_model", "judge_model", "llama_server", "eval_data")
-    for key in (*paths, "chat_template"):
-        if key in values:
-            values[key] = str(values[key])
-    if args.epochs is not None or args.device is not None:
-        values["training"] = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
-    if args.target is not None:
-        values["strategy"] = {"target": args.target}
-    if args.no_judge:
-        values["judge"] = False
-    return values
+    paths = ["tools", "labels", "server_urls"] + [path for path, _ in RUN_CONFIG_FLAGS]
+    return given(args, paths)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -672,3 +672,35 @@ def test_the_run_has_one_seed_and_a_conflicting_training_seed_is_refused():
     assert RunConfig(seed=7, training={"seed": 7}).training.seed == 7
     with pytest.raises(ConfigError, match="training.seed is 3 but the run's seed is 7"):
         RunConfig(seed=7, training={"seed": 3})
+
+
+def test_run_flags_come_from_the_config_fields_and_map_back_to_the_config_shape():
+    import dataclasses
+
+    from loraforge.cli import RUN_CONFIG_FLAGS, build_parser, run_overrides
+    from loraforge.flags import config_field
+
+    parser = build_parser()
+    run = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
+    helps = {flag: action.help for action in run._actions for flag in action.option_strings}
+    for path, flag in RUN_CONFIG_FLAGS:
+        field, _ = config_field(RunConfig, path)
+        flag = flag or "--" + path.split(".")[-1].replace("_", "-")
+        assert field.metadata["help"].rstrip(".")[:20].lower() in helps[flag].lower(), flag
+        if field.default not in (None, dataclasses.MISSING) and not isinstance(field.default, bool):
+            assert f"(default: {field.default})" in helps[flag], flag
+    args = parser.parse_args(
+        ["run", "--tools", "t.yaml", "--epochs", "5", "--target", "0.8", "--no-judge", "--device", "cpu"]
+        + ["--server-url", "http://127.0.0.1:1", "--server-url", "http://127.0.0.1:2", "--out", "x"]
+    )
+    assert run_overrides(args) == {
+        "tools": "t.yaml",
+        "out": "x",
+        "training": {"epochs": 5, "device": "cpu"},
+        "strategy": {"target": 0.8},
+        "judge": False,
+        "server_urls": ["http://127.0.0.1:1", "http://127.0.0.1:2"],
+    }
+    assert run_overrides(parser.parse_args(["run"])) == {}  # nothing given: the config file decides
+    with pytest.raises(SystemExit):
+        parser.parse_args(["run", "--device", "tpu"])  # the field's Literal choices
