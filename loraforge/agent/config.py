@@ -126,7 +126,8 @@ class RunConfig:
             raise ConfigError(f"iterations must be at least 1, got {self.iterations}.")
         if self.fidelity_prompts < 0:
             raise ConfigError(f"fidelity_prompts must be 0 or more, got {self.fidelity_prompts}.", fix="0 skips it.")
-        positive = [("phase_timeout_minutes", self.phase_timeout_minutes), ("parallel", self.parallel)]
+        positive: list[tuple[str, float | None]] = [("phase_timeout_minutes", self.phase_timeout_minutes)]
+        positive += [("parallel", self.parallel)]
         positive += [("eval_parallel", self.eval_parallel), ("eval_max_tokens", self.eval_max_tokens)]
         positive += [("time_budget_minutes", self.time_budget_minutes), ("min_samples", self.min_samples)]
         for name, value in positive:

@@ -190,7 +190,7 @@ def targeted_data(plan: IterationPlan, ev: Evidence, cfg: StrategyConfig) -> lis
     by_id = {index: row for index, row in enumerate(ev.heldout)}
     targets = []
     for failure in ev.failures:
-        row = by_id.get(failure.get("id"))
+        row = by_id.get(failure.get("id", -1))
         if row is None:
             continue
         target = {**row, "id": failure["id"], "meta": {**row.get("meta", {}), "error": failure["error"]}}

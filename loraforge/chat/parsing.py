@@ -46,14 +46,16 @@ def parse_answer(
     default, as on the leaderboard."""
     raw = content or ""
     if tool_calls:
-        calls = [_call_from(call, parameters_key) for call in tool_calls]
-        if any(call is None for call in calls):
+        read = [_call_from(call, parameters_key) for call in tool_calls]
+        if any(call is None for call in read):
             return ParsedAnswer(text=raw, malformed=True, raw=json.dumps(tool_calls))
-        return ParsedAnswer(calls=calls, text=raw, raw=json.dumps(tool_calls, ensure_ascii=False))
+        return ParsedAnswer(
+            calls=[call for call in read if call is not None], text=raw, raw=json.dumps(tool_calls, ensure_ascii=False)
+        )
     blocks = _BLOCK.findall(raw)
     if not blocks:
         return ParsedAnswer(text=raw.strip(), raw=raw)
-    calls = []
+    calls: list[dict[str, Any]] = []
     for block in blocks:
         try:
             call = _call_from(json.loads(block), parameters_key)

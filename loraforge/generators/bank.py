@@ -42,8 +42,8 @@ def parse_line(line: str) -> BankEntry | None:
         name = name.rstrip("*")
         details.append((name, value))
         if name.endswith("s") and ", " in value:  # a plural name with a comma-separated value is a list
-            item: dict[str, Any] = {"enum": [value]} if enum else {"type": "string"}
-            schema: dict[str, Any] = {"type": "array", "items": item}
+            items: dict[str, Any] = {"enum": [value]} if enum else {"type": "string"}
+            schema: dict[str, Any] = {"type": "array", "items": items}
         else:
             schema = {"enum": [value]} if enum else {"type": _type_of(value)}
         if re.fullmatch(r"[^@\s]+@[^@\s]+\.\w+", value):

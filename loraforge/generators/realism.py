@@ -226,7 +226,9 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
-def unmatched_mentions(request: str, calls: list[CallInRequest], extra_words: set[str] = frozenset()) -> list[str]:
+def unmatched_mentions(
+    request: str, calls: list[CallInRequest], extra_words: frozenset[str] = frozenset()
+) -> list[str]:
     """What the request states that no call argument accounts for: numbers, e-mail addresses, phone
     numbers, capitalised names, and words of a called tool's enumerations."""
     spans: list[tuple[int, int]] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import os
@@ -269,7 +270,7 @@ def run_checks(
     on_result: Callable[[CheckResult], None] | None = None,
 ) -> list[CheckResult]:
     checks: list[Callable[[], CheckResult]] = [check_python]
-    checks += [lambda m=m, d=d: check_package(m, d) for m, d in REQUIRED]
+    checks += [functools.partial(check_package, m, d) for m, d in REQUIRED]
     checks += [
         check_torch,
         check_bitsandbytes,

@@ -237,13 +237,14 @@ class BinaryServer(LlamaServer):
 
     def _start_on(self, port: int) -> BinaryServer:
         self._tmpdir = tempfile.TemporaryDirectory(prefix="loraforge-server-")
-        log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+        log = open(self.log_path, "ab") if self.log_path else None
         try:
-            self._proc = subprocess.Popen(self.command(port), stdout=log, stderr=subprocess.STDOUT)
+            out = log if log is not None else subprocess.DEVNULL
+            self._proc = subprocess.Popen(self.command(port), stdout=out, stderr=subprocess.STDOUT)
         except OSError as exc:
             raise ServerError(f"Could not run {self.config.llama_server}: {exc}.") from None
         finally:
-            if log is not subprocess.DEVNULL:
+            if log is not None:
                 log.close()
         self.base_url = f"http://127.0.0.1:{port}"
         try:
