@@ -278,3 +278,10 @@ def test_report_shows_realism_uncovered_tools_and_the_synthetic_warning(tmp_path
     html = build_report(tmp_path / "run")["html"].read_text()
     assert "on 20 real requests that decide promotion" in html and "0.61" in html
     assert "Every score in this report is on synthetic data" not in html
+
+
+def test_a_hand_edited_active_file_does_not_break_the_report(tmp_path):
+    make_tool_run(tmp_path / "run", seed=7)
+    (tmp_path / "run" / "ACTIVE").write_text("iteration_x\n")
+    written = build_report(tmp_path / "run")
+    assert "iteration_x" in written["html"].read_text()  # shown as it is, and the details use the last iteration

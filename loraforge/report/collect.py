@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,8 +49,9 @@ class RunData:
     @property
     def focus(self) -> IterationData | None:
         """The iteration the details are about: the active one, else the last evaluated one."""
-        if self.active and self.active.startswith("iteration_"):
-            number = int(self.active.split("_")[1])
+        match = re.fullmatch(r"iteration_(\d+)", self.active or "")  # a hand-edited ACTIVE names nothing
+        if match:
+            number = int(match.group(1))
             for it in self.iterations:
                 if it.number == number and it.metrics:
                     return it
