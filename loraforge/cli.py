@@ -537,8 +537,8 @@ def metrics_table(metrics: dict) -> str | None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from loraforge.generators.labels import LabelGenerator, load_labeled, seeds_by_label
     from loraforge.generators.plan import GenerationPlan
-    from loraforge.generators.report import coverage_message
     from loraforge.generators.runner import generate_to_file, load_partial, report_path
+    from loraforge.generators.stats import coverage_message
     from loraforge.generators.toolcalls import ToolCallGenerator
     from loraforge.models import resolve_model
     from loraforge.runtime.teacher import teacher

@@ -8,7 +8,7 @@ from loraforge.errors import ConfigError
 from loraforge.generators import prompts, verify
 from loraforge.generators.dedup import NearDuplicateIndex, rouge_l
 from loraforge.generators.plan import GenerationPlan
-from loraforge.generators.report import GenerationStats
+from loraforge.generators.stats import GenerationStats
 from loraforge.generators.toolcalls import call_message, expected_calls, tool_message
 from loraforge.tools import ToolDefinition, load_tools
 from loraforge.tools.schema_sampling import sample_value

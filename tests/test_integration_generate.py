@@ -95,9 +95,9 @@ def test_killed_generation_resumes_without_duplicates(tmp_path):
 
 
 def serve_wrapper(tmp_path):
-    """A llama-server executable backed by the real engine (python -m loraforge.runtime.serve)."""
+    """A llama-server executable backed by the real engine (python -m loraforge.runtime.llama_server_cli)."""
     path = tmp_path / "llama-server"
-    path.write_text(f'#!/bin/sh\nexec {sys.executable} -m loraforge.runtime.serve "$@"\n')
+    path.write_text(f'#!/bin/sh\nexec {sys.executable} -m loraforge.runtime.llama_server_cli "$@"\n')
     path.chmod(0o755)
     return path
 

@@ -6,8 +6,8 @@ import pytest
 from loraforge.errors import ConfigError
 from loraforge.generators.labels import LabelGenerator, label_cycle, load_labeled, seeds_by_label
 from loraforge.generators.plan import GenerationPlan
-from loraforge.generators.report import GenerationStats
 from loraforge.generators.runner import generate_to_file, load_partial, report_path
+from loraforge.generators.stats import GenerationStats
 from loraforge.runtime.pool import ClientPool
 
 

@@ -324,8 +324,8 @@ class Orchestrator:
         return [self.task.text_of(r) for r in rows]
 
     async def _generate(self, iteration: int, it_dir: Path) -> None:
-        from loraforge.generators.report import coverage_message
         from loraforge.generators.runner import generate_to_file
+        from loraforge.generators.stats import coverage_message
 
         cfg = self.config
         plan = self._plan(iteration)

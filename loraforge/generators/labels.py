@@ -14,7 +14,7 @@ from loraforge.files import iter_jsonl
 from loraforge.generators import prompts, verify
 from loraforge.generators.dedup import NearDuplicateIndex
 from loraforge.generators.plan import GenerationPlan
-from loraforge.generators.report import GenerationStats
+from loraforge.generators.stats import GenerationStats
 from loraforge.rows import FORMATS, labeled_row
 
 

@@ -26,7 +26,7 @@ from loraforge.generators.arguments import ArgumentDrafter, is_free_text
 from loraforge.generators.bank import load_bank, role_prefix
 from loraforge.generators.dedup import NearDuplicateIndex, rouge_l
 from loraforge.generators.plan import STYLES, GenerationPlan
-from loraforge.generators.report import GenerationStats, coverage_message
+from loraforge.generators.stats import GenerationStats, coverage_message
 from loraforge.generators.verify import Rejected
 from loraforge.runtime.client import LlamaClient
 from loraforge.tools.definition import ToolDefinition

@@ -1,6 +1,6 @@
 """llama.cpp's server from the xllamacpp wheel as its own process, with llama-server's flags.
 
-    python -m loraforge.runtime.serve -m model.gguf --host 127.0.0.1 --port 8080 [--lora a.gguf] ...
+    python -m loraforge.runtime.llama_server_cli -m model.gguf --host 127.0.0.1 --port 8080 [--lora a.gguf] ...
 
 It lets loraforge run the engine out of process (a crash or a kill does not take loraforge down) where
 no llama-server binary is installed; `--llama-server` can point at it through a one-line wrapper.
