@@ -1,5 +1,7 @@
-"""The serving bundle's serve.sh: paths are quoted and relative to the bundle, whatever the folder is called."""
+"""The serving bundle: serve.sh quotes its paths and keeps them relative to the bundle, whatever the
+folder is called; the model card and Modelfile."""
 
+import json
 import os
 import subprocess
 
@@ -45,3 +47,26 @@ def test_the_bundle_keeps_files_it_did_not_write(tmp_path):
     write_bundle(tmp_path, tmp_path / "base.gguf")
     again = write_bundle(tmp_path, tmp_path / "base.gguf")
     assert {p.name for p in again} == {"serve.sh", "Modelfile", "README.md"}
+
+
+def test_bundle_files(tmp_path):
+    (tmp_path / "metrics.json").write_text(
+        json.dumps(
+            {
+                "base": {"exact_match": 0.0, "tool_name_accuracy": 0.1},
+                "adapter": {"exact_match": 0.5, "tool_name_accuracy": 0.9},
+                "heldout_examples": 16,
+            }
+        )
+    )
+    paths = write_bundle(
+        tmp_path,
+        tmp_path / "base.gguf",
+        {"top1_agreement": 1.0, "top1_agreement_near_ties": 1.0, "near_ties": [], "positions": 10, "greedy_match": 1.0},
+    )
+    names = {p.name for p in paths}
+    assert names == {"serve.sh", "Modelfile", "README.md"}
+    card = (tmp_path / "README.md").read_text()
+    assert "| exact_match | 0.000 | 0.500 |" in card and "top-1 agreement 1.0000" in card
+    assert "ADAPTER ./adapter.gguf" in (tmp_path / "Modelfile").read_text()
+    assert "--host 127.0.0.1" in (tmp_path / "serve.sh").read_text()

@@ -7,6 +7,7 @@ from aiohttp import web
 
 from loraforge.errors import ServerError
 from loraforge.runtime.client import LlamaClient, Timeouts
+from loraforge.runtime.pool import ClientPool
 
 
 async def start(app):
@@ -228,3 +229,19 @@ def test_gather_or_cancel_keeps_the_order_of_its_results():
         return value
 
     assert asyncio.run(gather_or_cancel(after(0.03, 1), after(0.0, 2), after(0.01, 3))) == [1, 2, 3]
+
+
+class FakeClient:
+    def __init__(self, name, concurrency, active):
+        self.name, self.concurrency, self.active = name, concurrency, active
+
+    async def complete(self, prompt, **kwargs):
+        return self.name
+
+
+def test_pool_sends_work_to_the_least_busy_server():
+    busy, idle = FakeClient("busy", 4, 3), FakeClient("idle", 4, 0)
+    pool = ClientPool([busy, idle])
+    assert {asyncio.run(pool.complete("x")) for _ in range(4)} == {"idle"}
+    busy.active = 0
+    assert {asyncio.run(pool.complete("x")) for _ in range(4)} == {"busy", "idle"}

@@ -1,5 +1,4 @@
 import asyncio
-import json
 
 import pytest
 
@@ -185,31 +184,6 @@ def test_fidelity_logprob_error_is_measured_against_the_base_noise():
 
 def test_label_grammar_lists_every_label():
     assert label_grammar(["bug", 'say "hi"']) == 'root ::= "bug" | "say \\"hi\\""'
-
-
-def test_bundle_files(tmp_path):
-    from loraforge.trainers.bundle import write_bundle
-
-    (tmp_path / "metrics.json").write_text(
-        json.dumps(
-            {
-                "base": {"exact_match": 0.0, "tool_name_accuracy": 0.1},
-                "adapter": {"exact_match": 0.5, "tool_name_accuracy": 0.9},
-                "heldout_examples": 16,
-            }
-        )
-    )
-    paths = write_bundle(
-        tmp_path,
-        tmp_path / "base.gguf",
-        {"top1_agreement": 1.0, "top1_agreement_near_ties": 1.0, "near_ties": [], "positions": 10, "greedy_match": 1.0},
-    )
-    names = {p.name for p in paths}
-    assert names == {"serve.sh", "Modelfile", "README.md"}
-    card = (tmp_path / "README.md").read_text()
-    assert "| exact_match | 0.000 | 0.500 |" in card and "top-1 agreement 1.0000" in card
-    assert "ADAPTER ./adapter.gguf" in (tmp_path / "Modelfile").read_text()
-    assert "--host 127.0.0.1" in (tmp_path / "serve.sh").read_text()
 
 
 def test_eval_table_shows_the_base_alone_when_there_is_no_adapter():

@@ -8,7 +8,6 @@ from loraforge.generators.labels import LabelGenerator, label_cycle, load_labele
 from loraforge.generators.plan import GenerationPlan
 from loraforge.generators.runner import generate_to_file, load_partial, report_path
 from loraforge.generators.stats import GenerationStats
-from loraforge.runtime.pool import ClientPool
 
 
 def test_all_labeled_formats_load(tmp_path):
@@ -123,19 +122,3 @@ def test_runner_tops_up_indices_that_gave_up(tmp_path):
     report = asyncio.run(generate_to_file(generator, out, 6))
     assert report["kept_in_file"] == 6 == len(out.read_text().splitlines())
     assert max(generator.seen) > 5
-
-
-class FakeClient:
-    def __init__(self, name, concurrency, active):
-        self.name, self.concurrency, self.active = name, concurrency, active
-
-    async def complete(self, prompt, **kwargs):
-        return self.name
-
-
-def test_pool_sends_work_to_the_least_busy_server():
-    busy, idle = FakeClient("busy", 4, 3), FakeClient("idle", 4, 0)
-    pool = ClientPool([busy, idle])
-    assert {asyncio.run(pool.complete("x")) for _ in range(4)} == {"idle"}
-    busy.active = 0
-    assert {asyncio.run(pool.complete("x")) for _ in range(4)} == {"busy", "idle"}
