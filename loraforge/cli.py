@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from loraforge.agent.config import RunConfig
+from loraforge.constants import Artifact
 from loraforge.errors import LoraforgeError, StopRequested
 from loraforge.flags import add_config_flag, given
 
@@ -228,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     overrides = run_overrides(args)
     if args.resume:
-        saved = args.resume / "config.json"
+        saved = args.resume / Artifact.RUN_CONFIG.value
         if not saved.is_file():
             raise ConfigError(f"{args.resume} holds no run to resume (no config.json).", fix="Check the folder name.")
         record = read_json(saved)
@@ -324,14 +325,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 # What `train` writes into its --outfile folder (PEFT's save_pretrained writes README.md too).
 TRAIN_OUTPUTS = [
-    "adapter_model.safetensors",
-    "adapter_config.json",
+    Artifact.ADAPTER_WEIGHTS.value,
+    Artifact.ADAPTER_CONFIG.value,
     "adapter.gguf",
-    "chat_template.jinja",
-    "loraforge.json",
-    "train_result.json",
-    "train_log.jsonl",
-    "checkpoint.pt",
+    Artifact.CHAT_TEMPLATE.value,
+    Artifact.ADAPTER_META.value,
+    Artifact.TRAIN_RESULT.value,
+    Artifact.TRAIN_LOG.value,
+    Artifact.CHECKPOINT.value,
     "README.md",
 ]
 
@@ -379,7 +380,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     rows = load_training_rows(args.datafile)
     base = args.basemodel if args.basemodel and args.basemodel.is_dir() else resolve_model(args.basemodel)
     template = load_template_file(args.chat_template) if args.chat_template else None
-    claim_output_folder(args.outfile, "--outfile", TRAIN_OUTPUTS, owned_by=["loraforge.json"])
+    claim_output_folder(args.outfile, "--outfile", TRAIN_OUTPUTS, owned_by=[Artifact.ADAPTER_META.value])
     bar = ui.progress(None, "train", "step")
 
     def tick(step: int, total: int, record: dict) -> None:
@@ -427,7 +428,7 @@ def _adapter_base(adapter_dir: Path, given: Path | None) -> Path:
         return resolve_model(given)
     from loraforge.files import read_json_object
 
-    recorded = read_json_object(adapter_dir / "loraforge.json").get("base_model")
+    recorded = read_json_object(adapter_dir / Artifact.ADAPTER_META.value).get("base_model")
     if isinstance(recorded, str) and recorded and Path(recorded).is_file():
         return resolve_model(recorded)
     return resolve_model(None)
@@ -440,7 +441,7 @@ def adopt_template(folder: Path, path: Path) -> None:
     from loraforge.files import atomic_write_text
 
     text = load_template_file(path)
-    own = folder / "chat_template.jinja"
+    own = folder / Artifact.CHAT_TEMPLATE.value
     if own.is_file() and own.read_text(encoding="utf-8") != text:
         raise LoraforgeError(
             f"{folder} was trained with its own {own.name}, which differs from --chat-template {path}.",
@@ -460,7 +461,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise ConfigError(f"{folder}: no such adapter folder.", fix="Pass the folder that `loraforge train` wrote.")
     # A PEFT folder from elsewhere may hold an adapter.gguf of its own: never overwrite it.
     outputs = ["adapter.gguf", REPORT]
-    claim_output_folder(folder, "export", outputs, owned_by=["loraforge.json"], mark=False)
+    claim_output_folder(folder, "export", outputs, owned_by=[Artifact.ADAPTER_META.value], mark=False)
     base = _adapter_base(folder, args.base)
     if args.chat_template:
         adopt_template(folder, args.chat_template)

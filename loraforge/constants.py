@@ -27,6 +27,14 @@ class Artifact(str, Enum):
     PREDICTIONS_REAL = "predictions_real.jsonl"
     ERROR_ANALYSIS = "error_analysis.json"
     ERROR_ANALYSIS_REAL = "error_analysis_real.json"
+    ADAPTER_META = "loraforge.json"  # what loraforge knows of an adapter: task, base model, tools or labels
+    HISTORY = "history.jsonl"  # one line per decision of the loop (promoted or not, and why)
+    TRAIN_RESULT = "train_result.json"
+    PLAN = "plan.json"  # what an iteration does: examples, generation plan, training settings
+    EXPORT_REPORT = "export_report.json"
+    ACTIVE = "ACTIVE"  # names the adapter in final_adapter/ ("iteration_N" or "base")
+    TRIGGER = "trigger.json"
+    CHECKPOINT = "checkpoint.pt"
 
     def __str__(self) -> str:
         return self.value

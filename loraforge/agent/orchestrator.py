@@ -46,7 +46,7 @@ from loraforge.runtime.config import context_for
 from loraforge.runtime.teacher import teacher
 from loraforge.ui import UI
 
-PLAN = "plan.json"
+PLAN = Artifact.PLAN.value
 # What a run writes at the top of its folder (besides config.json, its record).
 RUN_FOLDER_WRITES = [
     Artifact.STATE.value,
@@ -54,9 +54,9 @@ RUN_FOLDER_WRITES = [
     Artifact.SERVER_LOG.value,
     Artifact.REAL_HELDOUT.value,
     Artifact.FINAL_ADAPTER.value,
-    "ACTIVE",
-    "history.jsonl",
-    "trigger.json",
+    Artifact.ACTIVE.value,
+    Artifact.HISTORY.value,
+    Artifact.TRIGGER.value,
     "iteration_1",
 ]
 
@@ -107,7 +107,7 @@ class Orchestrator:
         self.state = RunState.load(self.run_dir)
         if not self.state.done and (self.config.min_samples is not None or self.config.min_error_rate is not None):
             result = await self._check_triggers()
-            atomic_write_json(self.run_dir / "trigger.json", result.__dict__)
+            atomic_write_json(self.run_dir / Artifact.TRIGGER.value, result.__dict__)
             if not result.ready:
                 return {"skipped": result.message}
             self.ui.info(result.message)
@@ -512,7 +512,7 @@ class Orchestrator:
             real_analysis = analyse(real_evaluations["adapter"].failures, total=len(real))
             real_analysis["base"] = analyse(real_evaluations["base"].failures, total=len(real))["by_error"]
             atomic_write_json(it_dir / Artifact.ERROR_ANALYSIS_REAL.value, real_analysis)
-        train_result = read_json(it_dir / "train_result.json")
+        train_result = read_json(it_dir / Artifact.TRAIN_RESULT.value)
         report_path = it_dir / Artifact.DATA_REPORT.value
         training = {k: train_result.get(k) for k in ("steps", "best_val_loss", "final_train_loss", "seconds")}
         training["hyperparameters"] = {
@@ -685,7 +685,7 @@ def _kill_children() -> None:
 
 def export_proof_failure(it_dir: Path) -> str | None:
     """Why the iteration's GGUF export failed its fidelity proof, or None (passed, or not checked)."""
-    path = it_dir / "export_report.json"
+    path = it_dir / Artifact.EXPORT_REPORT.value
     if not path.is_file():
         return None
     report = read_json(path)

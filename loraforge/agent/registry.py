@@ -25,7 +25,7 @@ PROMOTED_FILES = (
     Artifact.ADAPTER_GGUF,
     Artifact.METRICS,
     Artifact.CHAT_TEMPLATE,
-    "loraforge.json",
+    Artifact.ADAPTER_META.value,
 )
 
 
@@ -57,7 +57,7 @@ def promote(run_dir: Path, iteration_dir: Path) -> Path:
     return final
 
 
-ACTIVE = "ACTIVE"
+ACTIVE = Artifact.ACTIVE.value
 
 
 def active(run_dir: Path) -> str | None:
@@ -87,7 +87,7 @@ def rollback(run_dir: Path, to: str | int | None = None) -> str:
             f"{run_dir} has no active adapter to roll back.", fix="Pass a run folder with final_adapter/."
         )
     if to is None:
-        history = read_jsonl(run_dir / "history.jsonl") if (run_dir / "history.jsonl").is_file() else []
+        history = read_jsonl(run_dir / Artifact.HISTORY.value) if (run_dir / Artifact.HISTORY.value).is_file() else []
         promoted = [
             f"iteration_{e['iteration']}"
             for e in history
@@ -129,7 +129,7 @@ def rollback(run_dir: Path, to: str | int | None = None) -> str:
 
 def record_history(run_dir: Path, entry: dict[str, Any]) -> None:
     """Append an entry; an iteration's decision replaces one recorded before a crash, never doubles it."""
-    path = Path(run_dir) / "history.jsonl"
+    path = Path(run_dir) / Artifact.HISTORY.value
     if "iteration" in entry and "event" not in entry and path.is_file():
         kept = [
             e for e in read_jsonl(path, tolerant=True) if e.get("event") or e.get("iteration") != entry["iteration"]

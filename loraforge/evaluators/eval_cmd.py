@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from loraforge.chat.format import ChatFormat, builtin_template
+from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 from loraforge.evaluators.error_analysis import analyse
 from loraforge.evaluators.evaluate import evaluate_labels, evaluate_tool_calls
@@ -27,7 +28,7 @@ def _adapter_files(adapter: Path | None) -> tuple[Path | None, dict[str, Any], P
     gguf = adapter / "adapter.gguf" if adapter.is_dir() else adapter
     if not gguf.is_file():
         raise ConfigError(f"No GGUF adapter at {gguf}.", fix=f"Run `loraforge export {folder}` first.")
-    return gguf, read_json_object(folder / "loraforge.json"), folder
+    return gguf, read_json_object(folder / Artifact.ADAPTER_META.value), folder
 
 
 def _rows(data: Path, tools_file: Path | None) -> tuple[list[dict[str, Any]], str]:
@@ -111,7 +112,7 @@ def run_eval(
         model or (meta.get("base_model") if meta.get("base_model") and Path(meta["base_model"]).is_file() else None)
     )
     rows, kind = _rows(data, tools_file)
-    template = folder / "chat_template.jinja" if folder else None
+    template = folder / Artifact.CHAT_TEMPLATE.value if folder else None
     if chat_template is not None:
         fmt = ChatFormat(chat_template)
     else:
@@ -171,5 +172,5 @@ def run_eval(
 
     asyncio.run(work())
     if any(metrics[label].get("n") for label, _ in models):
-        atomic_write_json(out / "metrics.json", metrics)
+        atomic_write_json(out / Artifact.METRICS.value, metrics)
     return metrics

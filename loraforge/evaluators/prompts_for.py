@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from loraforge.constants import Artifact
 from loraforge.files import read_json_object, read_jsonl
 
 GENERIC = ["What is the capital of France?", "Write one sentence about the sea.", "How do I boil an egg?"]
@@ -24,12 +25,12 @@ def heldout_prompts(adapter_dir: Path, count: int) -> list[tuple[list[dict[str, 
     """Up to `count` (messages, tools) prompts, from held-out files near the adapter, else its tools."""
     adapter_dir = Path(adapter_dir)
     found: list[tuple[list[dict[str, Any]], list | None]] = []
-    for path in (adapter_dir / "heldout.jsonl", adapter_dir.parent / "heldout.jsonl"):
+    for path in (adapter_dir / Artifact.HELDOUT.value, adapter_dir.parent / Artifact.HELDOUT.value):
         if path.is_file():
             found += [p for p in (_from_row(r) for r in read_jsonl(path)) if p and p[0]]
             break
     if len(found) < count:
-        tools = read_json_object(adapter_dir / "loraforge.json").get("tools") or []
+        tools = read_json_object(adapter_dir / Artifact.ADAPTER_META.value).get("tools") or []
         for tool in tools:
             found.append(([{"role": "user", "content": f"Please use {tool['function']['name']}."}], tools))
     for text in GENERIC:

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loraforge.constants import Artifact
 from loraforge.files import atomic_write_json
 
-REPORT = "export_report.json"
+REPORT = Artifact.EXPORT_REPORT.value
 
 
 @dataclass
@@ -42,7 +43,7 @@ def fidelity_prompts(folder: Path, base: Path, count: int) -> tuple[list[list[in
     from loraforge.trainers.job import chat_format_for
 
     tokenizer = AutoTokenizer.from_pretrained(str(hf_folder_for(base)))
-    template = folder / "chat_template.jinja"
+    template = folder / Artifact.CHAT_TEMPLATE.value
     fmt = (
         ChatFormat(template.read_text(), tokenizer.eos_token)
         if template.is_file()

@@ -54,11 +54,11 @@ def hf_folder_for(model_path: Path, *, progress: Any = None) -> Path:
     """A Hugging Face folder for `model_path`: the folder itself, or the cached copy of a GGUF file."""
     model_path = Path(model_path)
     if model_path.is_dir():
-        if not (model_path / "config.json").is_file():
+        if not (model_path / "config.json").is_file():  # the Hugging Face model config
             raise ConfigError(f"{model_path} has no config.json; it is not a Hugging Face model folder.")
         return model_path
     target = cache_root() / "base" / f"{model_path.stem}-{_cache_key(model_path)}"
-    if not (target / "config.json").is_file():
+    if not (target / "config.json").is_file():  # the Hugging Face model config
         if progress:
             progress(f"Converting {model_path.name} for training (once; cached in {target.parent})")
         _build_cache(model_path, target)

@@ -88,19 +88,19 @@ def collect(run_dir: Path) -> RunData:
             number=int(folder.name.split("_")[1]),
             metrics=_json(folder / Artifact.METRICS.value),
             train_log=_jsonl(folder / Artifact.TRAIN_LOG.value),
-            error_analysis=_json(folder / "error_analysis.json"),
+            error_analysis=_json(folder / Artifact.ERROR_ANALYSIS.value),
             data_report=_json(folder / Artifact.DATA_REPORT.value),
             predictions=_jsonl(folder / Artifact.PREDICTIONS.value),
         )
         for folder in folders
     ]
-    active_file = run_dir / "ACTIVE"
+    active_file = run_dir / Artifact.ACTIVE.value
     return RunData(
         run_dir=run_dir,
         task=config.get("task") or ("labels" if config.get("config", {}).get("labels") else "tools"),
         config=config.get("config", {}),
         iterations=iterations,
-        history=_jsonl(run_dir / "history.jsonl"),
+        history=_jsonl(run_dir / Artifact.HISTORY.value),
         active=active_file.read_text().strip() if active_file.is_file() else None,
         state=_json(run_dir / Artifact.STATE.value) or {},
     )

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from loraforge.constants import Artifact
 from loraforge.errors import ServerError
 from loraforge.runtime.config import ServerConfig
 
@@ -221,7 +222,7 @@ class BinaryServer(LlamaServer):
         key_file.write_text(self.api_key or "", encoding="utf-8")
         cmd += ["--api-key-file", str(key_file)]
         if cfg.chat_template:
-            template = Path(self._tmpdir.name) / "chat_template.jinja"
+            template = Path(self._tmpdir.name) / Artifact.CHAT_TEMPLATE.value
             template.write_text(cfg.chat_template, encoding="utf-8")
             cmd += ["--chat-template-file", str(template)]
         for path in cfg.lora_adapters:

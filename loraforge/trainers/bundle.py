@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from loraforge.constants import Artifact
 from loraforge.files import atomic_write_text, read_json_object
 
 
@@ -15,8 +16,8 @@ def llama_server_command(base: Path, folder: Path, *, relative: bool = False) ->
     files are named from the bundle's own folder (as serve.sh, which changes there first, uses them)."""
     where = Path(".") if relative else folder
     parts = ["llama-server", "-m", str(base), "--lora", str(where / "adapter.gguf"), "--jinja"]
-    if (folder / "chat_template.jinja").is_file():
-        parts += ["--chat-template-file", str(where / "chat_template.jinja")]
+    if (folder / Artifact.CHAT_TEMPLATE.value).is_file():
+        parts += ["--chat-template-file", str(where / Artifact.CHAT_TEMPLATE.value)]
     parts += ["--host", "127.0.0.1", "--port", "8080"]
     return " ".join(shlex.quote(part) for part in parts)
 
@@ -37,7 +38,10 @@ def modelfile(base: Path) -> str:
 
 
 def model_card(folder: Path, base: Path, fidelity: dict[str, Any] | None) -> str:
-    meta, metrics = read_json_object(folder / "loraforge.json"), read_json_object(folder / "metrics.json")
+    meta, metrics = (
+        read_json_object(folder / Artifact.ADAPTER_META.value),
+        read_json_object(folder / Artifact.METRICS.value),
+    )
     lines = [
         f"# LoRA adapter for {base.name}",
         "",

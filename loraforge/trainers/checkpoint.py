@@ -6,9 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = Artifact.CHECKPOINT.value
 
 
 def save_checkpoint(out_dir: Path, state: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 from loraforge.files import read_json_object
 from loraforge.gguf_info import GGUFInfo
@@ -50,8 +51,8 @@ def read_adapter(adapter_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     adapter_dir = Path(adapter_dir)
     if not adapter_dir.is_dir():
         raise ConfigError(f"Adapter folder {adapter_dir} does not exist.")
-    config_path = adapter_dir / "adapter_config.json"
-    weights_path = adapter_dir / "adapter_model.safetensors"
+    config_path = adapter_dir / Artifact.ADAPTER_CONFIG.value
+    weights_path = adapter_dir / Artifact.ADAPTER_WEIGHTS.value
     if not config_path.is_file():
         raise ConfigError(f"{adapter_dir} has no adapter_config.json; it is not a PEFT adapter folder.")
     if not weights_path.is_file():
@@ -196,7 +197,7 @@ def check_adapter_matches_base(adapter_dir: Path, base: GGUFInfo, base_path: Pat
     """Refuse an adapter trained for another model: architecture, layer count and hidden size must fit.
     Returns warnings: a base file other than the one the adapter records, with shapes that fit."""
     config, tensors = read_adapter(adapter_dir)
-    meta = read_json_object(Path(adapter_dir) / "loraforge.json")
+    meta = read_json_object(Path(adapter_dir) / Artifact.ADAPTER_META.value)
     warnings = []
     if meta:
         arch = meta.get("architecture")

@@ -125,6 +125,6 @@ def run_training(
         "training": asdict(config),
         **(extra_meta or {}),
     }
-    atomic_write_json(out_dir / "loraforge.json", meta)
-    atomic_write_json(out_dir / "train_result.json", {**result.__dict__, "config": asdict(config)})
+    atomic_write_json(out_dir / Artifact.ADAPTER_META.value, meta)
+    atomic_write_json(out_dir / Artifact.TRAIN_RESULT.value, {**result.__dict__, "config": asdict(config)})
     return result
