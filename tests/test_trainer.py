@@ -334,3 +334,16 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
     with pytest.raises(ConfigError, match="could not be loaded safely"):
         load_checkpoint(tmp_path)
     assert not marker.exists()
+
+
+def test_the_private_peft_hook_is_still_there():
+    """lora.py enters PEFT's private `_enable_peft_forward_hooks(alora_offsets=...)` for aLoRA batches on the
+    shared-prefix path; this fails first if a PEFT release renames it or stops taking the offsets."""
+    import inspect
+
+    from peft.tuners.lora import LoraModel
+
+    hook = getattr(LoraModel, "_enable_peft_forward_hooks", None)
+    assert hook is not None
+    source = inspect.getsource(hook)
+    assert "alora_offsets" in source

@@ -165,6 +165,10 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
     offsets = _alora_offsets(model, ids)
 
     def hooks(alora):
+        # PEFT hands aLoRA offsets to its layers only inside PeftModel.forward, through this private
+        # context manager; the shared-prefix path calls the backbone itself, so it enters it directly. It has
+        # no public twin (PEFT 0.17-0.21): tests/test_trainer.py::test_the_private_peft_hook_is_still_there
+        # fails first if PEFT renames it.
         if offsets is None:
             return contextlib.nullcontext()
         return model.base_model._enable_peft_forward_hooks(alora_offsets=alora)
