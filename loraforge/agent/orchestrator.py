@@ -9,17 +9,12 @@ strategy for the next iteration's plan (written to iteration_N+1/plan.json) or f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import errno
 import functools
 import inspect
-import os
 import random
-import signal
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +22,7 @@ from loraforge.agent import strategy, triggers
 from loraforge.agent.config import RunConfig
 from loraforge.agent.registry import promote, record_history
 from loraforge.agent.state import RunState
+from loraforge.agent.stopping import StopControl
 from loraforge.agent.tasks import LabelTask, Task, ToolTask
 from loraforge.chat.format import ChatFormat, load_template_file, template_for_model
 from loraforge.constants import Artifact
@@ -81,10 +77,7 @@ class Orchestrator:
         self._template = self._given_template()
         self.chat_format = ChatFormat(template_for_model(self.base_info.chat_template, self._template))
         self.state = RunState()
-        self.stop = threading.Event()
-        self._phase_task: asyncio.Future | None = None
-        self._phase_async = False
-        self._interrupts = 0
+        self.stop = StopControl(self.ui)
 
     # ---- the loop -------------------------------------------------------------------------------
 
@@ -111,7 +104,7 @@ class Orchestrator:
             if not result.ready:
                 return {"skipped": result.message}
             self.ui.info(result.message)
-        with self._signal_handlers():
+        with self.stop.signal_handlers():
             while not self.state.finished:
                 iteration = self.state.iteration
                 it_dir = self.run_dir / f"iteration_{iteration}"
@@ -147,14 +140,15 @@ class Orchestrator:
 
     async def _run_phase(self, iteration: int, phase: str, action: Any, it_dir: Path) -> None:
         """One phase with a time limit; a full disk and a stop request end the run with its state intact."""
-        self._phase_async = inspect.iscoroutinefunction(action)
-        if self._phase_async:
-            self._phase_task = asyncio.ensure_future(action(iteration, it_dir))
+        is_async = inspect.iscoroutinefunction(action)
+        if is_async:
+            task = asyncio.ensure_future(action(iteration, it_dir))
         else:  # blocking work runs in a thread, so that signals and the timeout stay responsive
-            self._phase_task = asyncio.ensure_future(asyncio.to_thread(action, iteration, it_dir))
+            task = asyncio.ensure_future(asyncio.to_thread(action, iteration, it_dir))
         limit = self.config.phase_timeout_minutes * 60
         try:
-            await asyncio.wait_for(self._phase_task, timeout=limit)
+            with self.stop.running(task, is_async):
+                await asyncio.wait_for(task, timeout=limit)
         except TimeoutError as exc:
             self.stop.set()  # a training thread stops at its next step
             raise PhaseTimeout(
@@ -174,41 +168,10 @@ class Orchestrator:
                 "The run stopped; finished phases are saved and no file was left half-written.",
                 fix=f"Free some space, then `loraforge run --resume {self.run_dir}`.",
             ) from exc
-        finally:
-            self._phase_task = None
 
     def request_stop(self) -> None:
         """Ctrl-C: the first stops at the next safe point with state saved; the second stops at once."""
-        self._interrupts += 1
-        if self._interrupts >= 2:
-            self.ui.warn("Stopping now.")
-            _kill_children()
-            os._exit(130)
-        self.ui.warn("Stopping after saving state (press Ctrl-C again to stop at once)...")
-        self.stop.set()
-        # Async phases (generation, evaluation) stop now: generated rows are already on disk. A training
-        # thread sees the flag at its next step, saves a checkpoint and stops.
-        if self._phase_task is not None and self._phase_async:
-            self._phase_task.cancel()
-
-    @contextlib.contextmanager
-    def _signal_handlers(self) -> Iterator[None]:
-        """Ctrl-C and SIGTERM go to request_stop while the loop runs (main thread only)."""
-        loop = asyncio.get_running_loop()
-        signals = (signal.SIGINT, signal.SIGTERM)
-        installed = threading.current_thread() is threading.main_thread()
-        if installed:
-            try:
-                for sig in signals:
-                    loop.add_signal_handler(sig, self.request_stop)
-            except NotImplementedError:  # no loop signal handlers on this platform: Ctrl-C interrupts as usual
-                installed = False
-        try:
-            yield
-        finally:
-            if installed:
-                for sig in signals:
-                    loop.remove_signal_handler(sig)
+        self.stop.request()
 
     async def _check_triggers(self) -> triggers.TriggerResult:
         """--min-samples / --min-error-rate on labeled feedback; the base model is measured when the rows
@@ -670,17 +633,6 @@ class Orchestrator:
         if self.state.best_iteration is None:
             return {}
         return read_json(self.run_dir / Artifact.FINAL_ADAPTER.value / Artifact.METRICS.value)
-
-
-def _kill_children() -> None:
-    """Child processes (an out-of-process llama-server) go down with us."""
-    try:
-        import psutil
-
-        for child in psutil.Process().children(recursive=True):
-            child.kill()
-    except Exception:  # noqa: BLE001 - best effort on the way out
-        pass
 
 
 def export_proof_failure(it_dir: Path) -> str | None:
