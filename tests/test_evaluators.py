@@ -233,3 +233,32 @@ def test_the_loop_and_eval_share_one_label_path_and_both_end_an_alora_prompt_wit
     client.prompts.clear()
     asyncio.run(task.evaluate(client, rows, **kwargs))
     assert not any(p.endswith("<|check|>") for p in client.prompts)
+
+
+def test_the_judge_scores_only_rows_that_end_in_an_answer_and_compares_in_both_orders():
+    rows = [
+        {"messages": [{"role": "user", "content": "weather?"}]},  # no final answer: not judged
+        {
+            "messages": [
+                {"role": "user", "content": "weather in Oslo?"},
+                {"role": "assistant", "tool_calls": [{"name": "w", "arguments": {}}]},
+                {"role": "tool", "content": '{"t": 3}'},
+                {"role": "assistant", "content": "3 degrees."},
+            ]
+        },
+    ]
+    replies = ['{"score": 3, "reason": ""}', '{"score": 8, "reason": ""}']  # base, then adapter
+    replies += ['{"better": "B", "reason": ""}', '{"better": "A", "reason": ""}']  # adapter wins both orders
+    done = []
+    summary = asyncio.run(
+        judge.judge_final_answers(
+            ScriptedJudge(replies),
+            rows,
+            {"base": ["", "no idea"], "adapter": ["", "It is 3 degrees."]},
+            {"base": [None, False], "adapter": [None, True]},
+            on_done=lambda: done.append(1),
+        )
+    )
+    assert judge.judged_cases(rows) == [1] and done == [1]
+    assert summary["agreement_with_exact_match"] == {"base": 1.0, "adapter": 1.0}
+    assert summary["mean_score"] == {"base": 3, "adapter": 8} and summary["pairwise"]["adapter"] == 1

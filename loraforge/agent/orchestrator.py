@@ -511,29 +511,13 @@ class Orchestrator:
         """Final answers after tool results, scored 1-10 and compared pairwise by the judge."""
         from loraforge.evaluators import judge
 
-        texts = {label: ToolTask.final_texts(evaluations[label]) for label in ("base", "adapter")}
-        scores: dict[str, list[int | None]] = {"base": [], "adapter": []}
-        verdicts: list[str] = []
-        cases = [i for i, row in enumerate(heldout) if row["messages"][-1]["role"] == "assistant"]
-        bar = self.ui.progress(len(cases), "judge", "ex")
+        answers = {label: ToolTask.final_texts(evaluations[label]) for label in ("base", "adapter")}
+        correct = {label: evaluations[label].correct for label in ("base", "adapter")}
+        bar = self.ui.progress(len(judge.judged_cases(heldout)), "judge", "ex")
         try:
-            for index in cases:
-                row = heldout[index]
-                request = next(m["content"] for m in row["messages"] if m["role"] == "user")
-                results = [m["content"] for m in row["messages"] if m["role"] == "tool"]
-                answers = {label: texts[label][index] for label in scores}
-                for label, answer in answers.items():
-                    scores[label].append((await judge.score_answer(client, request, results, answer))["score"])
-                verdicts.append(await judge.compare(client, request, results, answers["base"], answers["adapter"]))
-                bar.update(1)
+            return await judge.judge_final_answers(client, heldout, answers, correct, on_done=lambda: bar.update(1))
         finally:
             bar.close()
-        summary = judge.summarise_judgements(scores, verdicts)
-        correct = {label: [evaluations[label].correct[i] for i in cases] for label in scores}
-        summary["agreement_with_exact_match"] = {
-            label: judge.agreement(scores[label], correct[label]) for label in scores
-        }
-        return summary
 
     def _ranking(self, summary: dict[str, Any]) -> tuple[float, float]:
         """The primary metric, then the second metric as the tie-breaker."""

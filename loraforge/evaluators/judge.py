@@ -91,3 +91,37 @@ def summarise_judgements(scores: dict[str, list[int | None]], verdicts: list[str
         "pairwise": {k: verdicts.count(k) for k in ("adapter", "base", "tie")},
         "pairwise_rule": "judged in both orders; a win counts only when both orders agree",
     }
+
+
+def judged_cases(rows: list[dict[str, Any]]) -> list[int]:
+    """The rows that end in a final answer after tool results: the ones the judge scores."""
+    return [i for i, row in enumerate(rows) if row["messages"][-1]["role"] == "assistant"]
+
+
+async def judge_final_answers(
+    client: Any,
+    rows: list[dict[str, Any]],
+    answers: dict[str, list[str]],
+    correct: dict[str, list[bool | None]],
+    on_done: Any = None,
+) -> dict[str, Any]:
+    """Base and adapter final answers (`answers[label][row]`) scored 1-10 and compared pairwise, with how
+    often the judge agrees with exact match (`correct[label][row]`)."""
+    cases = judged_cases(rows)
+    scores: dict[str, list[int | None]] = {label: [] for label in ("base", "adapter")}
+    verdicts: list[str] = []
+    for index in cases:
+        row = rows[index]
+        request = next(m["content"] for m in row["messages"] if m["role"] == "user")
+        results = [m["content"] for m in row["messages"] if m["role"] == "tool"]
+        given = {label: answers[label][index] for label in scores}
+        for label, answer in given.items():
+            scores[label].append((await score_answer(client, request, results, answer))["score"])
+        verdicts.append(await compare(client, request, results, given["base"], given["adapter"]))
+        if on_done:
+            on_done()
+    summary = summarise_judgements(scores, verdicts)
+    summary["agreement_with_exact_match"] = {
+        label: agreement(scores[label], [bool(correct[label][i]) for i in cases]) for label in scores
+    }
+    return summary
