@@ -358,3 +358,10 @@ def test_the_details_start_with_what_the_tool_is_about_at_the_planned_rate():
         assert low <= firsts.count("weather forecast") <= high
     with pytest.raises(ConfigError, match="topic_rate"):
         GenerationPlan(topic_rate=1.5)
+
+
+def test_a_topic_is_said_the_ways_people_say_it():
+    tools = {t.name: t for t in load_tools("examples/api-tools.json")}
+    assert prompts.topic_phrases(tools["transfer_money"]) == ["transfer money", "send money", "move money", "money"]
+    assert prompts.topic_phrases(tools["get_weather_forecast"]) == ["weather forecast"]  # no verb to vary
+    assert "thermostat" in prompts.topic_phrases(tools["set_thermostat"])

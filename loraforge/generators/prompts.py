@@ -12,6 +12,7 @@ import random
 import re
 from typing import Any
 
+from loraforge.generators import values
 from loraforge.generators.phrasing import GENERIC_NAME_VERBS, split_name
 from loraforge.tools.definition import ToolDefinition
 
@@ -28,6 +29,18 @@ def tool_topic(tool: ToolDefinition) -> str:
     words = split_name(tool.name)
     kept = [w for w in words if w not in GENERIC_NAME_VERBS] or words
     return " ".join(kept) or tool.name
+
+
+def topic_phrases(tool: ToolDefinition) -> list[str]:
+    """Ways to say what a tool is about, its own words first: `transfer_money` -> transfer money, send
+    money, move money, money (the verbs people use for the name's first word, `name_verbs` in vocab.yaml)."""
+    topic = tool_topic(tool)
+    words = topic.split()
+    synonyms = values.vocab().get("name_verbs", {}).get(words[0], []) if len(words) > 1 else []
+    phrases = [topic] + [f"{verb} {' '.join(words[1:])}" for verb in synonyms]
+    if synonyms:
+        phrases.append(" ".join(words[1:]))  # the object alone: "money", "calendar event"
+    return list(dict.fromkeys(phrases))
 
 
 Shot = tuple[list[str], str]  # (the details as the request states them, the request)

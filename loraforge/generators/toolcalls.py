@@ -412,7 +412,7 @@ class ToolCallGenerator:
             rng.shuffle(names)
         details = [role_prefix(n) + values.spoken(models[n], arguments[n], rng) for n in names]
         if rng.random() < self.plan.topic_rate:
-            details.insert(0, prompts.tool_topic(tool))
+            details.insert(0, rng.choice(prompts.topic_phrases(tool)))
         return details
 
     def _shots_for(self, tool: ToolDefinition, rng: random.Random) -> list[prompts.Shot]:
@@ -445,7 +445,7 @@ class ToolCallGenerator:
             seed=rng.randrange(2**31),
         )
         request = verify.clean_line(text)
-        mine = {d.lower() for d in details} | {prompts.tool_topic(tool).lower()}  # the topic is no shot's value
+        mine = {d.lower() for d in details} | {p.lower() for p in prompts.topic_phrases(tool)}  # topics: no values
         shown = {d.split(" ", 1)[-1] if d.startswith(("from ", "to ")) else d for shot, _ in found for d in shot}
         kept = self._verify_request(tool, arguments, request, [d for d in shown if d.lower() not in mine], rng)
         if kept == request:  # a request with a restated value is not a shot: the teacher would copy the phrase
