@@ -59,7 +59,10 @@ RUN_FOLDER_WRITES = [
 
 def task_for(config: RunConfig) -> Task:
     config.check_task()
-    return ToolTask.from_file(config.tools) if config.tools else LabelTask.from_file(config.labels)
+    if config.tools is not None:
+        return ToolTask.from_file(config.tools)
+    assert config.labels is not None  # check_task refused a config with neither
+    return LabelTask.from_file(config.labels)
 
 
 class Orchestrator:
@@ -176,6 +179,7 @@ class Orchestrator:
     async def _check_triggers(self) -> triggers.TriggerResult:
         """--min-samples / --min-error-rate on labeled feedback; the base model is measured when the rows
         do not record what the model predicted."""
+        assert self.config.labels is not None  # the config refuses triggers without labels
         raw = read_jsonl(self.config.labels)
         rate = triggers.recorded_error_rate(raw)
         enough = self.config.min_samples is None or len(raw) >= self.config.min_samples
@@ -195,7 +199,7 @@ class Orchestrator:
                         )
                     finally:
                         bar.close()
-            rate = 1 - sum(evaluation.correct) / len(rows)
+            rate = 1 - sum(bool(ok) for ok in evaluation.correct) / len(rows)
         return triggers.check(len(raw), rate, self.config.min_samples, self.config.min_error_rate)
 
     def _invocation(self, adapter: int | None) -> str | None:

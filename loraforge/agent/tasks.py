@@ -60,9 +60,9 @@ class Task(Protocol):
 
 
 class ToolTask:
-    kind = "tools"
-    primary = "exact_match"
-    metrics = ("exact_match", "tool_name_accuracy")
+    kind: ClassVar[str] = "tools"
+    primary: ClassVar[str] = "exact_match"
+    metrics: ClassVar[tuple[str, ...]] = ("exact_match", "tool_name_accuracy")
 
     def __init__(self, tools: list[ToolDefinition], source: Path | None = None) -> None:
         self.tools = tools
@@ -118,9 +118,9 @@ class ToolTask:
 
 
 class LabelTask:
-    kind = "labels"
-    primary = "accuracy"
-    metrics = ("accuracy", "macro_f1")
+    kind: ClassVar[str] = "labels"
+    primary: ClassVar[str] = "accuracy"
+    metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")
 
     def __init__(self, rows: list[dict[str, Any]], source: Path | None = None) -> None:
         self.rows = rows

@@ -64,7 +64,7 @@ def load_template_file(path: Path | str) -> str:
         raise ConfigError(f"--chat-template {path}: cannot be read as UTF-8 text ({exc}).", fix=fix) from None
     from jinja2 import TemplateError
 
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "user", "content": "probe request"},
         {"role": "assistant", "content": "", "tool_calls": [_PROBE_CALL]},
         {"role": "tool", "content": '{"probe_result": 1}'},
@@ -74,7 +74,8 @@ def load_template_file(path: Path | str) -> str:
         rendered = ChatFormat(text).render(messages, [_PROBE_TOOL])
         ChatFormat(text).render(messages[:1], [_PROBE_TOOL], add_generation_prompt=True)
     except TemplateError as exc:
-        where = f", line {exc.lineno}" if getattr(exc, "lineno", None) else ""
+        line = getattr(exc, "lineno", None)  # syntax errors carry it, others do not
+        where = f", line {line}" if line else ""
         raise ConfigError(f"--chat-template {path}{where}: the template does not render ({exc}).", fix=fix) from None
     missing = [part for part in ("probe_lookup", "probe_key", "probe-value-7", "probe answer") if part not in rendered]
     if missing:

@@ -156,7 +156,7 @@ def run_eval(
                                 client,
                                 rows,
                                 fmt=fmt,
-                                labels=labels,
+                                labels=labels or [],
                                 adapter=index,
                                 invocation=invocation,
                                 on_done=progress,

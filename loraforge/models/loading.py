@@ -86,5 +86,5 @@ def load_base_model(model_path: Path, *, dtype: Any = None, device: str = "cpu",
     folder = hf_folder_for(model_path, progress=progress)
     tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype or torch.float32, trust_remote_code=False)
-    model.to(device)
+    model.to(device)  # type: ignore[arg-type]  # transformers' stub types .to() for PreTrainedModel only
     return model, tokenizer

@@ -204,8 +204,12 @@ def check_adapter_matches_base(adapter_dir: Path, base: GGUFInfo, base_path: Pat
         if arch and arch != base.architecture:
             raise ConfigError(f"{adapter_dir} was trained for a {arch} model, but the base is {base.architecture}.")
         recorded = meta.get("base_model")
-        named = isinstance(recorded, str) and recorded and base_path is not None
-        if named and Path(recorded).name != Path(base_path).name:
+        if (
+            isinstance(recorded, str)
+            and recorded
+            and base_path is not None
+            and Path(recorded).name != Path(base_path).name
+        ):
             warnings.append(
                 f"{adapter_dir} was trained on {Path(recorded).name}, but the base given is {Path(base_path).name}; "
                 "the shapes fit, so the export goes on. If this is not the same model, the adapter will not work."

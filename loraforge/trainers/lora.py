@@ -132,7 +132,7 @@ def positions_run(ids: Any, mask: Any, min_prefix: int = 16) -> int:
     return prefix + batch * (width - prefix) if prefix >= min_prefix else batch * width
 
 
-def _alora_offsets(model: Any, ids: Any) -> list[int | None] | None:
+def _alora_offsets(model: Any, ids: Any) -> Any:
     config = getattr(model, "peft_config", {}).get(getattr(model, "active_adapter", "default"))
     if config is None or not getattr(config, "alora_invocation_tokens", None):
         return None
@@ -375,7 +375,7 @@ def train_lora(
 
     peft_config = LoraConfig(
         r=config.r,
-        lora_alpha=config.alpha,
+        lora_alpha=config.alpha,  # type: ignore[arg-type]  # PEFT types it int, and takes a float
         lora_dropout=config.dropout,
         target_modules=config.target_modules or DEFAULT_TARGETS,
         bias="none",
