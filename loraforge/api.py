@@ -26,12 +26,12 @@ class LoRAForge:
 
     def __init__(self, config: RunConfig | dict[str, Any] | None = None, *, quiet: bool = False, **settings: Any):
         if isinstance(config, RunConfig):
-            config = dataclasses.replace(config, **settings) if settings else config
+            built = dataclasses.replace(config, **settings) if settings else config
         else:
-            config = build(RunConfig, {**(config or {}), **settings}, "config")
-        self.config = config
+            built = build(RunConfig, {**(config or {}), **settings}, "config")
+        self.config: RunConfig = built
         self.ui = UI(quiet=quiet)
-        self.tools = ToolSet(load_tools(config.tools) if config.tools else [])
+        self.tools = ToolSet(load_tools(built.tools) if built.tools else [])
 
     def add_tool(self, tool: ToolDefinition | None = None, **fields: Any) -> ToolDefinition:
         """Add a tool (a ToolDefinition, or its fields as keywords); it is validated at once."""

@@ -7,7 +7,9 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from loraforge.agent.config import RunConfig
 from loraforge.constants import Artifact
@@ -15,7 +17,7 @@ from loraforge.errors import LoraforgeError, StopRequested
 from loraforge.flags import add_config_flag, given
 
 
-def _positive(kind: type, zero: bool = False) -> object:
+def _positive(kind: type, zero: bool = False) -> Callable[[str], Any]:
     """An argparse type: a number of `kind` above 0 (or at least 0 with `zero`), or a one-line usage error."""
 
     def parse(text: str):
@@ -246,11 +248,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = build(RunConfig, overrides, "config")
     ui = UI(quiet=args.quiet)
     orchestrator = Orchestrator(config, ui)
-    what = (
-        f"{len(orchestrator.task.tools)} tools"
-        if orchestrator.task.kind == "tools"
-        else (f"labels {', '.join(orchestrator.task.labels)}")
-    )
+    from loraforge.agent.tasks import LabelTask, ToolTask
+
+    task = orchestrator.task
+    if isinstance(task, ToolTask):
+        what = f"{len(task.tools)} tools"
+    else:
+        assert isinstance(task, LabelTask)
+        what = f"labels {', '.join(task.labels)}"
     ui.info(f"loraforge run -> {config.out} (model {orchestrator.model.name}, {what})")
     try:
         final = asyncio.run(orchestrator.run())
@@ -563,9 +568,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         async with teacher(
             model=model, server_urls=args.server_urls, llama_server=args.llama_server, parallel=args.parallel
         ) as client:
+            generator: ToolCallGenerator | LabelGenerator
             if tools is not None:
                 generator = ToolCallGenerator(tools, client, plan, seed=args.seed)
             else:
+                assert seeds is not None  # --tools or --labels is required
                 generator = LabelGenerator(seeds, client, plan, seed=args.seed)
             bar = ui.progress(args.n, "generate", "ex")
             try:

@@ -44,7 +44,7 @@ def decision_points(row: dict[str, Any]) -> list[tuple[list[dict[str, Any]], lis
             ]
         )
         return [(messages, calls)]
-    points = []
+    points: list[tuple[list[dict[str, Any]], list[dict[str, Any]] | None]] = []
     for index, message in enumerate(messages):
         if message["role"] == "assistant":
             calls = [
@@ -70,7 +70,7 @@ class RowResult:
 
     @property
     def correct(self) -> bool:
-        return self.scored and all(check.valid for check in self.checks)
+        return all(check is not None and check.valid for check in self.checks)
 
     @property
     def first_failure(self) -> tuple[int, CallCheck] | None:
@@ -142,9 +142,9 @@ def summarise(results: list[RowResult], rows: list[dict[str, Any]]) -> dict[str,
         # answer where no call was expected is a no-call, as on the leaderboard.
         names_ok += all(
             Counter(c["name"] for c in a.calls) == Counter(c["name"] for c in e) and (not a.malformed or not e)
-            for a, e in zip(result.answers, result.expected)
+            for a, e in zip(result.answers, [e or [] for e in result.expected])
         )
-        for name in {c["name"] for turn in result.expected for c in turn} or {"(no call)"}:
+        for name in {c["name"] for turn in result.expected for c in turn or []} or {"(no call)"}:
             per_tool[name].append(result.correct)
         per_style[row.get("meta", {}).get("style", "single")].append(result.correct)
     errors = Counter(str(r.first_failure[1].error) for r in scored if r.first_failure)

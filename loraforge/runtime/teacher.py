@@ -27,14 +27,15 @@ def restarter(server: LlamaServer):
 @asynccontextmanager
 async def teacher(
     *,
-    model: Path,
+    model: Path | None,
     server_urls: list[str] | None = None,
     llama_server: Path | None = None,
     parallel: int = 2,
     slots: int = 10,
     n_ctx_per_slot: int = 1536,
 ) -> AsyncIterator[Any]:
-    """A client for the teacher: a pool over `server_urls`, or a server that loraforge starts and owns.
+    """A client for the teacher: a pool over `server_urls`, or a server that loraforge starts and owns
+    (on `model`, which may be None only with `server_urls`).
 
     A server loraforge starts gets more slots than requests in flight, and each prompt family is pinned
     to a slot so that its long shared prefix stays cached: on 2 cores that, not concurrency, is what
