@@ -11,10 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loraforge.agent.config import RunConfig
+from loraforge.agent.config import RunConfig, build
 from loraforge.constants import Artifact
 from loraforge.errors import LoraforgeError, StopRequested
 from loraforge.flags import add_config_flag, given
+from loraforge.generators.plan import GenerationPlan
+from loraforge.trainers.config import TrainConfig
 
 
 def _positive(kind: type, zero: bool = False) -> Callable[[str], Any]:
@@ -62,6 +64,29 @@ RUN_CONFIG_FLAGS: list[tuple[str, str | None]] = [
 ]
 
 
+# `loraforge train` flags (Mellea-compatible names) that set a TrainConfig field, as above.
+TRAIN_CONFIG_FLAGS: list[tuple[str, str | None]] = [
+    ("adapter", None),
+    ("device", None),
+    ("epochs", None),
+    ("learning_rate", None),
+    ("batch_size", None),
+    ("max_length", None),
+    ("grad_accum", None),
+    ("r", "--rank"),
+    ("alpha", None),
+    ("dropout", None),
+    ("gradient_checkpointing", None),
+    ("dtype", None),
+    ("val_fraction", None),
+    ("seed", None),
+]
+
+
+# `loraforge generate` flags that set a GenerationPlan field.
+GENERATE_PLAN_FLAGS = ("temperature", "top_p", "roundtrip", "topic_rate", "restate_dropped")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="loraforge",
@@ -102,28 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("datafile", type=Path, help="JSONL: chat rows, {item,label}, {instruction,input,output}")
     train.add_argument("--basemodel", type=Path, help="GGUF file or Hugging Face folder (default: embedded model)")
     train.add_argument("--outfile", type=Path, required=True, help="folder for the adapter")
-    train.add_argument("--adapter", choices=["lora", "alora", "qlora"], default="lora")
-    train.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto")
-    train.add_argument("--epochs", type=int, default=3)
-    train.add_argument("--learning-rate", type=float, default=5e-4)
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--max-length", type=_positive(int), default=4096)
-    train.add_argument("--grad-accum", type=int, default=1)
+    for path, flag in TRAIN_CONFIG_FLAGS:
+        add_config_flag(train, TrainConfig, path, flag)
     train.add_argument("--promptfile", type=Path, help='JSON {"invocation_prompt": ...} for --adapter alora')
-    train.add_argument("--rank", type=int, default=16, help="LoRA rank r")
-    train.add_argument("--alpha", type=float, default=32.0, help="LoRA alpha")
-    train.add_argument("--dropout", type=float, default=0.05, help="dropout on the LoRA input")
-    train.add_argument("--gradient-checkpointing", action="store_true")
-    train.add_argument(
-        "--dtype",
-        choices=["auto", "float32", "bfloat16", "float16"],
-        default="auto",
-        help="compute dtype (default: auto, bf16 autocast where the hardware has it)",
-    )
-    train.add_argument("--val-fraction", type=float, default=0.1, help="rows kept for early stopping (0: none)")
-    train.add_argument("--use-dora", action="store_true", help=argparse.SUPPRESS)
-    train.add_argument("--use-rslora", action="store_true", help=argparse.SUPPRESS)
-    train.add_argument("--seed", type=int, default=0)
+    for path in ("use_dora", "use_rslora"):  # refused with a reason (not expressible in GGUF); not advertised
+        add_config_flag(train, TrainConfig, path, help=argparse.SUPPRESS)
     train.add_argument(
         "--checkpoint-every",
         type=_positive(float, zero=True),
@@ -173,13 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", type=Path, required=True, help="output JSONL (appended to; a rerun resumes)")
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--parallel", type=_positive(int), default=2, help="requests in flight per server (default: 2)")
-    gen.add_argument("--temperature", type=float, default=0.8)
-    gen.add_argument(
-        "--roundtrip",
-        choices=["call", "name", "off"],
-        default="off",
-        help="semantic check: the teacher must recover the whole call, or the tool name",
-    )
+    for path in GENERATE_PLAN_FLAGS:
+        add_config_flag(gen, GenerationPlan, path)
     gen.add_argument(
         "--server-url",
         action="append",
@@ -223,7 +226,7 @@ def run_overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from loraforge.agent.config import RunConfig, build, load_config, merge
+    from loraforge.agent.config import load_config, merge
     from loraforge.agent.orchestrator import Orchestrator
     from loraforge.errors import ConfigError
     from loraforge.files import read_json
@@ -346,7 +349,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from loraforge.chat.format import load_template_file
     from loraforge.files import claim_output_folder, read_json
     from loraforge.models import resolve_model
-    from loraforge.trainers.config import TrainConfig
     from loraforge.trainers.data import load_training_rows
     from loraforge.trainers.job import run_training
     from loraforge.ui import UI
@@ -363,25 +365,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not isinstance(prompt, dict) or not isinstance(prompt.get("invocation_prompt"), str):
             raise LoraforgeError(f'{args.promptfile} must hold {{"invocation_prompt": "..."}}.')
         invocation = prompt["invocation_prompt"]
-    config = TrainConfig(
-        adapter=args.adapter,
-        r=args.rank,
-        alpha=args.alpha,
-        dropout=args.dropout,
-        epochs=args.epochs,
-        learning_rate=args.learning_rate,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        max_length=args.max_length,
-        device=args.device,
-        seed=args.seed,
-        gradient_checkpointing=args.gradient_checkpointing,
-        dtype=args.dtype,
-        invocation_prompt=invocation,
-        use_dora=args.use_dora,
-        use_rslora=args.use_rslora,
-        val_fraction=args.val_fraction,
-    )
+    settings = given(args, [path for path, _ in TRAIN_CONFIG_FLAGS] + ["use_dora", "use_rslora"])
+    config = build(TrainConfig, {**settings, "invocation_prompt": invocation}, "train")
     rows = load_training_rows(args.datafile)
     base = args.basemodel if args.basemodel and args.basemodel.is_dir() else resolve_model(args.basemodel)
     template = load_template_file(args.chat_template) if args.chat_template else None
@@ -542,7 +527,6 @@ def metrics_table(metrics: dict) -> str | None:
 
 def cmd_generate(args: argparse.Namespace) -> int:
     from loraforge.generators.labels import LabelGenerator, load_labeled, seeds_by_label
-    from loraforge.generators.plan import GenerationPlan
     from loraforge.generators.runner import generate_to_file, load_partial, report_path
     from loraforge.generators.stats import coverage_message
     from loraforge.generators.toolcalls import ToolCallGenerator
@@ -552,7 +536,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from loraforge.ui import UI
 
     ui = UI(quiet=args.quiet)
-    plan = GenerationPlan(temperature=args.temperature, roundtrip=args.roundtrip)
+    plan = build(GenerationPlan, given(args, list(GENERATE_PLAN_FLAGS)), "generate")
     tools = load_tools(args.tools) if args.tools else None
     seeds = seeds_by_label(load_labeled(args.labels)) if args.labels else None
     from loraforge.agent.config import check_server_url

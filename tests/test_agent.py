@@ -704,3 +704,19 @@ def test_run_flags_come_from_the_config_fields_and_map_back_to_the_config_shape(
     assert run_overrides(parser.parse_args(["run"])) == {}  # nothing given: the config file decides
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "--device", "tpu"])  # the field's Literal choices
+
+
+def test_train_and_generate_flags_come_from_their_config_fields():
+    from loraforge.cli import GENERATE_PLAN_FLAGS, TRAIN_CONFIG_FLAGS, build_parser
+    from loraforge.flags import given
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "rows.jsonl", "--outfile", "out", "--rank", "8", "--learning-rate", "1e-3"])
+    settings = given(args, [path for path, _ in TRAIN_CONFIG_FLAGS])
+    assert settings == {"r": 8, "learning_rate": 1e-3}  # only what was given: the rest are TrainConfig's defaults
+    assert build(TrainConfig, settings, "train").epochs == TrainConfig().epochs
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "rows.jsonl", "--outfile", "out", "--dtype", "float8"])
+    args = parser.parse_args(["generate", "--tools", "t.yaml", "--n", "5", "--out", "d.jsonl", "--topic-rate", "0"])
+    plan = build(GenerationPlan, given(args, list(GENERATE_PLAN_FLAGS)), "generate")
+    assert plan.topic_rate == 0 and plan.temperature == GenerationPlan().temperature
