@@ -40,17 +40,18 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         reader = gguf.GGUFReader(str(path))
     except Exception as exc:  # gguf raises ValueError and others for damaged files
         raise ConfigError(f"{path} could not be read as GGUF: {exc}.") from None
-    arch = _field(reader, "general.architecture")
+    keys = gguf.Keys  # gguf-py's own key names, so that a renamed key shows up here as an AttributeError
+    arch = _field(reader, keys.General.ARCHITECTURE)
     if not arch:
-        raise ConfigError(f"{path} has no general.architecture key; is it a model file?")
-    n_head = _field(reader, f"{arch}.attention.head_count") or 0
+        raise ConfigError(f"{path} has no {keys.General.ARCHITECTURE} key; is it a model file?")
+    n_head = _field(reader, keys.Attention.HEAD_COUNT.format(arch=arch)) or 0
     return GGUFInfo(
         architecture=arch,
-        n_layers=int(_field(reader, f"{arch}.block_count") or 0),
+        n_layers=int(_field(reader, keys.LLM.BLOCK_COUNT.format(arch=arch)) or 0),
         n_head=int(n_head),
-        n_kv_head=int(_field(reader, f"{arch}.attention.head_count_kv") or n_head),
-        chat_template=_field(reader, "tokenizer.chat_template"),
-        add_bos=bool(_field(reader, "tokenizer.ggml.add_bos_token")),
-        hidden_size=int(_field(reader, f"{arch}.embedding_length") or 0),
-        name=str(_field(reader, "general.name") or ""),
+        n_kv_head=int(_field(reader, keys.Attention.HEAD_COUNT_KV.format(arch=arch)) or n_head),
+        chat_template=_field(reader, keys.Tokenizer.CHAT_TEMPLATE),
+        add_bos=bool(_field(reader, keys.Tokenizer.ADD_BOS)),
+        hidden_size=int(_field(reader, keys.LLM.EMBEDDING_LENGTH.format(arch=arch)) or 0),
+        name=str(_field(reader, keys.General.NAME) or ""),
     )
