@@ -224,3 +224,29 @@ def test_a_parameter_name_is_no_mention_when_the_call_carries_it_or_the_tool_is_
     assert realism.absent_parameters_named("pay James Bevan $750, memo rent", [paid]) == []
     text = call("send_text_message", {"phone_number": "+4412345678", "message": "hi"})
     assert realism.absent_parameters_named("text message to +4412345678: hi", [text]) == []
+
+
+def test_a_value_the_request_states_only_in_part_is_caught():
+    thermostat = call("set_thermostat", {"temperature": 78, "scale": "F", "room": "upstairs hallway"})
+    assert realism.partly_stated("78 fahrenheit upstairs", thermostat, "room") == "upstairs"
+    assert realism.partly_stated("78 fahrenheit please", thermostat, "room") is None
+    # a word that another argument's value accounts for is not this argument's
+    paid = call("transfer_money", {"payee": "Dinner Club", "amount": 40, "memo": "dinner money"})
+    assert realism.partly_stated("send $40 to Dinner Club", paid, "memo") is None
+    assert realism.partly_stated("send $40 to Dinner Club for the dinner", paid, "memo") == "dinner"
+
+
+def test_an_optional_value_stated_in_part_rejects_the_request_instead_of_being_dropped():
+    from loraforge.generators.toolcalls import ToolCallGenerator
+    from loraforge.generators.verify import Rejected
+
+    generator = ToolCallGenerator(load_tools(ROOT / "examples" / "api-tools.json"), client=None)
+    generator.plan.restate_dropped = 0.0
+    tool = generator.by_name["set_thermostat"]
+    arguments = {"temperature": 78, "scale": "F", "room": "upstairs hallway"}
+    with pytest.raises(Rejected) as caught:
+        generator._verify_request(tool, arguments, "78 fahrenheit upstairs", [], random.Random(0))
+    assert caught.value.reason == "unmatched_mention"
+    arguments = {"temperature": 78, "scale": "F", "room": "upstairs hallway"}
+    kept = generator._verify_request(tool, arguments, "78 fahrenheit please", [], random.Random(0))
+    assert kept == "78 fahrenheit please" and "room" not in arguments  # stated nowhere: dropped as before

@@ -279,6 +279,25 @@ def absent_parameters_named(request: str, calls: list[CallInRequest]) -> list[st
     return found
 
 
+def partly_stated(request: str, call: CallInRequest, name: str) -> str | None:
+    """A word of argument `name` that the request states while the whole value is not stated ("78
+    fahrenheit upstairs" for the room "upstairs hallway"). Dropping the argument would then train a call that
+    ignores what the user said; the other arguments' own words, and the tool's name and description, are
+    not counted."""
+    others = CallInRequest(call.tool, call.models, {k: v for k, v in call.arguments.items() if k != name})
+    rest = _mask(request, value_spans(others, request)[0]).lower()
+    own = set(_words(f"{call.tool.name} {' '.join(split_name(call.tool.name))} {call.tool.description}"))
+    for _, leaf in _leaves({name: call.arguments[name]}):
+        if not isinstance(leaf, str):
+            continue
+        for word in re.findall(r"[a-z]{4,}", leaf.lower()):
+            if word in own or word in _COMMON or word in _STOP_CAPITALS:
+                continue
+            if re.search(rf"(?<!\w){re.escape(word)}(?!\w)", rest):
+                return word
+    return None
+
+
 _COMMON = {"on", "off", "normal", "regular", "standard", "first", "low", "high", "medium", "sun", "sat", "wed"}
 
 

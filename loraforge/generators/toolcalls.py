@@ -492,6 +492,10 @@ class ToolCallGenerator:
             part = values.stated_part(models[name], value, request)
             if part is None and name in required:
                 raise Rejected("ungrounded", {**sample, "missing": [name]})
+            if part is None:
+                word = realism.partly_stated(request, realism.CallInRequest(tool, models, arguments), name)
+                if word is not None:  # neither dropping nor restating the value would match the request
+                    raise Rejected("unmatched_mention", {**sample, "unmatched": [word]})
             if part is None and rng is not None and rng.random() < self.plan.restate_dropped:
                 extended = restate.restated(request, models[name], value, rng)
                 if extended is not None:
