@@ -64,6 +64,16 @@ def append_jsonl(path: Path, rows: Iterable[dict]) -> None:
         os.fsync(handle.fileno())
 
 
+def read_user_text(path: Path, fix: str) -> str:
+    """A file the user passed, as text; a binary or unreadable file is a ConfigError that says which."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start} cannot be decoded).", fix=fix) from None
+    except (IsADirectoryError, PermissionError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror}).", fix=fix) from None
+
+
 def iter_jsonl(path: Path, *, tolerant: bool = False) -> Iterator[tuple[int, dict]]:
     """Yield (line number, row). A bad line raises a ConfigError naming the file and line.
 
@@ -72,13 +82,7 @@ def iter_jsonl(path: Path, *, tolerant: bool = False) -> Iterator[tuple[int, dic
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file.", fix="Check the path and try again.")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path}: not a UTF-8 text file (byte {exc.start} cannot be decoded).",
-            fix="Pass a JSONL file: one JSON object per line.",
-        ) from None
+    lines = read_user_text(path, "Pass a JSONL file: one JSON object per line.").splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

@@ -372,3 +372,35 @@ def test_model_files_adapters_and_run_folders_of_the_wrong_kind_are_named(tmp_pa
     assert done.returncode != 0 and "Traceback" not in done.stderr + done.stdout
     assert said in done.stderr + done.stdout
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("loader", ["tools", "config"])
+def test_a_binary_tools_or_config_file_is_a_clean_error(tmp_path, loader):
+    from loraforge.agent.config import load_config
+    from loraforge.tools import load_tools
+
+    path = tmp_path / "binary.yaml"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe")
+    with pytest.raises(ConfigError, match="not a UTF-8 text file"):
+        (load_tools if loader == "tools" else load_config)(path)
+
+
+def test_train_and_generate_refuse_empty_binary_and_file_outputs_without_a_traceback(tmp_path):
+    empty, binary, afile = tmp_path / "empty.jsonl", tmp_path / "bin.jsonl", tmp_path / "afile"
+    empty.write_text("")
+    binary.write_bytes(b"\xc5\xff\x00\x10")
+    afile.write_text("keep")
+    row = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(row) + "\n")
+    for args, said in [
+        (("train", str(empty), "--outfile", str(tmp_path / "o1")), "no training rows"),
+        (("train", str(binary), "--outfile", str(tmp_path / "o2")), "UTF-8"),
+        (("train", str(good), "--outfile", str(afile)), "is a file"),
+        (("generate", "--tools", str(binary), "--out", str(tmp_path / "g.jsonl"), "--n", "2"), "UTF-8"),
+        (("generate", "--tools", TOOLS, "--out", str(afile), "--n", "2"), "not a loraforge data file"),
+    ]:
+        done = _cli(*args)
+        assert done.returncode != 0 and "Traceback" not in done.stderr, (args, done.stderr[-600:])
+        assert said in done.stderr, (args, done.stderr[-600:])
+    assert afile.read_text() == "keep"

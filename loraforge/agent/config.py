@@ -17,6 +17,7 @@ import yaml
 
 from loraforge.agent.strategy import StrategyConfig
 from loraforge.errors import ConfigError
+from loraforge.files import read_user_text
 from loraforge.generators.plan import GenerationPlan
 from loraforge.trainers.config import TrainConfig
 from loraforge.yaml_safe import load_yaml
@@ -236,7 +237,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> RunConfi
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist.", fix="Write one with `loraforge init`.")
     try:
-        data = load_yaml(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(read_user_text(path, "Pass a YAML config (`loraforge init` writes one).")) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark else ""

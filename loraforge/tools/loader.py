@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from loraforge.errors import ConfigError
+from loraforge.files import read_user_text
 from loraforge.tools.definition import ToolDefinition
 from loraforge.yaml_safe import NoAliasLoader
 
@@ -81,7 +82,7 @@ def load_tools(path: str | Path) -> list[ToolDefinition]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Tools file {path} does not exist.", fix="Pass an existing file with --tools.")
-    text = path.read_text(encoding="utf-8")
+    text = read_user_text(path, FIX)
     data = _parse(path, text)
     if isinstance(data, dict) and "tools" in data:
         data = data["tools"]
