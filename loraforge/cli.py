@@ -335,7 +335,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 TRAIN_OUTPUTS = [
     Artifact.ADAPTER_WEIGHTS.value,
     Artifact.ADAPTER_CONFIG.value,
-    "adapter.gguf",
+    Artifact.ADAPTER_GGUF.value,
     Artifact.CHAT_TEMPLATE.value,
     Artifact.ADAPTER_META.value,
     Artifact.TRAIN_RESULT.value,
@@ -405,7 +405,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         from loraforge.gguf_info import read_gguf_info
         from loraforge.trainers.export_gguf import export_adapter
 
-        export_adapter(args.outfile, read_gguf_info(base), args.outfile / "adapter.gguf")
+        export_adapter(args.outfile, read_gguf_info(base), args.outfile / Artifact.ADAPTER_GGUF.value)
         print(f"GGUF adapter: {args.outfile / 'adapter.gguf'}")
     print(f"adapter: {args.outfile}")
     return 0
@@ -450,7 +450,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not Path(folder).is_dir():
         raise ConfigError(f"{folder}: no such adapter folder.", fix="Pass the folder that `loraforge train` wrote.")
     # A PEFT folder from elsewhere may hold an adapter.gguf of its own: never overwrite it.
-    outputs = ["adapter.gguf", REPORT]
+    outputs = [Artifact.ADAPTER_GGUF.value, REPORT]
     claim_output_folder(folder, "export", outputs, owned_by=[Artifact.ADAPTER_META.value], mark=False)
     base = _adapter_base(folder, args.base)
     if args.chat_template:

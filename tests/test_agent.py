@@ -414,7 +414,7 @@ def test_stop_request_saves_state_and_resume_repeats_no_finished_phase(tmp_path,
     async def stop_soon():
         task = asyncio.ensure_future(loop.run())
         await asyncio.sleep(0.5)
-        loop.request_stop()  # what the first Ctrl-C does
+        loop.stop.request()  # what the first Ctrl-C does
         await task
 
     with pytest.raises(StopRequested):

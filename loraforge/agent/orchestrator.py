@@ -172,10 +172,6 @@ class Orchestrator:
                 fix=f"Free some space, then `loraforge run --resume {self.run_dir}`.",
             ) from exc
 
-    def request_stop(self) -> None:
-        """Ctrl-C: the first stops at the next safe point with state saved; the second stops at once."""
-        self.stop.request()
-
     async def _check_triggers(self) -> triggers.TriggerResult:
         """--min-samples / --min-error-rate on labeled feedback; the base model is measured when the rows
         do not record what the model predicted."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from loraforge.errors import ConfigError
+from loraforge.files import read_user_text
 
 CHATML_TOOLS = "chatml-tools.jinja"
 
@@ -56,12 +57,9 @@ def load_template_file(path: Path | str) -> str:
         "Pass a Jinja chat template that renders `tools` and assistant `tool_calls` (see loraforge's own, "
         "loraforge/chat/templates/chatml-tools.jinja)."
     )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"--chat-template {path}: no such file.", fix=fix) from None
-    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as exc:
-        raise ConfigError(f"--chat-template {path}: cannot be read as UTF-8 text ({exc}).", fix=fix) from None
+    if not path.exists():
+        raise ConfigError(f"--chat-template {path}: no such file.", fix=fix)
+    text = read_user_text(path, fix)
     from jinja2 import TemplateError
 
     messages: list[dict[str, Any]] = [

@@ -25,7 +25,7 @@ def _adapter_files(adapter: Path | None) -> tuple[Path | None, dict[str, Any], P
         return None, {}, None
     adapter = Path(adapter)
     folder = adapter if adapter.is_dir() else adapter.parent
-    gguf = adapter / "adapter.gguf" if adapter.is_dir() else adapter
+    gguf = adapter / Artifact.ADAPTER_GGUF.value if adapter.is_dir() else adapter
     if not gguf.is_file():
         raise ConfigError(f"No GGUF adapter at {gguf}.", fix=f"Run `loraforge export {folder}` first.")
     return gguf, read_json_object(folder / Artifact.ADAPTER_META.value), folder

@@ -65,7 +65,7 @@ def export_proven(
     folder = Path(folder)
     info = read_gguf_info(base)
     warnings = check_adapter_matches_base(folder, info, base)
-    out = folder / "adapter.gguf"
+    out = folder / Artifact.ADAPTER_GGUF.value
     summary = export_adapter(folder, info, out, outtype)
     report = None
     if check:

@@ -111,6 +111,9 @@ _NUMBER_WORDS = [
 ]
 _TENS = {20: "twenty", 30: "thirty", 40: "forty", 50: "fifty", 100: "a hundred"}
 
+# A quoted span of two or more characters, in double or single quotes (an apostrophe inside a word is none).
+QUOTED = re.compile(r'"([^"]{2,})"|(?<!\w)\'([^\']{2,})\'(?!\w)')
+
 
 def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text.lower().replace("_", " ")).strip()

@@ -20,6 +20,7 @@ from loraforge.generators.bank import role_prefix
 from loraforge.generators.phrasing import (
     GENERIC_NAME_VERBS,
     MONTHS,
+    QUOTED,
     WEEKDAYS,
     enum_phrases,
     find_all,
@@ -218,6 +219,11 @@ def _enum_forms(model: values.ParamModel, choice: Any) -> list[str]:
     return [p for p in values.forms(model, choice) if len(p) >= 2 and p.lower() not in _COMMON]
 
 
+def _tool_words(tool: ToolDefinition) -> set[str]:
+    """The words of a tool's name and description: a request may say them without stating a value."""
+    return set(_words(f"{tool.name} {' '.join(split_name(tool.name))} {tool.description}"))
+
+
 def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     chars = list(text)
     for start, end in spans:
@@ -226,9 +232,7 @@ def _mask(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
-def unmatched_mentions(
-    request: str, calls: list[CallInRequest], extra_words: frozenset[str] = frozenset()
-) -> list[str]:
+def unmatched_mentions(request: str, calls: list[CallInRequest]) -> list[str]:
     """What the request states that no call argument accounts for: numbers, e-mail addresses, phone
     numbers, capitalised names, and words of a called tool's enumerations."""
     spans: list[tuple[int, int]] = []
@@ -240,11 +244,9 @@ def unmatched_mentions(
     found += re.findall(r"[^@\s]+@[^@\s]+\.\w+", rest)
     rest = re.sub(r"[^@\s]+@[^@\s]+\.\w+", " ", rest)
     found += re.findall(r"https?://\S+", rest)
-    found += [a or b for a, b in re.findall(r'"([^"]{2,})"|(?<!\w)\'([^\']{2,})\'(?!\w)', rest) if (a or b).strip()]
+    found += [a or b for a, b in QUOTED.findall(rest) if (a or b).strip()]
     found += [m for m in re.findall(r"(?<![\w.])\d[\d,.:]*(?:\s*(?:am|pm))?", rest.lower()) if m.strip(".,:")]
-    known = set(extra_words)
-    for call in calls:
-        known |= set(_words(f"{call.tool.name} {' '.join(split_name(call.tool.name))} {call.tool.description}"))
+    known = set().union(*(_tool_words(call.tool) for call in calls))
     sentence_start = True
     for match in re.finditer(r"\S+", rest):
         token = match.group()
@@ -286,7 +288,7 @@ def partly_stated(request: str, call: CallInRequest, name: str) -> str | None:
     not counted."""
     others = CallInRequest(call.tool, call.models, {k: v for k, v in call.arguments.items() if k != name})
     rest = _mask(request, value_spans(others, request)[0]).lower()
-    own = set(_words(f"{call.tool.name} {' '.join(split_name(call.tool.name))} {call.tool.description}"))
+    own = _tool_words(call.tool)
     for _, leaf in _leaves({name: call.arguments[name]}):
         if not isinstance(leaf, str):
             continue

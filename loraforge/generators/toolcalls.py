@@ -493,7 +493,7 @@ class ToolCallGenerator:
             if part is None and name in required:
                 raise Rejected("ungrounded", {**sample, "missing": [name]})
             if part is None:
-                word = realism.partly_stated(request, realism.CallInRequest(tool, models, arguments), name)
+                word = realism.partly_stated(request, call, name)
                 if word is not None:  # neither dropping nor restating the value would match the request
                     raise Rejected("unmatched_mention", {**sample, "unmatched": [word]})
             if part is None and rng is not None and rng.random() < self.plan.restate_dropped:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from loraforge.generators.phrasing import stated
+from loraforge.generators.phrasing import QUOTED, stated
 
 
 class Rejected(Exception):
@@ -24,11 +24,6 @@ def _norm(text: str) -> str:
 def value_grounded(value: Any, text: str) -> bool:
     """Is the value stated in the text, literally or in an accepted paraphrase (dates, thousands)?"""
     return stated(value, text)
-
-
-def ungrounded_arguments(arguments: dict[str, Any], text: str) -> list[str]:
-    """Names of the arguments whose values the request does not state."""
-    return [key for key, value in arguments.items() if not value_grounded(value, text)]
 
 
 def clean_line(text: str) -> str:
@@ -132,13 +127,10 @@ def ground_free_text(value: str, text: str, max_gap: int = 1) -> str | None:
     return None
 
 
-_QUOTED = re.compile(r'"([^"]{2,})"|(?<!\w)\'([^\']{2,})\'(?!\w)')
-
-
 def widen_to_quote(value: str, text: str) -> str:
     """The whole quoted span of `text` that holds `value`, or `value`: a user who quotes a message means
     all of it ('subject "Thanks for yesterday"' is not a subject of "Thanks")."""
-    for match in _QUOTED.finditer(text):
+    for match in QUOTED.finditer(text):
         inner = (match.group(1) or match.group(2)).strip()
         if _norm(value) in _norm(inner):
             return inner

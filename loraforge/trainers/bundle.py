@@ -15,7 +15,7 @@ def llama_server_command(base: Path, folder: Path, *, relative: bool = False) ->
     """The llama-server command for this adapter, every path shell-quoted. With `relative`, the adapter's
     files are named from the bundle's own folder (as serve.sh, which changes there first, uses them)."""
     where = Path(".") if relative else folder
-    parts = ["llama-server", "-m", str(base), "--lora", str(where / "adapter.gguf"), "--jinja"]
+    parts = ["llama-server", "-m", str(base), "--lora", str(where / Artifact.ADAPTER_GGUF.value), "--jinja"]
     if (folder / Artifact.CHAT_TEMPLATE.value).is_file():
         parts += ["--chat-template-file", str(where / Artifact.CHAT_TEMPLATE.value)]
     parts += ["--host", "127.0.0.1", "--port", "8080"]
