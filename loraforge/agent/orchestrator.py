@@ -16,7 +16,7 @@ import inspect
 import random
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loraforge.agent import strategy, triggers
 from loraforge.agent.config import RunConfig
@@ -41,6 +41,9 @@ from loraforge.runtime import LlamaClient, ServerConfig, make_server
 from loraforge.runtime.config import context_for
 from loraforge.runtime.teacher import teacher
 from loraforge.ui import UI
+
+if TYPE_CHECKING:
+    from loraforge.evaluators.evaluate import Evaluation
 
 PLAN = Artifact.PLAN.value
 # What a run writes at the top of its folder (besides config.json, its record).
@@ -172,6 +175,24 @@ class Orchestrator:
                 fix=f"Free some space, then `loraforge run --resume {self.run_dir}`.",
             ) from exc
 
+    async def _scored(
+        self, client: LlamaClient, rows: list[dict[str, Any]], title: str, adapter: int | None, max_tokens: int = 0
+    ) -> Evaluation:
+        """The task's evaluation of one model on `rows`, behind a progress bar."""
+        bar = self.ui.progress(len(rows), title, "ex")
+        try:
+            return await self.task.evaluate(
+                client,
+                rows,
+                adapter=adapter,
+                max_tokens=max_tokens or self.config.eval_max_tokens,
+                on_done=functools.partial(bar.update, 1),
+                fmt=self.chat_format,
+                invocation=self._invocation(adapter),
+            )
+        finally:
+            bar.close()
+
     async def _check_triggers(self) -> triggers.TriggerResult:
         """--min-samples / --min-error-rate on labeled feedback; the base model is measured when the rows
         do not record what the model predicted."""
@@ -183,18 +204,7 @@ class Orchestrator:
             rows = self.task.seed_rows()
             async with make_server(self._eval_server_config([])) as server:
                 async with LlamaClient(server.base_url, concurrency=1, api_key=server.api_key) as client:
-                    bar = self.ui.progress(len(rows), "measure error rate", "ex")
-                    try:
-                        evaluation = await self.task.evaluate(
-                            client,
-                            rows,
-                            adapter=None,
-                            max_tokens=32,
-                            on_done=functools.partial(bar.update, 1),
-                            fmt=self.chat_format,
-                        )
-                    finally:
-                        bar.close()
+                    evaluation = await self._scored(client, rows, "measure error rate", None, max_tokens=32)
             rate = 1 - sum(bool(ok) for ok in evaluation.correct) / len(rows)
         return triggers.check(len(raw), rate, self.config.min_samples, self.config.min_error_rate)
 
@@ -400,8 +410,6 @@ class Orchestrator:
 
     async def _evaluate(self, iteration: int, it_dir: Path) -> None:
         """Base, this iteration's adapter and the best adapter so far, in one server run on the same rows."""
-        from loraforge.evaluators.error_analysis import analyse
-
         heldout = read_jsonl(it_dir / Artifact.HELDOUT.value)
         adapters = [it_dir / Artifact.ADAPTER_GGUF.value]
         models: list[tuple[str, int | None]] = [("base", None), ("adapter", 0)]
@@ -424,37 +432,13 @@ class Orchestrator:
                 server.base_url, concurrency=concurrency, adapter_count=len(adapters), api_key=server.api_key
             ) as client:
                 for label, adapter in models:
-                    bar = self.ui.progress(len(heldout), f"evaluate {label}", "ex")
-                    try:
-                        evaluation = await self.task.evaluate(
-                            client,
-                            heldout,
-                            adapter=adapter,
-                            max_tokens=self.config.eval_max_tokens,
-                            on_done=functools.partial(bar.update, 1),
-                            fmt=self.chat_format,
-                            invocation=self._invocation(adapter),
-                        )
-                    finally:
-                        bar.close()
+                    evaluation = await self._scored(client, heldout, f"evaluate {label}", adapter)
                     evaluations[label] = evaluation
                     results[label] = evaluation.summary
                     records += [{**r, "model": label} for r in evaluation.records]
                     if not real:
                         continue
-                    bar = self.ui.progress(len(real), f"real requests {label}", "ex")
-                    try:
-                        evaluation = await self.task.evaluate(
-                            client,
-                            real,
-                            adapter=adapter,
-                            max_tokens=self.config.eval_max_tokens,
-                            on_done=functools.partial(bar.update, 1),
-                            fmt=self.chat_format,
-                            invocation=self._invocation(adapter),
-                        )
-                    finally:
-                        bar.close()
+                    evaluation = await self._scored(client, real, f"real requests {label}", adapter)
                     real_evaluations[label] = evaluation
                     real_results[label] = evaluation.summary
                     real_records += [{**r, "model": label} for r in evaluation.records]
@@ -467,14 +451,10 @@ class Orchestrator:
             ) as judge_client:
                 results["judge"] = await self._judge(judge_client, heldout, evaluations)
         write_jsonl(it_dir / Artifact.PREDICTIONS.value, records)
-        analysis = analyse(evaluations["adapter"].failures, total=len(heldout))
-        analysis["base"] = analyse(evaluations["base"].failures, total=len(heldout))["by_error"]
-        atomic_write_json(it_dir / Artifact.ERROR_ANALYSIS.value, analysis)
+        atomic_write_json(it_dir / Artifact.ERROR_ANALYSIS.value, _analysis(evaluations, len(heldout)))
         if real:
             write_jsonl(it_dir / Artifact.PREDICTIONS_REAL.value, real_records)
-            real_analysis = analyse(real_evaluations["adapter"].failures, total=len(real))
-            real_analysis["base"] = analyse(real_evaluations["base"].failures, total=len(real))["by_error"]
-            atomic_write_json(it_dir / Artifact.ERROR_ANALYSIS_REAL.value, real_analysis)
+            atomic_write_json(it_dir / Artifact.ERROR_ANALYSIS_REAL.value, _analysis(real_evaluations, len(real)))
         train_result = read_json(it_dir / Artifact.TRAIN_RESULT.value)
         report_path = it_dir / Artifact.DATA_REPORT.value
         training = {k: train_result.get(k) for k in ("steps", "best_val_loss", "final_train_loss", "seconds")}
@@ -632,3 +612,12 @@ def export_proof_failure(it_dir: Path) -> str | None:
         f"(needs {report.get('threshold')}), log-probability error {report.get('logprob_error', float('nan')):.3f} "
         f"(limit {report.get('logprob_error_limit', float('nan')):.3f}); see export_report.json"
     )
+
+
+def _analysis(evaluations: dict[str, Evaluation], total: int) -> dict[str, Any]:
+    """The adapter's error analysis, with the base model's failures by error code beside it."""
+    from loraforge.evaluators.error_analysis import analyse
+
+    analysis = analyse(evaluations["adapter"].failures, total=total)
+    analysis["base"] = analyse(evaluations["base"].failures, total=total)["by_error"]
+    return analysis
