@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from loraforge.agent.config import RunConfig, build
-from loraforge.constants import Artifact
+from loraforge.constants import ALL_METRICS, Artifact
 from loraforge.errors import LoraforgeError, StopRequested
 from loraforge.flags import add_config_flag, given
 from loraforge.generators.plan import GenerationPlan
@@ -515,11 +515,7 @@ def metrics_table(metrics: dict) -> str | None:
     from loraforge.ui import format_table
 
     models = [m for m in ("base", "adapter") if isinstance(metrics.get(m), dict)]
-    keys = [
-        k
-        for k in ("exact_match", "tool_name_accuracy", "accuracy", "macro_f1")
-        if any(metrics[m].get(k) is not None for m in models)
-    ]
+    keys = [k for k in ALL_METRICS if any(metrics[m].get(k) is not None for m in models)]
     if not keys:
         return None
     return format_table(["metric"] + models, [[k] + [metrics[m].get(k) for m in models] for k in keys])
@@ -588,7 +584,7 @@ def print_summary(run_dir: Path, final: dict, state, ui) -> None:
         ui.warn(f"No iteration beat the base model; no final adapter was promoted. See {run_dir}/history.jsonl.")
         return
     base, adapter = final["base"], final["adapter"]
-    names = [k for k in ("exact_match", "tool_name_accuracy", "accuracy", "macro_f1") if k in adapter]
+    names = [k for k in ALL_METRICS if k in adapter]
     real = final.get("real")
     if real:
         print()

@@ -40,6 +40,12 @@ class Artifact(str, Enum):
         return self.value
 
 
+# The metrics of each task, its primary one first.
+TOOL_METRICS = ("exact_match", "tool_name_accuracy")
+LABEL_METRICS = ("accuracy", "macro_f1")
+ALL_METRICS = TOOL_METRICS + LABEL_METRICS
+
+
 class ErrorCode(str, Enum):
     """Why a predicted tool call is wrong; one per failed example (BFCL's AST-checker categories)."""
 

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from loraforge.chat.format import ChatFormat, builtin_template, normalise_messages
 
 TOOLS = [
@@ -123,3 +125,16 @@ def test_an_adapter_keeps_the_template_it_was_trained_with(tmp_path):
     with pytest.raises(LoraforgeError, match="was trained with its own chat_template.jinja"):
         adopt_template(ours, mine)
     assert (ours / "chat_template.jinja").read_text() == builtin_template()
+
+
+def test_an_adapter_is_served_with_the_override_then_its_own_template_then_the_base_family_one(tmp_path):
+    from loraforge.chat.format import adapter_template
+    from loraforge.errors import ConfigError
+
+    chatml = "{{ '<|im_start|>' }}"
+    assert adapter_template(tmp_path, chatml) == builtin_template()  # nothing saved: the family's template
+    (tmp_path / "chat_template.jinja").write_text("saved")
+    assert adapter_template(tmp_path, chatml) == "saved"
+    assert adapter_template(tmp_path, chatml, override="mine") == "mine"
+    with pytest.raises(ConfigError, match="no tool template"):
+        adapter_template(None, "{{ '[INST]' }}")  # a base alone, of a family loraforge has no template for

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from loraforge.constants import LABEL_METRICS, TOOL_METRICS
 from loraforge.evaluators.evaluate import Evaluation, evaluate_labels, evaluate_tool_calls
 from loraforge.generators.labels import LabelGenerator, load_labeled, seeds_by_label
 from loraforge.generators.plan import GenerationPlan
@@ -62,7 +63,7 @@ class Task(Protocol):
 class ToolTask:
     kind: ClassVar[str] = "tools"
     primary: ClassVar[str] = "exact_match"
-    metrics: ClassVar[tuple[str, ...]] = ("exact_match", "tool_name_accuracy")
+    metrics: ClassVar[tuple[str, ...]] = TOOL_METRICS
 
     def __init__(self, tools: list[ToolDefinition], source: Path | None = None) -> None:
         self.tools = tools
@@ -120,7 +121,7 @@ class ToolTask:
 class LabelTask:
     kind: ClassVar[str] = "labels"
     primary: ClassVar[str] = "accuracy"
-    metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")
+    metrics: ClassVar[tuple[str, ...]] = LABEL_METRICS
 
     def __init__(self, rows: list[dict[str, Any]], source: Path | None = None) -> None:
         self.rows = rows

@@ -14,6 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 from loraforge.files import read_user_text
 
@@ -83,6 +84,17 @@ def load_template_file(path: Path | str) -> str:
             fix=fix,
         )
     return text
+
+
+def adapter_template(folder: Path | None, model_template: str | None, override: str | None = None) -> str:
+    """The chat template to serve or score an adapter with: `override` (a checked --chat-template), else the
+    template saved with the adapter, else loraforge's tool template for the base model's markup."""
+    if override is not None:
+        return override
+    saved = Path(folder) / Artifact.CHAT_TEMPLATE.value if folder is not None else None
+    if saved is not None and saved.is_file():
+        return read_user_text(saved, "Delete it to use loraforge's template for the base model.")
+    return template_for_model(model_template)
 
 
 def template_for_model(model_template: str | None, override: str | None = None) -> str:

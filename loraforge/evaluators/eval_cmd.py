@@ -7,12 +7,13 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from loraforge.chat.format import ChatFormat, builtin_template
+from loraforge.chat.format import ChatFormat, adapter_template
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 from loraforge.evaluators.error_analysis import analyse
 from loraforge.evaluators.evaluate import evaluate_labels, evaluate_tool_calls
 from loraforge.files import atomic_write_json, claim_output_folder, read_json_object, read_jsonl, write_jsonl
+from loraforge.gguf_info import read_gguf_info
 from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
 from loraforge.runtime.config import context_for
@@ -112,11 +113,7 @@ def run_eval(
         model or (meta.get("base_model") if meta.get("base_model") and Path(meta["base_model"]).is_file() else None)
     )
     rows, kind = _rows(data, tools_file)
-    template = folder / Artifact.CHAT_TEMPLATE.value if folder else None
-    if chat_template is not None:
-        fmt = ChatFormat(chat_template)
-    else:
-        fmt = ChatFormat(template.read_text() if template and template.is_file() else builtin_template())
+    fmt = ChatFormat(adapter_template(folder, read_gguf_info(base).chat_template, chat_template))
     labels = None
     if kind == "labels":
         labels = meta.get("labels") or (sorted({r["label"] for r in read_jsonl(labels_file)}) if labels_file else None)

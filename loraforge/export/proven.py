@@ -36,19 +36,15 @@ def fidelity_prompts(folder: Path, base: Path, count: int) -> tuple[list[list[in
     """Token ids of up to `count` held-out prompts, in the adapter's own chat template, and the EOS id."""
     from transformers import AutoTokenizer
 
-    from loraforge.chat.format import ChatFormat
+    from loraforge.chat.format import ChatFormat, adapter_template
     from loraforge.evaluators.prompts_for import heldout_prompts
+    from loraforge.gguf_info import read_gguf_info
     from loraforge.models.loading import hf_folder_for
     from loraforge.trainers.formatting import prompt_ids
-    from loraforge.trainers.job import chat_format_for
 
     tokenizer = AutoTokenizer.from_pretrained(str(hf_folder_for(base)))
-    template = folder / Artifact.CHAT_TEMPLATE.value
-    fmt = (
-        ChatFormat(template.read_text(), tokenizer.eos_token)
-        if template.is_file()
-        else chat_format_for(base, tokenizer)
-    )
+    model_template = read_gguf_info(base).chat_template if base.is_file() else tokenizer.chat_template
+    fmt = ChatFormat(adapter_template(folder, model_template), tokenizer.eos_token or "<|im_end|>")
     return [prompt_ids(fmt, tokenizer, m, t) for m, t in heldout_prompts(folder, count)], tokenizer.eos_token_id
 
 

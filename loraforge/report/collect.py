@@ -8,12 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loraforge.constants import Artifact
+from loraforge.constants import LABEL_METRICS, TOOL_METRICS, Artifact
 from loraforge.errors import ConfigError
 from loraforge.files import read_jsonl
-
-TOOL_METRICS = ("exact_match", "tool_name_accuracy")
-LABEL_METRICS = ("accuracy", "macro_f1")
 
 
 @dataclass

@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from loraforge.constants import Artifact
+from loraforge.constants import ALL_METRICS, Artifact
 from loraforge.files import atomic_write_text, read_json_object
 
 
@@ -56,7 +56,7 @@ def model_card(folder: Path, base: Path, fidelity: dict[str, Any] | None) -> str
         lines.append(f"- Training data: {metrics.get('train_examples')} examples, styles {data.get('per_style')}")
     if metrics.get("base") and metrics.get("adapter"):
         lines += ["", "| held-out metric | base | adapter |", "|---|---|---|"]
-        for key in ("exact_match", "tool_name_accuracy", "accuracy", "macro_f1"):
+        for key in ALL_METRICS:
             if key in metrics["adapter"] and metrics["adapter"][key] is not None:
                 lines.append(f"| {key} | {metrics['base'][key]:.3f} | {metrics['adapter'][key]:.3f} |")
         lines.append(f"\nMeasured through llama.cpp on {metrics.get('heldout_examples')} held-out examples.")
