@@ -251,15 +251,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = build(RunConfig, overrides, "config")
     ui = UI(quiet=args.quiet)
     orchestrator = Orchestrator(config, ui)
-    from loraforge.agent.tasks import LabelTask, ToolTask
-
-    task = orchestrator.task
-    if isinstance(task, ToolTask):
-        what = f"{len(task.tools)} tools"
-    else:
-        assert isinstance(task, LabelTask)
-        what = f"labels {', '.join(task.labels)}"
-    ui.info(f"loraforge run -> {config.out} (model {orchestrator.model.name}, {what})")
+    ui.info(f"loraforge run -> {config.out} (model {orchestrator.model.name}, {orchestrator.task.describe()})")
     try:
         final = asyncio.run(orchestrator.run())
     except StopRequested:
@@ -522,19 +514,16 @@ def metrics_table(metrics: dict) -> str | None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from loraforge.generators.labels import LabelGenerator, load_labeled, seeds_by_label
+    from loraforge.agent.tasks import LabelTask, ToolTask
     from loraforge.generators.runner import generate_to_file, load_partial, report_path
     from loraforge.generators.stats import coverage_message
-    from loraforge.generators.toolcalls import ToolCallGenerator
     from loraforge.models import resolve_model
     from loraforge.runtime.teacher import teacher
-    from loraforge.tools import load_tools
     from loraforge.ui import UI
 
     ui = UI(quiet=args.quiet)
     plan = build(GenerationPlan, given(args, list(GENERATE_PLAN_FLAGS)), "generate")
-    tools = load_tools(args.tools) if args.tools else None
-    seeds = seeds_by_label(load_labeled(args.labels)) if args.labels else None
+    task = ToolTask.from_file(args.tools) if args.tools else LabelTask.from_file(args.labels)
     from loraforge.agent.config import check_server_url
 
     for url in args.server_urls or []:
@@ -548,12 +537,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         async with teacher(
             model=model, server_urls=args.server_urls, llama_server=args.llama_server, parallel=args.parallel
         ) as client:
-            generator: ToolCallGenerator | LabelGenerator
-            if tools is not None:
-                generator = ToolCallGenerator(tools, client, plan, seed=args.seed)
-            else:
-                assert seeds is not None  # --tools or --labels is required
-                generator = LabelGenerator(seeds, client, plan, seed=args.seed)
+            generator = task.generator(client, plan, args.seed)
             bar = ui.progress(args.n, "generate", "ex")
             try:
                 return await generate_to_file(

@@ -36,6 +36,9 @@ class Task(Protocol):
     def generator(self, client: Any, plan: GenerationPlan, seed: int) -> Any:
         """The synthetic-data generator for this task."""
 
+    def describe(self) -> str:
+        """The task in a few words, for the run's first line ("12 tools", "labels a, b")."""
+
     def text_of(self, row: dict[str, Any]) -> str:
         """The text of a row that must stay unique (held-out rows never repeat in training)."""
 
@@ -81,6 +84,9 @@ class ToolTask:
 
     def generator(self, client: Any, plan: GenerationPlan, seed: int) -> ToolCallGenerator:
         return ToolCallGenerator(self.tools, client, plan, seed=seed)
+
+    def describe(self) -> str:
+        return f"{len(self.tools)} tools"
 
     @staticmethod
     def text_of(row: dict[str, Any]) -> str:
@@ -142,6 +148,9 @@ class LabelTask:
 
     def generator(self, client: Any, plan: GenerationPlan, seed: int) -> LabelGenerator:
         return LabelGenerator(self.seeds, client, plan, seed=seed)
+
+    def describe(self) -> str:
+        return f"labels {', '.join(self.labels)}"
 
     @staticmethod
     def text_of(row: dict[str, Any]) -> str:
