@@ -5,6 +5,7 @@ import pytest
 from loraforge.chat.parsing import ParsedAnswer
 from loraforge.evaluators import judge
 from loraforge.evaluators.error_analysis import analyse, failure_row
+from loraforge.evaluators.evaluate import Evaluation
 from loraforge.evaluators.fidelity import NEAR_TIE_LOGITS, compare
 from loraforge.evaluators.labels import label_grammar, label_metrics
 from loraforge.evaluators.toolcall_eval import RowResult, decision_points, summarise
@@ -254,8 +255,10 @@ def test_the_judge_scores_only_rows_that_end_in_an_answer_and_compares_in_both_o
         judge.judge_final_answers(
             ScriptedJudge(replies),
             rows,
-            {"base": ["", "no idea"], "adapter": ["", "It is 3 degrees."]},
-            {"base": [None, False], "adapter": [None, True]},
+            {
+                "base": Evaluation({}, [], [{"turns": []}, {"turns": [{"text": "no idea"}]}], [None, False]),
+                "adapter": Evaluation({}, [], [{"turns": []}, {"turns": [{"text": "It is 3 degrees."}]}], [None, True]),
+            },
             on_done=lambda: done.append(1),
         )
     )

@@ -487,15 +487,15 @@ class Orchestrator:
             and self.judge_model == self.model
         )
 
-    async def _judge(self, client: LlamaClient, heldout: list[dict], evaluations: dict[str, Any]) -> dict[str, Any]:
+    async def _judge(
+        self, client: LlamaClient, heldout: list[dict], evaluations: dict[str, Evaluation]
+    ) -> dict[str, Any]:
         """Final answers after tool results, scored 1-10 and compared pairwise by the judge."""
         from loraforge.evaluators import judge
 
-        answers = {label: ToolTask.final_texts(evaluations[label]) for label in ("base", "adapter")}
-        correct = {label: evaluations[label].correct for label in ("base", "adapter")}
         bar = self.ui.progress(len(judge.judged_cases(heldout)), "judge", "ex")
         try:
-            return await judge.judge_final_answers(client, heldout, answers, correct, on_done=lambda: bar.update(1))
+            return await judge.judge_final_answers(client, heldout, evaluations, on_done=lambda: bar.update(1))
         finally:
             bar.close()
 

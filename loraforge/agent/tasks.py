@@ -119,10 +119,6 @@ class ToolTask:
             client, heldout, adapter=adapter, max_tokens=max_tokens, on_done=on_done, ids=list(range(len(heldout)))
         )
 
-    @staticmethod
-    def final_texts(results: Evaluation) -> list[str]:
-        return [turns[-1]["text"] if turns else "" for turns in (r["turns"] for r in results.records)]
-
 
 class LabelTask:
     kind: ClassVar[str] = "labels"

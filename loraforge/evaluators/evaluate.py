@@ -21,6 +21,10 @@ class Evaluation:
     records: list[dict[str, Any]]  # one prediction record per row, for predictions.jsonl
     correct: list[bool | None]  # per row; None where the row has no expected answer
 
+    def final_texts(self) -> list[str]:
+        """Per row, the model's last text of a tool-call evaluation: its answer after the tool results."""
+        return [turns[-1]["text"] if turns else "" for turns in (r.get("turns") or [] for r in self.records)]
+
 
 def row_ids(rows: list[dict[str, Any]], ids: list[Any] | None = None) -> list[Any]:
     """`ids` when given, else each row's own `id`, or its index when it has none."""

@@ -7,7 +7,10 @@ when both orders agree, and the report states how often the judge agrees with ex
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loraforge.evaluators.evaluate import Evaluation
 
 SCORE_SCHEMA = {
     "type": "object",
@@ -101,12 +104,13 @@ def judged_cases(rows: list[dict[str, Any]]) -> list[int]:
 async def judge_final_answers(
     client: Any,
     rows: list[dict[str, Any]],
-    answers: dict[str, list[str]],
-    correct: dict[str, list[bool | None]],
+    evaluations: dict[str, Evaluation],
     on_done: Any = None,
 ) -> dict[str, Any]:
-    """Base and adapter final answers (`answers[label][row]`) scored 1-10 and compared pairwise, with how
-    often the judge agrees with exact match (`correct[label][row]`)."""
+    """The base's and the adapter's final answers (from their `evaluations` on `rows`) scored 1-10 and
+    compared pairwise, with how often the judge agrees with exact match."""
+    answers = {label: evaluations[label].final_texts() for label in ("base", "adapter")}
+    correct = {label: evaluations[label].correct for label in ("base", "adapter")}
     cases = judged_cases(rows)
     scores: dict[str, list[int | None]] = {label: [] for label in ("base", "adapter")}
     verdicts: list[str] = []
