@@ -11,12 +11,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from loraforge.agent.config import RunConfig, build
+from loraforge.agent.config import RunConfig
 from loraforge.agent.orchestrator import Orchestrator
 from loraforge.agent.tasks import ToolTask
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 from loraforge.files import atomic_write_json
+from loraforge.settings import build
 from loraforge.tools import ToolDefinition, ToolSet, load_tools, validate_tool
 from loraforge.ui import UI
 

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loraforge.agent.config import RunConfig, build
+from loraforge.agent.config import RunConfig
 from loraforge.constants import ALL_METRICS, Artifact
 from loraforge.errors import LoraforgeError, StopRequested
 from loraforge.flags import add_config_flag, given
 from loraforge.generators.plan import GenerationPlan
+from loraforge.settings import build
 from loraforge.trainers.config import TrainConfig
 
 

@@ -7,7 +7,6 @@ The same settings come from three places, later ones winning: the defaults below
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -19,10 +18,9 @@ from loraforge.agent.strategy import StrategyConfig
 from loraforge.errors import ConfigError
 from loraforge.files import read_user_text
 from loraforge.generators.plan import GenerationPlan
+from loraforge.settings import build
 from loraforge.trainers.config import TrainConfig
 from loraforge.yaml_safe import load_yaml
-
-NESTED = {"generation": GenerationPlan, "training": TrainConfig, "strategy": StrategyConfig}
 
 
 @dataclass
@@ -113,10 +111,10 @@ class RunConfig:
             elif value == "":
                 setattr(self, name, None)
         self.out = Path(self.out)
-        for name, cls in NESTED.items():
+        for name, hint in typing.get_type_hints(RunConfig).items():
             value = getattr(self, name)
-            if isinstance(value, dict):
-                setattr(self, name, build(cls, value, name))
+            if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+                setattr(self, name, build(hint, value, name))  # type: ignore[arg-type]
         if self.tools is not None and self.labels is not None:
             raise ConfigError("Both tools and labels were given.", fix="Pass either --tools FILE or --labels FILE.")
         if self.examples < 10:
@@ -176,59 +174,6 @@ def check_server_url(url: Any) -> str:
             f"{url!r} is not a server URL.", fix="Give the llama-server's address, e.g. http://127.0.0.1:8080."
         )
     return url
-
-
-def _type_ok(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, arg) for arg in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is Path:
-        return isinstance(value, (str, Path))
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is typing.Literal:
-        return value in typing.get_args(hint)
-    if origin is list:
-        (item,) = typing.get_args(hint) or (Any,)
-        return isinstance(value, list) and (item is Any or all(_type_ok(v, item) for v in value))
-    if origin is dict:
-        return isinstance(value, dict)
-    if isinstance(hint, type):
-        return isinstance(value, hint)
-    return True
-
-
-def build(cls: type, data: dict[str, Any], where: str) -> Any:
-    """A dataclass from a mapping, refusing unknown keys and wrongly typed values with the key's path."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}.")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"Unknown setting{'s' if len(unknown) > 1 else ''} {', '.join(f'{where}.{k}' for k in unknown)}.",
-            fix=f"Known settings in {where}: {', '.join(known)}. `loraforge init` writes them all with their defaults.",
-        )
-    values = {}
-    for key, value in data.items():
-        if key in NESTED and cls is RunConfig:
-            values[key] = build(NESTED[key], value or {}, f"{where}.{key}")
-            continue
-        if not _type_ok(value, hints[key]):
-            if typing.get_origin(hints[key]) is typing.Literal:
-                allowed = ", ".join(repr(a) for a in typing.get_args(hints[key]))
-                raise ConfigError(f"{where}.{key} must be one of {allowed}, got {value!r}.")
-            raise ConfigError(
-                f"{where}.{key} must be of type {getattr(hints[key], '__name__', hints[key])}, got {value!r}.",
-                fix=f"{known[key].metadata.get('help', '')}",
-            )
-        values[key] = value
-    return cls(**values)
 
 
 def load_config(path: Path, overrides: dict[str, Any] | None = None) -> RunConfig:
