@@ -183,14 +183,15 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
         with torch.no_grad() if frozen else contextlib.nullcontext(), hooks([0]), _without_dropout(model, frozen):
             head = backbone(input_ids=ids[:1, :prefix], use_cache=True)
         shared = DynamicCache()
-        for index, layer in enumerate(head.past_key_values.layers):
+        cache_name = _cache_argument(backbone)
+        for index, layer in enumerate(getattr(head, cache_name).layers):
             shared.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), index)
         positions = torch.arange(prefix, width, device=ids.device)
         with hooks(offsets):
             tail = backbone(
                 input_ids=ids[:, prefix:],
                 attention_mask=mask,
-                past_key_values=shared,
+                **{cache_name: shared},
                 position_ids=positions.unsqueeze(0).expand(batch, -1),
                 cache_position=positions,
                 use_cache=True,
@@ -203,6 +204,14 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
     keep = targets != IGNORE
     logits = causal_lm.get_output_embeddings()(hidden[:, :-1][keep])
     return F.cross_entropy(logits.float(), targets[keep], reduction="sum"), int(keep.sum())
+
+
+def _cache_argument(backbone: Any) -> str:
+    """What the backbone calls its key/value cache: `cache` from transformers 5.2x on (where the old name
+    `past_key_values` prints a deprecation warning on every call), `past_key_values` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
 
 
 @contextlib.contextmanager
