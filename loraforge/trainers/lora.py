@@ -173,7 +173,10 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
         return model.base_model._enable_peft_forward_hooks(alora_offsets=alora)
 
     batch, width = ids.shape
-    prefix = shared_prefix_length(ids, mask) if batch > 1 and not causal_lm.is_gradient_checkpointing else 0
+    checkpointing = getattr(causal_lm, "is_activation_checkpointing", None)  # its name from transformers 5.2x
+    if checkpointing is None:
+        checkpointing = causal_lm.is_gradient_checkpointing
+    prefix = shared_prefix_length(ids, mask) if batch > 1 and not checkpointing else 0
     if offsets is not None and any(o is not None and o > width - prefix for o in offsets):
         prefix = 0  # an invocation inside the shared prefix: take the plain path
     if prefix >= min_prefix:
