@@ -12,6 +12,7 @@ checkpoint; an out-of-memory error halves the micro-batch and keeps the effectiv
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import random
@@ -186,7 +187,7 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
         with torch.no_grad() if frozen else contextlib.nullcontext(), hooks([0]), _without_dropout(model, frozen):
             head = backbone(input_ids=ids[:1, :prefix], use_cache=True)
         shared = DynamicCache()
-        cache_name = _cache_argument(backbone)
+        cache_name = _cache_argument(type(backbone))
         for index, layer in enumerate(getattr(head, cache_name).layers):
             shared.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), index)
         positions = torch.arange(prefix, width, device=ids.device)
@@ -209,12 +210,14 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
     return F.cross_entropy(logits.float(), targets[keep], reduction="sum"), int(keep.sum())
 
 
-def _cache_argument(backbone: Any) -> str:
+@functools.cache
+def _cache_argument(backbone_class: type) -> str:
     """What the backbone calls its key/value cache: `cache` from transformers 5.2x on (where the old name
-    `past_key_values` prints a deprecation warning on every call), `past_key_values` before."""
+    `past_key_values` prints a deprecation warning on every call), `past_key_values` before. Read once per
+    class, not on every micro-batch."""
     import inspect
 
-    return "cache" if "cache" in inspect.signature(backbone.forward).parameters else "past_key_values"
+    return "cache" if "cache" in inspect.signature(backbone_class.forward).parameters else "past_key_values"
 
 
 @contextlib.contextmanager
