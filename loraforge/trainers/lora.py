@@ -211,7 +211,7 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
 
 
 @functools.cache
-def _cache_argument(backbone_class: type) -> str:
+def _cache_argument(backbone_class: Any) -> str:
     """What the backbone calls its key/value cache: `cache` from transformers 5.2x on (where the old name
     `past_key_values` prints a deprecation warning on every call), `past_key_values` before. Read once per
     class, not on every micro-batch."""
