@@ -187,7 +187,7 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
         with torch.no_grad() if frozen else contextlib.nullcontext(), hooks([0]), _without_dropout(model, frozen):
             head = backbone(input_ids=ids[:1, :prefix], use_cache=True)
         shared = DynamicCache()
-        cache_name = _cache_argument(type(backbone))
+        cache_name = _cache_argument(backbone.__class__)
         for index, layer in enumerate(getattr(head, cache_name).layers):
             shared.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), index)
         positions = torch.arange(prefix, width, device=ids.device)
