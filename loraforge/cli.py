@@ -85,7 +85,7 @@ TRAIN_CONFIG_FLAGS: list[tuple[str, str | None]] = [
 
 
 # `loraforge generate` flags that set a GenerationPlan field.
-GENERATE_PLAN_FLAGS = ("temperature", "top_p", "roundtrip", "topic_rate", "restate_dropped")
+GENERATE_PLAN_FLAGS = ("temperature", "top_p", "roundtrip", "topic_rate", "restate_dropped", "compose_rate")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -63,6 +63,15 @@ class GenerationPlan:
             "teacher drops values from long requests, and an adapter trained on what is left drops them too."
         },
     )
+    compose_rate: float = field(
+        default=0.5,
+        metadata={
+            "help": "Share of requests composed from the call without the teacher: what is wanted first, then "
+            "each value in the frame people use ('send money to Maria Lopez, $20, for pizza'). A small "
+            "teacher mostly copies the list of details it is shown; composed requests keep the data "
+            "verb-led and cost no teacher call. 0 leaves every request to the teacher."
+        },
+    )
     roundtrip: Literal["call", "name", "off"] = field(
         default="off",
         metadata={
@@ -91,6 +100,8 @@ class GenerationPlan:
             raise ConfigError(f"roundtrip must be 'call', 'name' or 'off', got {self.roundtrip!r}.")
         if not 0 <= self.topic_rate <= 1:
             raise ConfigError(f"topic_rate must be between 0 and 1, got {self.topic_rate}.")
+        if not 0 <= self.compose_rate <= 1:
+            raise ConfigError(f"compose_rate must be between 0 and 1, got {self.compose_rate}.")
         if not 0 <= self.restate_dropped <= 1:
             raise ConfigError(f"restate_dropped must be between 0 and 1, got {self.restate_dropped}.")
         if not 0 <= self.variation_share <= 1:

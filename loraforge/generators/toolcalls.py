@@ -21,7 +21,7 @@ from typing import Any
 
 from loraforge.concurrency import gather_or_cancel
 from loraforge.evaluators.exact_match import Leniency, check_call
-from loraforge.generators import prompts, realism, restate, shots, values, verify
+from loraforge.generators import compose, prompts, realism, restate, shots, values, verify
 from loraforge.generators.arguments import ArgumentDrafter, is_free_text
 from loraforge.generators.bank import load_bank, role_prefix
 from loraforge.generators.dedup import NearDuplicateIndex, rouge_l
@@ -433,6 +433,12 @@ class ToolCallGenerator:
         return found
 
     async def _request(self, tool: ToolDefinition, arguments: dict[str, Any], rng: random.Random) -> str:
+        if rng.random() < self.plan.compose_rate:
+            models = self.drafter.models(tool)
+            text = compose.compose(tool.name, prompts.topic_phrases(tool), models, arguments, rng)
+            if text is not None:
+                self.stats.notes["composed_requests"] += 1
+                return self._verify_request(tool, arguments, text, [], rng)
         details = self._details(tool, arguments, rng)
         found = self._shots_for(tool, rng)
         text = await self._complete(
