@@ -80,6 +80,7 @@ TRAIN_CONFIG_FLAGS: list[tuple[str, str | None]] = [
     ("gradient_checkpointing", None),
     ("dtype", None),
     ("val_fraction", None),
+    ("answer_share", None),
     ("seed", None),
 ]
 

@@ -347,3 +347,27 @@ def test_the_private_peft_hook_is_still_there():
     assert hook is not None
     source = inspect.getsource(hook)
     assert "alora_offsets" in source
+
+
+def test_a_share_of_rows_keeps_the_answer_and_the_rest_end_at_their_calls():
+    from loraforge.trainers.data import answer_subset, ending_at_calls
+
+    call = {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]}
+    row = {
+        "messages": [
+            {"role": "user", "content": "do it"},
+            call,
+            {"role": "tool", "content": "{}"},
+            {"role": "assistant", "content": "Done."},
+        ]
+    }
+    chat = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}]}
+    assert ending_at_calls(row)["messages"] == row["messages"][:2]
+    assert ending_at_calls(chat) == chat  # nothing to cut
+    rows = [row] * 400 + [chat] * 100
+    kept = answer_subset(rows, 0.3, seed=0)
+    whole = sum(len(r["messages"]) == 4 for r in kept[:400])
+    assert 90 <= whole <= 150 and kept[400:] == rows[400:]
+    assert kept == answer_subset(rows, 0.3, seed=0) and answer_subset(rows, 1.0, seed=0) is rows
+    with pytest.raises(ConfigError, match="answer_share"):
+        TrainConfig(answer_share=1.5)

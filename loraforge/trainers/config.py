@@ -61,6 +61,14 @@ class TrainConfig:
             "turn opener of the chat template, e.g. '<|im_start|>assistant\\n'."
         },
     )
+    answer_share: float = field(
+        default=1.0,
+        metadata={
+            "help": "Share of tool-calling rows trained in full, with the tool results and the assistant's "
+            "answer to them; the other rows end at the calls. Every row pays for its tokens, while a "
+            "share of them teaches the answer: 0.3 trains generated data about a fifth faster."
+        },
+    )
     prefix_gradients: bool = field(
         default=True,
         metadata={
@@ -108,6 +116,8 @@ class TrainConfig:
         if self.alpha <= 0 or self.max_grad_norm <= 0:
             name = "alpha" if self.alpha <= 0 else "max_grad_norm"
             raise ConfigError(f"{name} must be positive, got {getattr(self, name)}.")
+        if not 0 <= self.answer_share <= 1:
+            raise ConfigError(f"answer_share must be between 0 and 1, got {self.answer_share}.")
         if not 0 <= self.val_fraction <= 0.5:
             raise ConfigError(
                 f"val_fraction must be between 0 and 0.5, got {self.val_fraction}.", fix="0 turns it off."

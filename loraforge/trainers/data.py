@@ -8,6 +8,7 @@ ends with it and only the turn after it is trained.
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,25 @@ def load_training_rows(path: str | Path) -> list[dict[str, Any]]:
     if not rows:
         raise ConfigError(f"{path} holds no training rows.")
     return rows
+
+
+def ending_at_calls(row: dict[str, Any]) -> dict[str, Any]:
+    """The row cut after its first assistant turn that makes calls (the tool results and the answer to
+    them dropped); a row without calls is returned as it is."""
+    messages = row["messages"]
+    for index, message in enumerate(messages):
+        if message.get("role") == "assistant" and message.get("tool_calls"):
+            return {**row, "messages": messages[: index + 1]}
+    return row
+
+
+def answer_subset(rows: list[dict[str, Any]], share: float, seed: int) -> list[dict[str, Any]]:
+    """Rows as trained: a `share` of them whole, the others ending at their calls (the same rows for
+    the same seed)."""
+    if share >= 1:
+        return rows
+    rng = random.Random(seed * 7919 + 1)
+    return [row if rng.random() < share else ending_at_calls(row) for row in rows]
 
 
 def encode_training_row(

@@ -12,7 +12,7 @@ from loraforge.errors import ConfigError
 from loraforge.files import atomic_write_json, atomic_write_text
 from loraforge.trainers.checkpoint import CHECKPOINT
 from loraforge.trainers.config import TrainConfig
-from loraforge.trainers.data import encode_training_row, invocation_ids
+from loraforge.trainers.data import answer_subset, encode_training_row, invocation_ids
 from loraforge.trainers.lora import TrainResult, train_lora
 
 
@@ -92,7 +92,7 @@ def run_training(
         adapter_extra["alora_invocation_tokens"] = invocation_ids(tokenizer, invocation)
     encoded = [
         encode_training_row(fmt, tokenizer, row, invocation=invocation, train_all=config.train_on == "all")
-        for row in rows
+        for row in answer_subset(rows, config.answer_share, config.seed)
     ]
     too_long = sum(len(e.input_ids) > config.max_length for e in encoded)
     if too_long and progress:
