@@ -371,3 +371,41 @@ def test_a_share_of_rows_keeps_the_answer_and_the_rest_end_at_their_calls():
     assert kept == answer_subset(rows, 0.3, seed=0) and answer_subset(rows, 1.0, seed=0) is rows
     with pytest.raises(ConfigError, match="answer_share"):
         TrainConfig(answer_share=1.5)
+
+
+def test_an_alora_prefix_kept_across_steps_gives_the_same_loss_and_gradients():
+    """Before the invocation an aLoRA is off, so a shared prompt kept from an earlier step (after the
+    adapter has changed) is exact: the loss and the gradients match a fresh computation."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    model = get_peft_model(
+        tiny_model(), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], alora_invocation_tokens=[1])
+    )
+    rows = examples(8)
+    first, second = lora.collate(rows[:4], 0, "cpu"), lora.collate(rows[4:], 0, "cpu")
+    cache = lora.PrefixCache()
+    model.zero_grad()
+    lora.supervised_loss(model, *first, min_prefix=1, prefix_cache=cache)[0].backward()
+    assert len(cache._entries) == 1
+    with torch.no_grad():  # the adapter moves on, as after an optimizer step
+        for name, param in model.named_parameters():
+            if "lora_" in name:
+                param.add_(torch.randn_like(param) * 0.1)
+    results = []
+    for kept in (cache, None):
+        model.zero_grad()
+        loss, n = lora.supervised_loss(model, *second, min_prefix=1, prefix_cache=kept)
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results.append((loss.item(), n, grads))
+    assert results[0][1] == results[1][1]
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-5)
+    assert torch.allclose(results[0][2], results[1][2], atol=1e-6)
+    key = next(iter(cache._entries))  # the kept prefix is what the second batch used: spoiling it shows
+    hidden, layers = cache._entries[key]
+    cache._entries[key] = (hidden, [(k * 0, v * 0) for k, v in layers])
+    spoiled = lora.supervised_loss(model, *second, min_prefix=1, prefix_cache=cache)[0].item()
+    assert spoiled != pytest.approx(results[1][0], rel=1e-3)
+    cache.put([9, 9, 9], None, [])
+    assert cache.longest([9, 9, 9, 4])[0] == 3 and cache.longest([8]) is None

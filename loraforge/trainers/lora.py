@@ -143,7 +143,42 @@ def _alora_offsets(model: Any, ids: Any) -> Any:
     return calculate_alora_offsets(model.peft_config, model.active_adapter, ids)
 
 
-def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: int = 16, prefix_gradients: bool = True):
+class PrefixCache:
+    """Keys and values of shared prefixes that run through the frozen base, kept from one step to the next.
+
+    With an activated LoRA, everything before the invocation is base-model computation: the system prompt
+    listing the tools is the same for most rows and never changes during training, so it runs once for the
+    whole training instead of once per batch. A batch reuses the longest kept prefix that starts its rows;
+    the few least recently used ones are dropped."""
+
+    def __init__(self, size: int = 8) -> None:
+        self.size = size
+        self._entries: dict[tuple[int, ...], tuple[Any, list[tuple[Any, Any]]]] = {}
+
+    def longest(self, ids: list[int]) -> tuple[int, Any, list[tuple[Any, Any]]] | None:
+        """(length, hidden states, per-layer keys and values) of the longest kept prefix of `ids`."""
+        best = max((key for key in self._entries if tuple(ids[: len(key)]) == key), key=len, default=None)
+        if best is None:
+            return None
+        entry = self._entries.pop(best)
+        self._entries[best] = entry  # most recently used last
+        return len(best), *entry
+
+    def put(self, ids: list[int], hidden: Any, layers: list[tuple[Any, Any]]) -> None:
+        self._entries[tuple(ids)] = (hidden, layers)
+        while len(self._entries) > self.size:
+            self._entries.pop(next(iter(self._entries)))
+
+
+def supervised_loss(
+    model: Any,
+    ids: Any,
+    labels: Any,
+    mask: Any,
+    min_prefix: int = 16,
+    prefix_gradients: bool = True,
+    prefix_cache: PrefixCache | None = None,
+):
     """Summed cross-entropy at supervised positions, and how many positions there were.
 
     Two savings that keep results identical:
@@ -184,12 +219,20 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
         from transformers import DynamicCache
 
         frozen = offsets is not None or not prefix_gradients
-        with torch.no_grad() if frozen else contextlib.nullcontext(), hooks([0]), _without_dropout(model, frozen):
-            head = backbone(input_ids=ids[:1, :prefix], use_cache=True)
-        shared = DynamicCache()
         cache_name = _cache_argument(backbone.__class__)
-        for index, layer in enumerate(getattr(head, cache_name).layers):
-            shared.update(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1), index)
+        kept = prefix_cache.longest(ids[0, :prefix].tolist()) if offsets is not None and prefix_cache else None
+        if kept is not None and kept[0] >= min_prefix:
+            prefix, head_hidden, layers = kept
+        else:
+            with torch.no_grad() if frozen else contextlib.nullcontext(), hooks([0]), _without_dropout(model, frozen):
+                head = backbone(input_ids=ids[:1, :prefix], use_cache=True)
+            head_hidden = head.last_hidden_state
+            layers = [(layer.keys, layer.values) for layer in getattr(head, cache_name).layers]
+            if offsets is not None and prefix_cache is not None:
+                prefix_cache.put(ids[0, :prefix].tolist(), head_hidden, layers)
+        shared = DynamicCache()
+        for index, (keys, values) in enumerate(layers):
+            shared.update(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), index)
         positions = torch.arange(prefix, width, device=ids.device)
         with hooks(offsets):
             tail = backbone(
@@ -200,7 +243,7 @@ def supervised_loss(model: Any, ids: Any, labels: Any, mask: Any, min_prefix: in
                 cache_position=positions,
                 use_cache=True,
             )
-        hidden = torch.cat([head.last_hidden_state.expand(batch, -1, -1), tail.last_hidden_state], dim=1)
+        hidden = torch.cat([head_hidden.expand(batch, -1, -1), tail.last_hidden_state], dim=1)
     else:
         with hooks(offsets):
             hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -319,7 +362,15 @@ def within_budget(pieces: list[list[Encoded]], budget: int, prefix_cost: float =
     return out
 
 
-def evaluate_loss(model: Any, examples: list[Encoded], config: TrainConfig, pad_id: int, device: str, amp) -> float:
+def evaluate_loss(
+    model: Any,
+    examples: list[Encoded],
+    config: TrainConfig,
+    pad_id: int,
+    device: str,
+    amp,
+    prefix_cache: PrefixCache | None = None,
+) -> float:
     import torch
 
     model.eval()
@@ -327,7 +378,7 @@ def evaluate_loss(model: Any, examples: list[Encoded], config: TrainConfig, pad_
     with torch.no_grad(), torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
         batches = length_batches(examples, config.batch_size, random.Random(0))
         for batch in within_budget(batches, token_budget(model, config, device), FROZEN_PREFIX_COST):
-            loss, n = supervised_loss(model, *collate(batch, pad_id, device))
+            loss, n = supervised_loss(model, *collate(batch, pad_id, device), prefix_cache=prefix_cache)
             total, count = total + loss.item(), count + n
     model.train()
     return total / max(1, count)
@@ -414,6 +465,8 @@ def train_lora(
         model.enable_input_require_grads()
     model = get_peft_model(model.to(device), peft_config)
     budget = token_budget(model, config, device)
+    # Before an aLoRA's invocation the adapter is off: shared prompts are base computation, kept across steps.
+    prefix_cache = PrefixCache() if config.adapter == "alora" else None
     prefix_cost = 1.0 if config.prefix_gradients else FROZEN_PREFIX_COST
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -474,7 +527,12 @@ def train_lora(
                             ):
                                 ids, labels, mask = collate(piece, pad_id, device)
                                 loss, n = supervised_loss(
-                                    model, ids, labels, mask, prefix_gradients=config.prefix_gradients
+                                    model,
+                                    ids,
+                                    labels,
+                                    mask,
+                                    prefix_gradients=config.prefix_gradients,
+                                    prefix_cache=prefix_cache,
                                 )
                             run_tokens += positions_run(ids, mask)
                             (loss / max(1, group_tokens) * world).backward()
@@ -521,7 +579,7 @@ def train_lora(
         epoch += 1
         stop = False
         if val:
-            val_loss = evaluate_loss(model, val, config, pad_id, device, amp)
+            val_loss = evaluate_loss(model, val, config, pad_id, device, amp, prefix_cache)
             if rank == 0 and log_path:
                 append_jsonl(log_path, [{"step": step, "epoch": epoch, "val_loss": val_loss}])
             if val_loss < best_val:
