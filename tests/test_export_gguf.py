@@ -288,3 +288,21 @@ def test_a_broken_loraforge_json_is_a_clean_error_naming_it(adapter_dir, tmp_pat
     base = GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False, HIDDEN)
     with pytest.raises(ConfigError, match="loraforge.json"):
         check_adapter_matches_base(copy, base)
+
+
+def test_an_alora_invocation_is_written_as_llama_cpps_uint32_array(adapter_dir, tmp_path):
+    """llama.cpp refuses an aLoRA adapter whose invocation tokens are not uint32 ('invalid gguf element
+    type'); Python ints would be written as int32 by default."""
+    import shutil
+
+    import gguf
+
+    alora = tmp_path / "alora"
+    shutil.copytree(adapter_dir, alora)
+    config = json.loads((alora / "adapter_config.json").read_text())
+    config["alora_invocation_tokens"] = [1, 9690, 198]
+    (alora / "adapter_config.json").write_text(json.dumps(config))
+    export_adapter(alora, GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False), tmp_path / "a.gguf")
+    field = gguf.GGUFReader(str(tmp_path / "a.gguf")).fields[gguf.Keys.Adapter.ALORA_INVOCATION_TOKENS]
+    assert field.types == [gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.UINT32]
+    assert [int(field.parts[i][0]) for i in field.data] == [1, 9690, 198]

@@ -149,7 +149,14 @@ def export_adapter(
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
     invocation = config.get("alora_invocation_tokens")
     if invocation:
-        writer.add_array(gguf.Keys.Adapter.ALORA_INVOCATION_TOKENS, [int(t) for t in invocation])
+        # llama.cpp reads the invocation as an array of uint32 and refuses the adapter otherwise; add_array
+        # would infer int32 from Python ints.
+        writer.add_key_value(
+            gguf.Keys.Adapter.ALORA_INVOCATION_TOKENS,
+            [int(t) for t in invocation],
+            gguf.GGUFValueType.ARRAY,
+            sub_type=gguf.GGUFValueType.UINT32,
+        )
     count = 0
     for module in sorted(pairs, key=_natural):
         pair = pairs[module]
