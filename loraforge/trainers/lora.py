@@ -378,7 +378,8 @@ def evaluate_loss(
     with torch.no_grad(), torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
         batches = length_batches(examples, config.batch_size, random.Random(0))
         for batch in within_budget(batches, token_budget(model, config, device), FROZEN_PREFIX_COST):
-            loss, n = supervised_loss(model, *collate(batch, pad_id, device), prefix_cache=prefix_cache)
+            ids, labels, mask = collate(batch, pad_id, device)
+            loss, n = supervised_loss(model, ids, labels, mask, prefix_cache=prefix_cache)
             total, count = total + loss.item(), count + n
     model.train()
     return total / max(1, count)
