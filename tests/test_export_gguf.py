@@ -306,3 +306,47 @@ def test_an_alora_invocation_is_written_as_llama_cpps_uint32_array(adapter_dir, 
     field = gguf.GGUFReader(str(tmp_path / "a.gguf")).fields[gguf.Keys.Adapter.ALORA_INVOCATION_TOKENS]
     assert field.types == [gguf.GGUFValueType.ARRAY, gguf.GGUFValueType.UINT32]
     assert [int(field.parts[i][0]) for i in field.data] == [1, 9690, 198]
+
+
+def _fake_proof(monkeypatch, outcome):
+    """export_proven on the tiny adapter, with the llama.cpp side of the proof replaced by `outcome`."""
+    from loraforge import gguf_info
+    from loraforge.evaluators import fidelity
+    from loraforge.export import proven
+
+    base = GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False, HIDDEN)
+    monkeypatch.setattr(gguf_info, "read_gguf_info", lambda path: base)
+    monkeypatch.setattr(proven, "fidelity_prompts", lambda *a: ([[1, 2]], 0))
+
+    def check(*a):
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return dict(outcome)
+
+    monkeypatch.setattr(fidelity, "check_fidelity", check)
+    return proven.export_proven
+
+
+def test_an_adapter_that_fails_its_proof_gets_no_serving_bundle(adapter_dir, tmp_path, monkeypatch):
+    import shutil
+
+    folder = tmp_path / "a"
+    shutil.copytree(adapter_dir, folder)
+    export_proven = _fake_proof(monkeypatch, {"passed": False, "reason": "log-prob error 0.6 > 0.2"})
+    outcome = export_proven(folder, tmp_path / "base.gguf")
+    assert not outcome.passed and outcome.bundle == []
+    assert not (folder / "serve.sh").exists() and not (folder / "Modelfile").exists()
+    assert json.loads((folder / "export_report.json").read_text())["passed"] is False
+
+
+def test_a_proof_that_breaks_off_leaves_no_unproven_gguf(adapter_dir, tmp_path, monkeypatch):
+    import shutil
+
+    from loraforge.errors import ServerError
+
+    folder = tmp_path / "a"
+    shutil.copytree(adapter_dir, folder)
+    export_proven = _fake_proof(monkeypatch, ServerError("llama.cpp stopped answering"))
+    with pytest.raises(ServerError):
+        export_proven(folder, tmp_path / "base.gguf")
+    assert not (folder / "adapter.gguf").exists() and not (folder / "export_report.json").exists()

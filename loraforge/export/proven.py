@@ -65,8 +65,12 @@ def export_proven(
     summary = export_adapter(folder, info, out, outtype)
     report = None
     if check:
-        ids, eos = fidelity_prompts(folder, base, prompts)
-        report = check_fidelity(folder, base, out, ids, eos)
+        try:
+            ids, eos = fidelity_prompts(folder, base, prompts)
+            report = check_fidelity(folder, base, out, ids, eos)
+        except BaseException:
+            out.unlink(missing_ok=True)  # unproven, and a later export would take it for a file of the user's
+            raise
         report["outtype"] = outtype
         atomic_write_json(folder / REPORT, report)
     else:
