@@ -269,10 +269,9 @@ def test_eval_command_on_a_twenty_row_file(tiny_run, tmp_path):
     # Scored on requests no run trained on; a 24-example tiny run is not expected to beat the base there (the
     # quality claim is measured by benchmarks/bench_quality.py), so only the scoring is checked.
     for model in ("base", "adapter"):
-        verdicts = [
-            p for p in read_jsonl(target / ("predictions.jsonl" if model == "adapter" else "predictions_base.jsonl"))
-        ]
-        assert len(verdicts) == 20 and metrics[model]["exact_match"] is not None
+        verdicts = read_jsonl(target / ("predictions.jsonl" if model == "adapter" else "predictions_base.jsonl"))
+        assert len(verdicts) == 20
+        assert metrics[model]["exact_match"] == pytest.approx(sum(p["correct"] for p in verdicts) / 20)
 
 
 @pytest.mark.browser

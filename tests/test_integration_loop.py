@@ -96,14 +96,14 @@ def test_ctrl_c_and_kill_then_resume_repeat_nothing(tmp_path):
     metrics2 = json.loads((it2 / "metrics.json").read_text())
     # Iteration 2 was compared with the best adapter exactly when iteration 1 was promoted.
     assert ("best" in metrics2) == history[0]["promoted"]
-    if history[0]["promoted"]:
-        assert metrics2["best_iteration_compared"] == 1 and metrics2["best"]["n"] == metrics2["adapter"]["n"]
+    assert metrics2.get("best_iteration_compared") == (1 if history[0]["promoted"] else None)
+    assert metrics2.get("best", {}).get("n") == (metrics2["adapter"]["n"] if history[0]["promoted"] else None)
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
     promoted = any(h["promoted"] for h in history)
     assert (out / "final_adapter" / "adapter.gguf").is_file() == promoted
-    assert (out / "ACTIVE").is_file() == promoted
-    if promoted:
-        assert (out / "ACTIVE").read_text().strip().startswith("iteration_")
+    best = max((h["iteration"] for h in history if h["promoted"]), default=None)
+    active = (out / "ACTIVE").read_text().strip() if (out / "ACTIVE").is_file() else None
+    assert active == (f"iteration_{best}" if promoted else None)
 
 
 def test_python_api_example_in_the_readme_runs_as_written(tmp_path):

@@ -163,5 +163,7 @@ def test_eval_labeled_rows_with_the_adapter_label_set(tmp_path):
     # No adapter-beats-base claim here: measured on these held-out tickets, this 15-row, 3-epoch classifier
     # scored 0.333 against 0.500 for the base (on its own training rows it wins, which says nothing). The
     # quality claim belongs to benchmarks/, measured at a real size.
-    assert all(0.0 <= metrics[m]["accuracy"] <= 1.0 for m in ("base", "adapter"))
+    for model, name in (("adapter", "predictions.jsonl"), ("base", "predictions_base.jsonl")):
+        verdicts = [json.loads(line)["correct"] for line in (target / name).read_text().splitlines()]
+        assert len(verdicts) == 12 and metrics[model]["accuracy"] == pytest.approx(sum(verdicts) / 12)
     assert metrics["base"]["n"] == metrics["adapter"]["n"] == 12
