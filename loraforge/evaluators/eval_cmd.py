@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,20 @@ def tool_row_problem(row: dict[str, Any]) -> str | None:
     if not isinstance(messages, list) or not messages:
         return "tool-calling rows need 'messages' up to the user turn."
     for index, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
+        role = message.get("role") if isinstance(message, dict) else None
+        if not isinstance(role, str) or role not in ROLES:
             return f"messages[{index}] needs a 'role' (one of {', '.join(sorted(ROLES))})."
     if not any(m["role"] == "user" for m in messages):
         return "the messages hold no user turn to answer."
+    if "meta" in row and not isinstance(row["meta"], dict):
+        return "'meta' must be an object."
+    tools = row.get("tools")
+    if tools is not None and not isinstance(tools, list):
+        return "'tools' must be a list of tools in OpenAI form."
+    for index, tool in enumerate(tools or []):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            return f'tools[{index}] needs the OpenAI form {{"type": "function", "function": {{"name": ...}}}}.'
     expected = row.get("tool_calls")
     if expected is None:
         return None
@@ -60,8 +71,14 @@ def tool_row_problem(row: dict[str, Any]) -> str | None:
     for index, call in enumerate(expected):
         if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not call["name"]:
             return f"tool_calls[{index}] needs a 'name'."
-        if not isinstance(call.get("arguments", {}), (dict, str)):
-            return f"tool_calls[{index}].arguments must be an object."
+        arguments = call.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                arguments = None
+        if not isinstance(arguments, dict):
+            return f"tool_calls[{index}].arguments must be an object (or a string holding a JSON object)."
     return None
 
 
