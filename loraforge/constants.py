@@ -35,6 +35,9 @@ class Artifact(str, Enum):
     ACTIVE = "ACTIVE"  # names the adapter in final_adapter/ ("iteration_N" or "base")
     TRIGGER = "trigger.json"
     CHECKPOINT = "checkpoint.pt"
+    REPORT_HTML = "report.html"
+    REPORT_MD = "report.md"
+    REPORT_FILES = "report_files"  # the report's plots
 
     def __str__(self) -> str:
         return self.value

@@ -618,7 +618,7 @@ def test_a_failed_export_proof_blocks_promotion_even_when_the_score_rises(tmp_pa
     assert active(run) == "iteration_1"
 
 
-@pytest.mark.parametrize("theirs", ["state.json", "config.json"])
+@pytest.mark.parametrize("theirs", ["state.json", "config.json", "heldout.jsonl", "report.html", "report_files"])
 def test_a_new_run_never_overwrites_a_users_files_in_its_out_folder(tmp_path, tiny_gguf, theirs):
     out = tmp_path / "run"
     out.mkdir()

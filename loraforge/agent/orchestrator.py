@@ -56,6 +56,10 @@ RUN_FOLDER_WRITES = [
     Artifact.ACTIVE.value,
     Artifact.HISTORY.value,
     Artifact.TRIGGER.value,
+    Artifact.HELDOUT.value,
+    Artifact.REPORT_HTML.value,
+    Artifact.REPORT_MD.value,
+    Artifact.REPORT_FILES.value,
     "iteration_1",
 ]
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from loraforge.constants import Artifact
 from loraforge.files import atomic_write_text
 from loraforge.report.blocks import Block, Heading, Image, Para, Table, cell, to_html, to_markdown
 from loraforge.report.collect import RunData, collect, worst_examples
 from loraforge.report.plots import draw_all
 
-FILES_DIR = "report_files"
+FILES_DIR = Artifact.REPORT_FILES.value
 
 
 def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
@@ -20,7 +21,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     plots = draw_all(run, out_dir / FILES_DIR)
     title = f"loraforge report: {run.run_dir.name}"
     blocks = layout(run, plots)
-    html_path, md_path = out_dir / "report.html", out_dir / "report.md"
+    html_path, md_path = out_dir / Artifact.REPORT_HTML.value, out_dir / Artifact.REPORT_MD.value
     atomic_write_text(html_path, to_html(title, blocks))
     atomic_write_text(md_path, to_markdown(title, blocks, out_dir))
     return {"html": html_path, "markdown": md_path, **plots}
