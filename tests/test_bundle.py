@@ -4,6 +4,7 @@ folder is called; the model card and Modelfile."""
 import json
 import os
 import subprocess
+from pathlib import Path
 
 from loraforge.trainers.bundle import write_bundle
 
@@ -70,3 +71,15 @@ def test_bundle_files(tmp_path):
     assert "| exact_match | 0.000 | 0.500 |" in card and "top-1 agreement 1.0000" in card
     assert "ADAPTER ./adapter.gguf" in (tmp_path / "Modelfile").read_text()
     assert "--host 127.0.0.1" in (tmp_path / "serve.sh").read_text()
+
+
+def test_serve_sh_names_a_relative_base_model_from_anywhere(tmp_path, monkeypatch):
+    """serve.sh changes into the bundle's folder first, so a base model given relative to where the
+    command ran must be written as an absolute path."""
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapter.gguf").write_bytes(b"GGUF")
+    monkeypatch.chdir(tmp_path)
+    write_bundle(folder, Path("models") / "base.gguf")
+    text = (folder / "serve.sh").read_text()
+    assert f"-m {tmp_path.resolve() / 'models' / 'base.gguf'}" in text

@@ -51,4 +51,4 @@ def resolve_model(path: str | Path | None) -> Path:
             f"{path} is not a GGUF file (it does not start with the GGUF magic bytes).",
             fix="Convert the model with llama.cpp's convert_hf_to_gguf.py, or pass a .gguf file.",
         )
-    return path
+    return path.resolve()  # recorded in loraforge.json and serve.sh, which are read from other folders

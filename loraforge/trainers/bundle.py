@@ -81,7 +81,7 @@ MARKERS = {
 def write_bundle(folder: Path, base: Path, fidelity: dict[str, Any] | None = None) -> list[Path]:
     """Write serve.sh, Modelfile and the model card beside the adapter; a file of that name that loraforge
     did not write (the user's own README.md, say) is kept, and left out of the returned list."""
-    folder = Path(folder)
+    folder, base = Path(folder), Path(base).resolve()  # serve.sh runs from the bundle's folder
     written = {
         folder / "serve.sh": "#!/bin/sh\n# Serve the base model with this adapter (OpenAI-compatible API).\n"
         + 'cd "$(dirname "$0")" || exit 1\nexec '
