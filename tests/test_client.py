@@ -147,6 +147,30 @@ def test_a_slow_server_that_keeps_finishing_requests_is_waited_for():
     assert asyncio.run(scenario()) == ["x"] * 6
 
 
+def test_a_server_that_answers_health_is_waited_for_even_when_no_request_finishes_in_a_pool_timeout():
+    """Each request takes 4 pool timeouts: a loaded machine, not a dead server, because /health answers."""
+
+    async def scenario():
+        async def slow(request):
+            await asyncio.sleep(0.2)
+            return web.json_response({"choices": [{"text": "x"}]})
+
+        async def health(request):
+            return web.json_response({"status": "ok"})
+
+        app = web.Application()
+        app.router.add_post("/v1/completions", slow)
+        app.router.add_get("/health", health)
+        runner, url = await start(app)
+        try:
+            async with LlamaClient(url, concurrency=1, timeouts=Timeouts(pool=0.05)) as client:
+                return await asyncio.gather(*(client.complete(str(i)) for i in range(3)))
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(scenario()) == ["x"] * 3
+
+
 def test_a_rate_limit_is_waited_out_as_the_server_asks_then_retried():
     from loraforge.runtime.client import retry_after
 

@@ -110,19 +110,33 @@ class LlamaClient:
 
     async def _acquire(self) -> None:
         """Wait for a request slot. A busy machine makes every request slow, so waiting is fine while
-        requests keep finishing; only a whole pool timeout in which none finished is a stall."""
+        requests keep finishing or the server still answers /health (the requests in flight are each
+        bounded by the read timeout and retries); a pool timeout in which none finished and the server
+        did not answer is a stall."""
         while True:
             finished = self._finished
             try:
                 await asyncio.wait_for(self._slots.acquire(), timeout=self.timeouts.pool)
                 return
             except asyncio.TimeoutError:
-                if self._finished == finished:
+                if self._finished == finished and not await self._healthy():
                     raise PoolTimeout(
                         f"No request to the llama.cpp server at {self.base_url} finished within "
                         f"{self.timeouts.pool:.0f} s: it is stuck, or the machine is overloaded.",
                         fix=STALL_FIX,
                     ) from None
+
+    async def _healthy(self) -> bool:
+        """Whether the server answers GET /health with 200 (llama.cpp's: loaded and serving), outside the
+        request slots. A server without /health (a hosted API) counts as not answering."""
+        if self._session is None:
+            return False
+        try:
+            timeout = aiohttp.ClientTimeout(total=max(1.0, self.timeouts.connect))
+            async with self._session.get(self.base_url + "/health", timeout=timeout) as response:
+                return response.status == 200
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            return False
 
     async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         if self._session is None:
