@@ -4,6 +4,7 @@ refusing unknown keys and wrongly typed values with the key's dotted path and th
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import fields
@@ -22,7 +23,7 @@ def _type_ok(value: Any, hint: Any) -> bool:
     if hint is Path:
         return isinstance(value, (str, Path))
     if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if origin is typing.Literal:
@@ -31,7 +32,10 @@ def _type_ok(value: Any, hint: Any) -> bool:
         (item,) = typing.get_args(hint) or (Any,)
         return isinstance(value, list) and (item is Any or all(_type_ok(v, item) for v in value))
     if origin is dict:
-        return isinstance(value, dict)
+        key, item = typing.get_args(hint) or (Any, Any)
+        return isinstance(value, dict) and all(
+            (key is Any or _type_ok(k, key)) and (item is Any or _type_ok(v, item)) for k, v in value.items()
+        )
     if isinstance(hint, type):
         return isinstance(value, hint)
     return True

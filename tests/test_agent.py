@@ -473,7 +473,9 @@ def test_teacher_garbage_is_counted_and_skipped():
         async def chat(self, messages, **kwargs):
             return {"content": "}{", "tool_calls": []}
 
-    generator = ToolCallGenerator(load_tools(TOOLS), Garbage(), GenerationPlan(), seed=0, attempts=2)
+    # Every request is asked of the teacher (composed requests need none, and would get through).
+    plan = GenerationPlan(compose_rate=0.0)
+    generator = ToolCallGenerator(load_tools(TOOLS), Garbage(), plan, seed=0, attempts=2)
     rows = asyncio.run(generator.generate(list(range(6))))
     report = generator.stats.report()
     assert Garbage.calls > 0  # the teacher was asked

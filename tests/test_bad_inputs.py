@@ -39,7 +39,13 @@ def test_run_settings_out_of_range_are_refused(values, named):
 
 @pytest.mark.parametrize(
     "values, named",
-    [({"alpha": 0}, "alpha"), ({"val_fraction": 2}, "val_fraction"), ({"warmup_steps": -1}, "warmup_steps")],
+    [
+        ({"alpha": 0}, "alpha"),
+        ({"val_fraction": 2}, "val_fraction"),
+        ({"warmup_steps": -1}, "warmup_steps"),
+        ({"alpha": float("nan")}, "alpha"),
+        ({"learning_rate": float("inf")}, "learning_rate"),
+    ],
 )
 def test_training_settings_out_of_range_are_refused(values, named):
     with pytest.raises(ConfigError, match=named):
@@ -59,6 +65,8 @@ def test_sensible_settings_pass():
         (["train", "x.jsonl", "--outfile", "x.jsonl", "--checkpoint-every", "-1"], "--checkpoint-every"),
         (["run", "--tools", TOOLS, "--target", "5"], "target"),
         (["run", "--tools", TOOLS, "--min-error-rate", "7"], "min_error_rate"),
+        (["run", "--tools", TOOLS, "--time-budget", "nan"], "time_budget"),
+        (["generate", "--tools", TOOLS, "--n", "5", "--out", "x.jsonl", "--compose-rate", "nan"], "compose"),
     ],
 )
 def test_bad_numeric_flags_exit_with_a_message_and_write_nothing(tmp_path, argv, flag):
@@ -102,6 +110,8 @@ def _cli(*argv: str, cwd=None) -> subprocess.CompletedProcess:
         ("tools:\n" + "  " * 0 + "[" * 3000 + "]" * 3000 + "\n", "config"),
         (BOMB + "strategy: *h\n", "aliases"),
         (b"\x89PNG\r\n\x1a\n\xff\xfe\x00", "UTF-8"),
+        ("training:\n  learning_rate: .nan\n", "learning_rate"),
+        ("generation:\n  style_weights: {single: x}\n", "style_weights"),
     ],
 )
 def test_bad_config_files_are_refused_without_a_run_folder(tmp_path, config, said):
