@@ -150,3 +150,26 @@ def test_a_server_that_fails_for_another_reason_is_not_retried(tmp_path, monkeyp
     with pytest.raises(ServerError, match="exited during start-up"):
         BinaryServer(ServerConfig(model_path=model, llama_server=binary, startup_timeout=20)).start()
     assert len(calls) == 1
+
+
+def test_an_embedded_server_that_never_gets_healthy_is_stopped_before_the_error(tmp_path, monkeypatch):
+    """The binding's server is replaced by one that listens nowhere (fault injection at the boundary):
+    start-up fails, and the half-started server is released, not left running in the process."""
+    import xllamacpp
+
+    released = []
+
+    class NeverHealthy:
+        def __init__(self, params):
+            self.listening_address = "127.0.0.1:9"  # the discard port: nothing answers /health there
+
+        def __del__(self):
+            released.append(True)
+
+    monkeypatch.setattr(xllamacpp, "Server", NeverHealthy)
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF")
+    server = EmbeddedServer(ServerConfig(model_path=model, startup_timeout=0.5))
+    with pytest.raises(ServerError):
+        server.start()
+    assert released and not server.alive()

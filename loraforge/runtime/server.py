@@ -168,7 +168,11 @@ class EmbeddedServer(LlamaServer):
             ) from None
         address = self._server.listening_address
         self.base_url = address if address.startswith("http") else f"http://{address}"
-        wait_healthy(self.base_url, self.config.startup_timeout)
+        try:
+            wait_healthy(self.base_url, self.config.startup_timeout)
+        except BaseException:
+            self.stop()  # a retry on another port must not leave this one serving in the process
+            raise
         return self
 
     def stop(self) -> None:
