@@ -186,7 +186,7 @@ def test_rollback_to_an_iteration_without_an_adapter_is_refused(tmp_path):
     (tmp_path / "iteration_2").mkdir()
     with pytest.raises(ConfigError, match="no exported adapter"):
         rollback(tmp_path, 2)
-    for bad in ("abc", "-1", "2.5"):
+    for bad in ("abc", "-1", "2.5", "²"):
         with pytest.raises(ConfigError, match="names no adapter"):
             rollback(tmp_path, bad)
     assert active(tmp_path) == "iteration_1"

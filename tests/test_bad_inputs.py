@@ -161,6 +161,7 @@ def _nested(levels: int) -> dict:
     [
         (BOMB + "tools:\n  - {name: t, description: x, parameters: {properties: {p: {anyOf: *h}}}}\n", "aliases"),
         ("[" * 3000 + "]" * 3000, "nested too deeply"),
+        ('{"a":\t' + "[" * 100000 + "]" * 100000 + "}", "nested too deeply"),  # not YAML (a tab): read as JSON
         (json.dumps([_tool({"type": "object", "properties": {"a": {"$ref": "#"}}})]), "$ref"),
         (json.dumps([_tool(_nested(60))]), "nested more than"),
         (
@@ -174,7 +175,7 @@ def test_hostile_tools_files_are_refused_quickly(tmp_path, text, said):
 
     from loraforge.tools import load_tools
 
-    path = tmp_path / "tools.yaml"
+    path = tmp_path / ("tools.json" if text.startswith(("[", "{")) else "tools.yaml")
     path.write_text(text)
     started = time.monotonic()
     with pytest.raises(ConfigError, match=re.escape(said)) as info:

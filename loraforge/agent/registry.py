@@ -102,7 +102,7 @@ def rollback(run_dir: Path, to: str | int | None = None) -> str:
         target = earlier[-1]
     elif str(to) == "base":
         target = "base"
-    elif str(to).strip().isdigit():
+    elif re.fullmatch(r"[0-9]+", str(to).strip()):  # not isdigit(): '²' is a digit that int() refuses
         target = f"iteration_{int(to)}"
     else:
         raise ConfigError(

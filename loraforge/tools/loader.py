@@ -49,6 +49,8 @@ def _parse(path: Path, text: str) -> Any:
                 return json.loads(text)
             except json.JSONDecodeError as jexc:
                 raise ConfigError(f"{path}, line {jexc.lineno}: not valid JSON ({jexc.msg}).") from None
+            except RecursionError:
+                raise ConfigError(f"{path}: nested too deeply to be a tools file.", fix=FIX) from None
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{path}{where}: not valid YAML ({problem}).", fix=FIX) from None
 
