@@ -276,12 +276,18 @@ def cmd_init(args: argparse.Namespace) -> int:
     from loraforge.agent.config import starter_yaml
     from loraforge.files import atomic_write_text
 
+    if args.path.is_dir():
+        raise LoraforgeError(
+            f"{args.path} is a folder.", fix=f"Name the config file, e.g. {args.path / 'loraforge.yaml'}."
+        )
     if args.path.exists() and not args.force:
         raise LoraforgeError(f"{args.path} already exists.", fix="Pass --force to overwrite it, or another path.")
     atomic_write_text(args.path, starter_yaml())
     print(f"wrote {args.path}; edit it, then: loraforge run --config {args.path}")
     requests = args.path.with_name("eval-requests.jsonl")
-    if not requests.exists() or args.force:
+    if requests.exists():  # even with --force: it holds the user's real requests once filled in
+        print(f"kept {requests}")
+    else:
         atomic_write_text(requests, EVAL_TEMPLATE)
         print(
             f"wrote {requests}: replace its rows with 20 or more requests your users really wrote (one JSON "
@@ -620,6 +626,18 @@ def main(argv: list[str] | None = None) -> int:
         return handlers[args.command](args)
     except LoraforgeError as exc:
         print(f"loraforge: error: {exc.paragraph()}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path the user gave: a bug, shown whole
+            raise
+        problem = exc.strerror or str(exc)
+        if isinstance(exc, (FileExistsError, NotADirectoryError)):
+            problem = "a file stands where a folder is needed"
+        print(
+            f"loraforge: error: {exc.filename}: {problem}. Check that the path exists, is the kind of file or "
+            "folder the command expects, and that you may write there.",
+            file=sys.stderr,
+        )
         return 2
     except StopRequested:
         print(

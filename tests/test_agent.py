@@ -213,6 +213,11 @@ def test_init_writes_a_config_that_loads_with_every_default(tmp_path):
     for row in rows:
         for call in row["tool_calls"]:
             assert tools[call["name"]].validate_arguments(call["arguments"]) is None
+    # --force rewrites the config, never the user's real requests
+    mine = '{"id": "mine", "messages": [{"role": "user", "content": "hi"}], "tool_calls": []}\n'
+    (tmp_path / "eval-requests.jsonl").write_text(mine)
+    assert main(["init", str(path), "--force"]) == 0
+    assert (tmp_path / "eval-requests.jsonl").read_text() == mine
 
 
 def test_flags_override_the_file(tmp_path):

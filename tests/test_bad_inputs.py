@@ -423,3 +423,13 @@ def test_train_and_generate_refuse_empty_binary_and_file_outputs_without_a_trace
         assert done.returncode != 0 and "Traceback" not in done.stderr, (args, done.stderr[-600:])
         assert said in done.stderr, (args, done.stderr[-600:])
     assert afile.read_text() == "keep"
+
+
+def test_init_into_a_folder_or_under_a_file_is_a_clean_error(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("keep")
+    for argv in (["init", str(tmp_path), "--force"], ["init", str(afile / "lf.yaml")]):
+        done = _cli(*argv)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert str(tmp_path) in done.stderr
+    assert afile.read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
