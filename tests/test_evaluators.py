@@ -1,4 +1,5 @@
 import asyncio
+import json
 
 import pytest
 
@@ -265,3 +266,52 @@ def test_the_judge_scores_only_rows_that_end_in_an_answer_and_compares_in_both_o
     assert judge.judged_cases(rows) == [1] and done == [1]
     assert summary["agreement_with_exact_match"] == {"base": 1.0, "adapter": 1.0}
     assert summary["mean_score"] == {"base": 3, "adapter": 8} and summary["pairwise"]["adapter"] == 1
+
+
+def test_heldout_prompts_skip_rows_loraforge_did_not_write(tmp_path):
+    """An outside adapter's folder sits beside someone else's heldout.jsonl: rows without roles are skipped."""
+    from loraforge.evaluators.prompts_for import GENERIC, heldout_prompts
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    rows = [
+        {"messages": [{"content": "no role"}]},
+        {"item": 5},
+        {"text": "other format"},
+        {"messages": [{"role": "user", "content": "weather in Oslo?"}, {"role": "assistant", "content": "x"}]},
+    ]
+    (tmp_path / "heldout.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prompts = heldout_prompts(adapter, 3)
+    assert prompts[0] == ([{"role": "user", "content": "weather in Oslo?"}], None)
+    assert [p[0][0]["content"] for p in prompts[1:]] == GENERIC[:2]
+
+
+def test_eval_says_so_when_the_adapters_base_model_is_gone(tmp_path):
+    from loraforge.errors import ConfigError
+    from loraforge.evaluators.eval_cmd import run_eval
+
+    class Recording:
+        def __init__(self):
+            self.warnings = []
+
+        def warn(self, message):
+            self.warnings.append(message)
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter.gguf").write_bytes(b"GGUF")
+    (adapter / "loraforge.json").write_text(json.dumps({"base_model": str(tmp_path / "gone.gguf")}))
+    (tmp_path / "empty.jsonl").write_text("")
+    ui = Recording()
+    with pytest.raises(ConfigError):  # stops at the empty data file, before any server starts
+        run_eval(
+            tmp_path / "empty.jsonl",
+            adapter=adapter,
+            tools_file=None,
+            labels_file=None,
+            model=None,
+            out=tmp_path / "out",
+            max_tokens=8,
+            ui=ui,
+        )
+    assert len(ui.warnings) == 1 and "gone.gguf" in ui.warnings[0] and "--model" in ui.warnings[0]

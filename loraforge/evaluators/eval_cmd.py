@@ -126,9 +126,13 @@ def run_eval(
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; eval writes a folder of predictions and metrics.")
     gguf, meta, folder = _adapter_files(adapter)
-    base = resolve_model(
-        model or (meta.get("base_model") if meta.get("base_model") and Path(meta["base_model"]).is_file() else None)
-    )
+    recorded = meta.get("base_model")
+    if model is None and recorded and not Path(recorded).is_file():
+        ui.warn(
+            f"The adapter was trained on {recorded}, which is not there; scoring on the default model instead. "
+            "Pass --model PATH to score on the adapter's own base model."
+        )
+    base = resolve_model(model or (recorded if recorded and Path(recorded).is_file() else None))
     rows, kind = _rows(data, tools_file)
     fmt = ChatFormat(adapter_template(folder, read_gguf_info(base).chat_template, chat_template))
     labels = None

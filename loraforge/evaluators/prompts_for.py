@@ -11,12 +11,17 @@ from loraforge.files import read_json_object, read_jsonl
 GENERIC = ["What is the capital of France?", "Write one sentence about the sea.", "How do I boil an egg?"]
 
 
-def _from_row(row: dict[str, Any]) -> tuple[list[dict[str, Any]], list | None] | None:
-    if "messages" in row:
-        messages = row["messages"]
+def _from_row(row: Any) -> tuple[list[dict[str, Any]], list | None] | None:
+    """The prompt of a held-out row, or None for a row that is not one loraforge wrote (a held-out file
+    beside an outside adapter may be anyone's)."""
+    if not isinstance(row, dict):
+        return None
+    messages = row.get("messages")
+    if isinstance(messages, list) and all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
         first = next((i for i, m in enumerate(messages) if m["role"] == "assistant"), len(messages))
-        return messages[:first], row.get("tools")
-    if "item" in row:
+        tools = row.get("tools")
+        return messages[:first], tools if isinstance(tools, list) else None
+    if isinstance(row.get("item"), str):
         return [{"role": "user", "content": row["item"]}], None
     return None
 
