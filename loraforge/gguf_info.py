@@ -19,6 +19,8 @@ class GGUFInfo:
     add_bos: bool
     hidden_size: int = 0
     name: str = ""  # general.name, e.g. "SmolLM2 135M Instruct"
+    head_dim: int = 0  # attention.key_length, else hidden_size // n_head; 0 when unknown
+    ffn_size: int = 0  # feed_forward_length (the MLP's inner width); 0 when unknown
 
 
 def _field(reader, key: str):
@@ -45,6 +47,7 @@ def read_gguf_info(path: Path) -> GGUFInfo:
     if not arch:
         raise ConfigError(f"{path} has no {keys.General.ARCHITECTURE} key; is it a model file?")
     n_head = _field(reader, keys.Attention.HEAD_COUNT.format(arch=arch)) or 0
+    hidden = int(_field(reader, keys.LLM.EMBEDDING_LENGTH.format(arch=arch)) or 0)
     return GGUFInfo(
         architecture=arch,
         n_layers=int(_field(reader, keys.LLM.BLOCK_COUNT.format(arch=arch)) or 0),
@@ -52,6 +55,10 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         n_kv_head=int(_field(reader, keys.Attention.HEAD_COUNT_KV.format(arch=arch)) or n_head),
         chat_template=_field(reader, keys.Tokenizer.CHAT_TEMPLATE),
         add_bos=bool(_field(reader, keys.Tokenizer.ADD_BOS)),
-        hidden_size=int(_field(reader, keys.LLM.EMBEDDING_LENGTH.format(arch=arch)) or 0),
+        hidden_size=hidden,
         name=str(_field(reader, keys.General.NAME) or ""),
+        head_dim=int(
+            _field(reader, keys.Attention.KEY_LENGTH.format(arch=arch)) or (hidden // n_head if n_head else 0)
+        ),
+        ffn_size=int(_field(reader, keys.LLM.FEED_FORWARD_LENGTH.format(arch=arch)) or 0),
     )

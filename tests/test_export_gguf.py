@@ -211,17 +211,37 @@ def test_tensors_that_disagree_with_the_config_are_refused(adapter_dir, tmp_path
     with pytest.raises(ConfigError, match="zero"):
         export_adapter(copy, base, copy / "adapter.gguf")
     assert not (copy / "adapter.gguf").exists()
+    untrained = {k: (np.zeros_like(v) if "lora_B" in k else v) for k, v in weights.items()}  # PEFT's start
+    copy = _broken_copy(adapter_dir, tmp_path / "u", tensors=untrained)
+    with pytest.raises(ConfigError, match="lora_B matrix is zero"):
+        export_adapter(copy, base, copy / "adapter.gguf")
+    assert not (copy / "adapter.gguf").exists()
 
 
-def test_a_lora_b_of_the_wrong_output_size_is_refused(adapter_dir, tmp_path):
+FULL_BASE = GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False, HIDDEN, head_dim=HEAD_DIM, ffn_size=96)
+
+
+@pytest.mark.parametrize(
+    "suffix, axis",
+    [
+        ("o_proj.lora_B.weight", 0),
+        ("k_proj.lora_B.weight", 0),
+        ("q_proj.lora_B.weight", 0),
+        ("up_proj.lora_B.weight", 0),
+        ("o_proj.lora_A.weight", 1),
+        ("down_proj.lora_A.weight", 1),
+    ],
+)
+def test_a_lora_matrix_of_the_wrong_width_is_refused(adapter_dir, tmp_path, suffix, axis):
     from loraforge.trainers.export_gguf import check_adapter_matches_base
 
+    assert check_adapter_matches_base(adapter_dir, FULL_BASE) == []
     weights = _weights(adapter_dir)
-    key = next(k for k in weights if k.endswith("o_proj.lora_B.weight"))
-    weights[key] = np.concatenate([weights[key], weights[key]])
+    key = next(k for k in weights if k.endswith(suffix))
+    weights[key] = np.concatenate([weights[key], weights[key]], axis=axis)
     copy = _broken_copy(adapter_dir, tmp_path, tensors=weights)
-    with pytest.raises(ConfigError, match="outputs"):
-        check_adapter_matches_base(copy, GGUFInfo("llama", LAYERS, N_HEAD, N_KV, None, False, HIDDEN))
+    with pytest.raises(ConfigError, match="outputs" if axis == 0 else "inputs"):
+        check_adapter_matches_base(copy, FULL_BASE)
 
 
 def test_another_base_file_with_fitting_shapes_is_warned_about(adapter_dir, tmp_path):

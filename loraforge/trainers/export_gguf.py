@@ -100,6 +100,12 @@ def check_tensors(tensors: dict[str, np.ndarray], rank: int, where: Path) -> Non
             )
     if all(not np.any(v) for k, v in tensors.items() if k.endswith("lora_A.weight")):
         raise ConfigError(f"{where}: every lora_A matrix is zero, so the adapter changes nothing.")
+    if all(not np.any(v) for k, v in tensors.items() if k.endswith("lora_B.weight")):
+        raise ConfigError(
+            f"{where}: every lora_B matrix is zero, as PEFT starts them: the adapter was never trained and "
+            "changes nothing.",
+            fix="Train it first (loraforge train), or export the folder of a trained adapter.",
+        )
 
 
 def _add(writer, name: str, array: np.ndarray, outtype: str) -> None:
@@ -200,6 +206,26 @@ def _same_model_name(peft_name: str, gguf_name: str) -> bool:
     return not a or not b or a in b or b in a
 
 
+def expected_sizes(base: GGUFInfo) -> dict[tuple[str, str], int]:
+    """The size each LoRA matrix must have on its free side, per (module, "A"|"B"): A's input and B's output
+    width of each projection, from the base's header. Sizes the header does not give are left out."""
+    hidden, heads = base.hidden_size, base.n_head * base.head_dim
+    kv, ffn = base.n_kv_head * base.head_dim, base.ffn_size
+    sizes = {
+        **{(m, "A"): hidden for m in ("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj")},
+        ("o_proj", "B"): hidden,
+        ("down_proj", "B"): hidden,
+        ("q_proj", "B"): heads,
+        ("o_proj", "A"): heads,
+        ("k_proj", "B"): kv,
+        ("v_proj", "B"): kv,
+        ("gate_proj", "B"): ffn,
+        ("up_proj", "B"): ffn,
+        ("down_proj", "A"): ffn,
+    }
+    return {key: size for key, size in sizes.items() if size}
+
+
 def check_adapter_matches_base(adapter_dir: Path, base: GGUFInfo, base_path: Path | None = None) -> list[str]:
     """Refuse an adapter trained for another model: architecture, layer count and hidden size must fit.
     Returns warnings: a base file other than the one the adapter records, with shapes that fit."""
@@ -234,21 +260,14 @@ def check_adapter_matches_base(adapter_dir: Path, base: GGUFInfo, base_path: Pat
                 f"{adapter_dir} adapts layer {layer.group(1)}, but the base has {base.n_layers} layers.",
                 fix="Use the base model the adapter was trained on (--base).",
             )
-        if match and match["which"] == "B" and match["module"].endswith(("o_proj", "down_proj")):
-            if base.hidden_size and value.shape[0] != base.hidden_size:
+        if match:
+            axis = 0 if match["which"] == "B" else 1  # B is [out, r], A is [r, in]
+            module = match["module"].split(".")[-1]
+            want = expected_sizes(base).get((module, match["which"]))
+            if want and value.shape[axis] != want:
+                side = "outputs" if axis == 0 else "inputs"
                 raise ConfigError(
-                    f"{adapter_dir}: {key} has {value.shape[0]} outputs, but the base's hidden size is "
-                    f"{base.hidden_size}.",
-                    fix="Use the base model the adapter was trained on (--base).",
-                )
-        if (
-            match
-            and match["which"] == "A"
-            and match["module"].endswith(("q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"))
-        ):
-            if base.hidden_size and value.shape[1] != base.hidden_size:
-                raise ConfigError(
-                    f"{adapter_dir} expects hidden size {value.shape[1]}, but the base has {base.hidden_size}.",
+                    f"{adapter_dir}: {key} has {value.shape[axis]} {side}, but the base's {module} has {want}.",
                     fix="Use the base model the adapter was trained on (--base).",
                 )
     return warnings
