@@ -171,6 +171,30 @@ def test_a_server_that_answers_health_is_waited_for_even_when_no_request_finishe
     assert asyncio.run(scenario()) == ["x"] * 3
 
 
+def test_a_request_retrying_when_the_client_closes_ends_in_a_server_error():
+    """Shutdown after an error closes the client under requests still retrying: they end in the project's
+    error, not in aiohttp's assertion about a closed session."""
+
+    async def scenario():
+        async def failing(request):
+            return web.Response(status=500, text="busy")
+
+        app = web.Application()
+        app.router.add_post("/v1/completions", failing)
+        runner, url = await start(app)
+        try:
+            async with LlamaClient(url, retries=5) as client:
+                task = asyncio.ensure_future(client.complete("hi"))
+                await asyncio.sleep(0.3)  # the first attempt failed; the client is between retries
+                await client.close()
+                with pytest.raises(ServerError, match="client was closed"):
+                    await task
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+
+
 def test_a_rate_limit_is_waited_out_as_the_server_asks_then_retried():
     from loraforge.runtime.client import retry_after
 

@@ -71,8 +71,9 @@ def test_binary_that_exits_at_start_is_reported(tmp_path):
     binary, _ = stub(tmp_path, die=True)
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF")
-    with pytest.raises(ServerError, match="exited during start-up"):
+    with pytest.raises(ServerError, match="exited during start-up") as info:
         BinaryServer(ServerConfig(model_path=model, llama_server=binary, startup_timeout=20)).start()
+    assert "server.log" in info.value.fix and "check --deep" in info.value.fix
 
 
 def test_llama_cpp_path_environment_variable(tmp_path, monkeypatch):
@@ -157,10 +158,11 @@ def test_an_embedded_server_that_never_gets_healthy_is_stopped_before_the_error(
     start-up fails, and the half-started server is released, not left running in the process."""
     import xllamacpp
 
-    released = []
+    released, keys = [], []
 
     class NeverHealthy:
         def __init__(self, params):
+            keys.append(list(params.api_keys))
             self.listening_address = "127.0.0.1:9"  # the discard port: nothing answers /health there
 
         def __del__(self):
@@ -173,3 +175,5 @@ def test_an_embedded_server_that_never_gets_healthy_is_stopped_before_the_error(
     with pytest.raises(ServerError):
         server.start()
     assert released and not server.alive()
+    # the server was given this run's own key, which only loraforge's client holds
+    assert keys == [[server.api_key]] and len(server.api_key) >= 24

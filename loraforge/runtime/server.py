@@ -67,7 +67,10 @@ def wait_healthy(base_url: str, timeout: float, is_alive=lambda: True, fix: str 
     last = "no answer"
     while time.monotonic() < deadline:
         if not is_alive():
-            raise ServerError(f"The llama.cpp server exited during start-up ({last}).")
+            raise ServerError(
+                f"The llama.cpp server exited during start-up ({last}).",
+                fix="Its own messages are in server.log in the run folder (or run it by hand to see them); " + fix,
+            )
         try:
             with urllib.request.urlopen(base_url + "/health", timeout=5) as response:
                 if response.status == 200:
