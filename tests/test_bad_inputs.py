@@ -209,6 +209,10 @@ def test_a_schema_error_message_is_kept_short(tmp_path):
         ({"messages": [{"role": "user", "content": "hi"}], "tool_calls": [], "tools": [{"name": "f"}]}, "OpenAI form"),
         ({"messages": [{"role": "user", "content": "hi"}], "tool_calls": [], "tools": {"f": 1}}, "must be a list"),
         ({"messages": [{"role": "user", "content": "hi"}], "tool_calls": [], "meta": "x"}, "'meta' must be"),
+        (
+            {"messages": [{"role": "user", "content": "hi"}], "tool_calls": [{"name": "f", "acceptable": [1]}]},
+            "acceptable",
+        ),
     ],
 )
 def test_bad_eval_rows_are_named_before_any_server_starts(tmp_path, row, said):

@@ -139,6 +139,61 @@ def test_any_eval_or_training_file_loads_or_is_refused_cleanly(tmp_path_factory,
                 pass
 
 
+# Rows built from the real keys, so that the generated data gets past the first checks and reaches the
+# scoring that runs after a server has started.
+roles = st.sampled_from(["user", "user", "user", "assistant", "system", "tool", 5, None, ("user",)])
+messages = st.fixed_dictionaries({"role": roles}, optional={"content": json_values, "tool_calls": json_values})
+arguments = st.dictionaries(st.sampled_from(["city", "unit"]), json_values, max_size=2)
+calls = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["get_weather", "f"]) | json_values,
+        "arguments": arguments | st.text(max_size=12) | json_values,
+    },
+    optional={"acceptable": st.dictionaries(st.sampled_from(["city", "unit"]), json_values, max_size=2) | json_values},
+)
+real_rows = st.fixed_dictionaries(
+    {"messages": st.lists(messages, min_size=1, max_size=3)},
+    optional={
+        "tool_calls": st.lists(calls, max_size=2) | json_values,
+        "tools": json_values,
+        "meta": st.dictionaries(st.text(max_size=5), json_values, max_size=2) | json_values,
+        "id": json_values,
+    },
+)
+
+
+@settings(SETTINGS, max_examples=200)
+@given(lines=st.lists(real_rows, min_size=1, max_size=3))
+def test_eval_rows_that_load_are_scored_without_a_crash(tmp_path_factory, lines):
+    """What load_eval_rows accepts goes to llama.cpp and then to the checker: every accepted row must
+    yield its decision points and be scored (here against an empty answer) without a traceback."""
+    from loraforge.chat.parsing import parse_answer
+    from loraforge.evaluators.eval_cmd import load_eval_rows
+    from loraforge.evaluators.exact_match import check_example
+    from loraforge.evaluators.toolcall_eval import decision_points, schemas_of
+
+    path = tmp_path_factory.mktemp("e") / "eval.jsonl"
+    path.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    properties = {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["c", "f"]}}
+    schema = {"type": "object", "properties": properties}
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": schema}}]
+    with hard_limit():
+        try:
+            rows, _ = load_eval_rows(path, tools=tools)
+        except LoraforgeError:
+            return
+        for row in rows:
+            for _, expected in decision_points(row):
+                if expected is None:
+                    continue
+                echo = [  # the expected calls themselves, as the server would return them
+                    {"type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])}}
+                    for c in expected
+                ]
+                for answer in (parse_answer("", []), parse_answer("", echo)):
+                    check_example(answer, expected, schemas_of(row))
+
+
 config_keys = st.sampled_from(
     [
         "examples",

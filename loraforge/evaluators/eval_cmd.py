@@ -43,6 +43,16 @@ ROLES = {"system", "user", "assistant", "tool"}
 EVAL_OUTPUTS = [("predictions", "jsonl"), ("error_analysis", "json"), ("metrics", "json")]
 
 
+def _arguments(value: Any) -> dict[str, Any] | None:
+    """A call's arguments as an object (they may come as a JSON string), or None when they are not one."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, dict) else None
+
+
 def tool_row_problem(row: dict[str, Any]) -> str | None:
     """What is wrong with a tool-calling eval row, or None (checked before any server starts)."""
     messages = row.get("messages")
@@ -54,6 +64,14 @@ def tool_row_problem(row: dict[str, Any]) -> str | None:
             return f"messages[{index}] needs a 'role' (one of {', '.join(sorted(ROLES))})."
     if not any(m["role"] == "user" for m in messages):
         return "the messages hold no user turn to answer."
+    for index, message in enumerate(messages):  # a whole conversation is scored at its assistant turns
+        for number, call in enumerate(message.get("tool_calls") or [] if message["role"] == "assistant" else []):
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+                where = f"messages[{index}].tool_calls[{number}]"
+                return f'{where} needs the OpenAI form {{"function": {{"name", "arguments"}}}}.'
+            if _arguments(function.get("arguments", {})) is None:
+                return f"messages[{index}].tool_calls[{number}].arguments must be an object or a JSON object string."
     if "meta" in row and not isinstance(row["meta"], dict):
         return "'meta' must be an object."
     tools = row.get("tools")
@@ -71,14 +89,11 @@ def tool_row_problem(row: dict[str, Any]) -> str | None:
     for index, call in enumerate(expected):
         if not isinstance(call, dict) or not isinstance(call.get("name"), str) or not call["name"]:
             return f"tool_calls[{index}] needs a 'name'."
-        arguments = call.get("arguments", {})
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments)
-            except ValueError:
-                arguments = None
-        if not isinstance(arguments, dict):
+        if _arguments(call.get("arguments", {})) is None:
             return f"tool_calls[{index}].arguments must be an object (or a string holding a JSON object)."
+        acceptable = call.get("acceptable", {})
+        if not isinstance(acceptable, dict) or not all(isinstance(v, list) for v in acceptable.values()):
+            return f"tool_calls[{index}].acceptable must map parameter names to lists of accepted values."
     return None
 
 
