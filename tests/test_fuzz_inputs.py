@@ -214,8 +214,35 @@ config_keys = st.sampled_from(
 )
 
 
-@SETTINGS
-@given(data=st.dictionaries(config_keys, json_values, max_size=4) | json_values)
+def _section(cls: type) -> st.SearchStrategy:
+    """A settings section with the real field names of `cls` and any values, some of them of the right type."""
+    import dataclasses
+
+    names = st.sampled_from([f.name for f in dataclasses.fields(cls)])
+    values = json_values | st.floats(allow_nan=True, allow_infinity=True) | st.integers(-5, 5)
+    return st.dictionaries(names, values | st.dictionaries(st.text(max_size=8), values, max_size=3), max_size=4)
+
+
+def _sections() -> st.SearchStrategy:
+    from loraforge.agent.config import RunConfig
+    from loraforge.agent.strategy import StrategyConfig
+    from loraforge.generators.plan import GenerationPlan
+    from loraforge.trainers.config import TrainConfig
+
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "training": _section(TrainConfig),
+            "generation": _section(GenerationPlan),
+            "strategy": _section(StrategyConfig),
+            "examples": st.integers(-5, 500) | json_values,
+            "time_budget_minutes": st.floats(allow_nan=True) | json_values,
+        },
+    ) | _section(RunConfig)
+
+
+@settings(SETTINGS, max_examples=300)
+@given(data=st.dictionaries(config_keys, json_values, max_size=4) | json_values | st.deferred(_sections))
 def test_any_config_file_loads_or_is_refused_cleanly(tmp_path_factory, data):
     from loraforge.agent.config import load_config
 
