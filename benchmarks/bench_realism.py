@@ -181,6 +181,12 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-realism"))
+    parser.add_argument(
+        "--outside-check",
+        type=Path,
+        help="an outside checker run as `python CHECK TOOLS DATA SECONDS` (e.g. ../shared/tools/check_realism.py); "
+        "its last line is kept in the results file",
+    )
     args = parser.parse_args()
     tools = load_tools(args.tools)
     seconds = None
@@ -204,6 +210,17 @@ def main() -> None:
     if report.is_file():
         gen = json.loads(report.read_text())
         result["generator"] = {k: gen.get(k) for k in ("accepted", "attempts", "rejected", "teacher_calls", "seconds")}
+    if args.outside_check is not None and seconds is not None:
+        printed = subprocess.run(
+            [sys.executable, str(args.outside_check), str(args.tools), str(data), str(seconds)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        result["outside_check"] = {"script": args.outside_check.name, "last_line": printed.splitlines()[-1]}
+    result["commit"] = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"realism_{args.tools.stem}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
