@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +33,10 @@ from loraforge.tools import load_tools
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "generate.json"
 
 
-async def measure(server_url: str, tools, n: int, concurrency: int, slots: int, seed: int, out: Path) -> dict:
-    async with LlamaClient(server_url, concurrency=concurrency, affinity_slots=slots) as client:
+async def measure(
+    server_url: str, api_key: str | None, tools, n: int, concurrency: int, slots: int, seed: int, out: Path
+) -> dict:
+    async with LlamaClient(server_url, concurrency=concurrency, affinity_slots=slots, api_key=api_key) as client:
         generator = ToolCallGenerator(tools, client, GenerationPlan(), seed=seed)
         start = time.perf_counter()
         report = await generate_to_file(generator, out, n)
@@ -69,11 +72,15 @@ async def main() -> None:
             order = list(sides) if trial % 2 == 0 else list(reversed(sides))
             for label in order:
                 out = Path(tmp) / f"{label}-{trial}.jsonl"
-                result = await measure(server.base_url, tools, args.n, *sides[label], args.seed, out)
+                key = getattr(server, "api_key", None)  # the server loraforge starts takes a per-run key
+                result = await measure(server.base_url, key, tools, args.n, *sides[label], args.seed, out)
                 trials.append({"trial": trial, "side": label, **result})
                 print(label, json.dumps(result), flush=True)
     summary: dict = {
         "command": "benchmarks/bench_generate.py " + " ".join(sys.argv[1:]),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip(),
         "n": args.n,
         "tools": args.tools,
         "parallel": args.parallel,
