@@ -127,48 +127,45 @@ def test_concurrency_limit_and_pool_timeout():
     assert asyncio.run(scenario()) == 2
 
 
-def test_a_slow_server_that_keeps_finishing_requests_is_waited_for():
-    """Six queued requests behind one slot take 5x the pool timeout in all, but one finishes every 0.05 s."""
+def slow_completions(seconds: float, requests: int, pool: float, health: bool) -> list[str]:
+    """`requests` completions through one slot from a server that takes `seconds` for each (and answers
+    /health when `health`), with a pool timeout of `pool` seconds."""
 
     async def scenario():
         async def slow(request):
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(seconds)
             return web.json_response({"choices": [{"text": "x"}]})
 
-        app = web.Application()
-        app.router.add_post("/v1/completions", slow)
-        runner, url = await start(app)
-        try:
-            async with LlamaClient(url, concurrency=1, timeouts=Timeouts(pool=0.08)) as client:
-                return await asyncio.gather(*(client.complete(str(i)) for i in range(6)))
-        finally:
-            await runner.cleanup()
-
-    assert asyncio.run(scenario()) == ["x"] * 6
-
-
-def test_a_server_that_answers_health_is_waited_for_even_when_no_request_finishes_in_a_pool_timeout():
-    """Each request takes 4 pool timeouts: a loaded machine, not a dead server, because /health answers."""
-
-    async def scenario():
-        async def slow(request):
-            await asyncio.sleep(0.2)
-            return web.json_response({"choices": [{"text": "x"}]})
-
-        async def health(request):
+        async def healthy(request):
             return web.json_response({"status": "ok"})
 
         app = web.Application()
         app.router.add_post("/v1/completions", slow)
-        app.router.add_get("/health", health)
+        if health:
+            app.router.add_get("/health", healthy)
         runner, url = await start(app)
         try:
-            async with LlamaClient(url, concurrency=1, timeouts=Timeouts(pool=0.05)) as client:
-                return await asyncio.gather(*(client.complete(str(i)) for i in range(3)))
+            async with LlamaClient(url, concurrency=1, timeouts=Timeouts(pool=pool)) as client:
+                return await asyncio.gather(*(client.complete(str(i)) for i in range(requests)))
         finally:
             await runner.cleanup()
 
-    assert asyncio.run(scenario()) == ["x"] * 3
+    return asyncio.run(scenario())
+
+
+def test_a_slow_server_that_keeps_finishing_requests_is_waited_for():
+    """Six queued requests behind one slot take 5x the pool timeout in all, but one finishes every 0.05 s."""
+    assert slow_completions(0.05, 6, pool=0.08, health=False) == ["x"] * 6
+
+
+def test_a_server_that_answers_health_is_waited_for_even_when_no_request_finishes_in_a_pool_timeout():
+    """Each request takes 4 pool timeouts: a loaded machine, not a dead server, because /health answers."""
+    assert slow_completions(0.2, 3, pool=0.05, health=True) == ["x"] * 3
+
+
+def test_the_same_server_without_health_is_a_stall():
+    with pytest.raises(ServerError, match="finished within"):
+        slow_completions(0.2, 3, pool=0.05, health=False)
 
 
 def test_a_request_retrying_when_the_client_closes_ends_in_a_server_error():
