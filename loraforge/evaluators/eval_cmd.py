@@ -62,16 +62,16 @@ def tool_row_problem(row: dict[str, Any]) -> str | None:
         role = message.get("role") if isinstance(message, dict) else None
         if not isinstance(role, str) or role not in ROLES:
             return f"messages[{index}] needs a 'role' (one of {', '.join(sorted(ROLES))})."
-    if not any(m["role"] == "user" for m in messages):
-        return "the messages hold no user turn to answer."
-    for index, message in enumerate(messages):  # a whole conversation is scored at its assistant turns
-        for number, call in enumerate(message.get("tool_calls") or [] if message["role"] == "assistant" else []):
+        # a whole conversation is scored at its assistant turns, so their calls must be readable
+        for number, call in enumerate(message.get("tool_calls") or [] if role == "assistant" else []):
+            where = f"messages[{index}].tool_calls[{number}]"
             function = call.get("function") if isinstance(call, dict) else None
             if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-                where = f"messages[{index}].tool_calls[{number}]"
                 return f'{where} needs the OpenAI form {{"function": {{"name", "arguments"}}}}.'
             if _arguments(function.get("arguments", {})) is None:
-                return f"messages[{index}].tool_calls[{number}].arguments must be an object or a JSON object string."
+                return f"{where}.arguments must be an object or a JSON object string."
+    if not any(m["role"] == "user" for m in messages):
+        return "the messages hold no user turn to answer."
     if "meta" in row and not isinstance(row["meta"], dict):
         return "'meta' must be an object."
     tools = row.get("tools")
@@ -142,12 +142,13 @@ def run_eval(
         raise ConfigError(f"--out {out} is a file; eval writes a folder of predictions and metrics.")
     gguf, meta, folder = _adapter_files(adapter)
     recorded = meta.get("base_model")
-    if model is None and recorded and not Path(recorded).is_file():
+    recorded_file = recorded if recorded and Path(recorded).is_file() else None
+    if model is None and recorded and recorded_file is None:
         ui.warn(
             f"The adapter was trained on {recorded}, which is not there; scoring on the default model instead. "
             "Pass --model PATH to score on the adapter's own base model."
         )
-    base = resolve_model(model or (recorded if recorded and Path(recorded).is_file() else None))
+    base = resolve_model(model or recorded_file)
     rows, kind = _rows(data, tools_file)
     fmt = ChatFormat(adapter_template(folder, read_gguf_info(base).chat_template, chat_template))
     labels = None
