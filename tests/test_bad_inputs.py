@@ -213,6 +213,10 @@ def test_a_schema_error_message_is_kept_short(tmp_path):
             {"messages": [{"role": "user", "content": "hi"}], "tool_calls": [{"name": "f", "acceptable": [1]}]},
             "acceptable",
         ),
+        (  # found by the Hypothesis suite: a conversation's assistant turn with calls that are not a list
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "tool_calls": True}]},
+            "tool_calls must be a list",
+        ),
     ],
 )
 def test_bad_eval_rows_are_named_before_any_server_starts(tmp_path, row, said):

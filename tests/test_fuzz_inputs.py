@@ -13,8 +13,12 @@ from hypothesis import strategies as st
 
 from loraforge.errors import LoraforgeError
 
+# derandomized, so that CI runs the same examples each time; a case found while exploring becomes a plain test
 SETTINGS = settings(
-    max_examples=60, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=60,
+    deadline=10_000,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
 LIMIT_SECONDS = 10.0

@@ -63,7 +63,10 @@ def tool_row_problem(row: dict[str, Any]) -> str | None:
         if not isinstance(role, str) or role not in ROLES:
             return f"messages[{index}] needs a 'role' (one of {', '.join(sorted(ROLES))})."
         # a whole conversation is scored at its assistant turns, so their calls must be readable
-        for number, call in enumerate(message.get("tool_calls") or [] if role == "assistant" else []):
+        calls = message.get("tool_calls") if role == "assistant" else None
+        if calls is not None and not isinstance(calls, list):
+            return f"messages[{index}].tool_calls must be a list of calls."
+        for number, call in enumerate(calls or []):
             where = f"messages[{index}].tool_calls[{number}]"
             function = call.get("function") if isinstance(call, dict) else None
             if not isinstance(function, dict) or not isinstance(function.get("name"), str):
