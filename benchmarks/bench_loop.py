@@ -88,6 +88,9 @@ def main() -> None:
         "seconds": seconds,
     }
     result["command"] = "benchmarks/bench_loop.py " + " ".join(sys.argv[1:])
+    result["commit"] = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    ).stdout.strip()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     (args.work / "bench_loop.json").write_text(json.dumps(result, indent=2))
     RESULTS.with_suffix(".tmp").write_text(json.dumps(result, indent=2) + "\n")
