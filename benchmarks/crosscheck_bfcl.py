@@ -10,10 +10,10 @@ into loraforge's form (expected call plus `acceptable`, dotted keys inside objec
 verdicts to benchmarks/results/crosscheck_bfcl.json. It exits 1 if any case disagrees.
 
 The cases are written for this script; none comes from the leaderboard's question sets, which are kept
-for independent evaluation. Known differences, left out of the cases and stated here: the leaderboard
-pairs parallel calls greedily (loraforge finds a full pairing when one exists, which only matters when one
-call fits two expected ones), and it refuses an integer inside an array of numbers (loraforge accepts an
-integer wherever a number is expected, as the leaderboard does for a top-level parameter).
+for independent evaluation. Two of the leaderboard's rules that a reader may not expect are among the
+cases: parallel calls pair in order, each expected call with the first unused predicted call that fits
+(loraforge's `Leniency.best_pairing` finds a full pairing instead), and an integer item in an array of
+numbers is refused (`Leniency.integers_in_number_arrays` accepts it); both options are off by default.
 
 bfcl-eval's model-config module imports every API client it supports; the checker uses it only to
 rename dotted function names for some providers, so a stub stands in for that one module.
@@ -46,6 +46,7 @@ TOOLS = {
             "threshold": {"type": "number"},
             "alerts": {"type": "boolean"},
             "tags": {"type": "array", "items": {"type": "string"}},
+            "readings": {"type": "array", "items": {"type": "number"}},
         },
         "required": ["city"],
     },
@@ -135,6 +136,16 @@ CASES = [
         [(W, {"city": ["Oslo"], "tags": [["rain"], ["rain", "wind"]]})],
         [(W, {"city": "Oslo", "tags": ["rain", "wind"]})],
     ),
+    case(
+        "number list",
+        [(W, {"city": ["Oslo"], "readings": [[1.5, 2.0]]})],
+        [(W, {"city": "Oslo", "readings": [1.5, 2.0]})],
+    ),
+    case(
+        "integer in number list",
+        [(W, {"city": ["Oslo"], "readings": [[1.5, 2.0]]})],
+        [(W, {"city": "Oslo", "readings": [1.5, 2]})],
+    ),
     case("string for list", [(W, {"city": ["Oslo"], "tags": [["rain"]]})], [(W, {"city": "Oslo", "tags": "rain"})]),
     case("list item type", [(W, {"city": ["Oslo"], "tags": [["rain"]]})], [(W, {"city": "Oslo", "tags": [1]})]),
     case("wrong function", [(W, {"city": ["Paris"]})], [(T, {"zone": "CET"})]),
@@ -201,6 +212,16 @@ CASES = [
         "parallel duplicate",
         [(W, {"city": ["Paris"]}), (W, {"city": ["Rome"]})],
         [(W, {"city": "Rome"}), (W, {"city": "Rome"})],
+    ),
+    case(
+        "parallel first fit",
+        [(W, {"city": ["Paris", "Rome"]}), (W, {"city": ["Paris"]})],
+        [(W, {"city": "Paris"}), (W, {"city": "Rome"})],
+    ),
+    case(
+        "parallel first fit, other order",
+        [(W, {"city": ["Paris"]}), (W, {"city": ["Paris", "Rome"]})],
+        [(W, {"city": "Paris"}), (W, {"city": "Rome"})],
     ),
     case(
         "parallel missing required",

@@ -14,6 +14,7 @@ WEATHER = {
         "alerts": {"type": "boolean"},
         "tags": {"type": "array", "items": {"type": "string"}},
         "where": {"type": "object"},
+        "readings": {"type": "array", "items": {"type": "number"}},
     },
     "required": ["city"],
 }
@@ -178,6 +179,27 @@ def test_rule4_many_parallel_calls_still_match_in_any_order():
     assert check_example(got, expected, SCHEMAS).valid
     wrong = answer(*[("get_weather", {"city": c}) for c in reversed(cities[:-1])], ("get_weather", {"city": "Oslo"}))
     assert check_example(wrong, expected, SCHEMAS).error == ErrorCode.VALUE_ERROR
+
+
+def test_parallel_calls_pair_in_order_as_the_leaderboard_unless_lenient():
+    """The first predicted call fits both expected ones; taking it for the first leaves the second unpaired."""
+    either = {"name": "get_weather", "arguments": {"city": "Paris"}, "acceptable": {"city": ["Rome"]}}
+    expected = [either, want("get_weather", city="Paris")]
+    got = answer(("get_weather", {"city": "Paris"}), ("get_weather", {"city": "Rome"}))
+    assert check_example(got, expected, SCHEMAS).error == ErrorCode.VALUE_ERROR
+    assert check_example(got, expected, SCHEMAS, Leniency(best_pairing=True)).valid
+    assert check_example(got, list(reversed(expected)), SCHEMAS).valid  # in this order, first fit pairs both
+
+
+def test_an_integer_item_in_an_array_of_numbers_is_refused_unless_lenient():
+    expected = want("get_weather", city="Oslo", readings=[1.0, 2.5])
+    assert check_call(call(city="Oslo", readings=[1.0, 2.5]), expected, WEATHER).valid
+    refused = check_call(call(city="Oslo", readings=[1, 2.5]), expected, WEATHER)
+    assert refused.error == ErrorCode.TYPE_ERROR and "readings[0]" in refused.message
+    assert check_call(
+        call(city="Oslo", readings=[1, 2.5]), expected, WEATHER, Leniency(integers_in_number_arrays=True)
+    ).valid
+    assert check_call(call(city="Oslo", threshold=2), want("get_weather", city="Oslo", threshold=2.0), WEATHER).valid
 
 
 def test_rule5_only_spaces_are_stripped_not_every_whitespace():

@@ -40,6 +40,21 @@ class Leniency:
         default=False,
         metadata={"help": "Accept a parameter that the expected call names although the tool's schema lacks it."},
     )
+    best_pairing: bool = field(
+        default=False,
+        metadata={
+            "help": "Pair parallel calls so that as many as possible match. The leaderboard pairs each expected "
+            "call, in order, with the first unused predicted call that fits, so a predicted call that fits two "
+            "expected ones can leave the second unpaired."
+        },
+    )
+    integers_in_number_arrays: bool = field(
+        default=False,
+        metadata={
+            "help": "Accept an integer item in an array of numbers. The leaderboard accepts an integer for a "
+            "number parameter, but not for an item inside an array."
+        },
+    )
 
 
 STRICT = Leniency()
@@ -95,15 +110,20 @@ def _type_ok(value: Any, schema_type: Any) -> bool:
     return False
 
 
-def _type_problem(value: Any, schema: Any, path: str) -> str | None:
-    """The first value whose type its schema refuses: the parameter itself, or an item of an array."""
+def _type_problem(value: Any, schema: Any, path: str, item_ints: bool = False) -> str | None:
+    """The first value whose type its schema refuses: the parameter itself, or an item of an array. An
+    integer item of an array of numbers is refused unless `item_ints`, as on the leaderboard."""
     if not isinstance(schema, dict):
         return None
     if not _type_ok(value, schema.get("type")):
         return f"{path}: expected type {schema.get('type')}, got {type(value).__name__} {value!r}"
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        items = schema["items"]
         for index, item in enumerate(value):
-            if problem := _type_problem(item, schema["items"], f"{path}[{index}]"):
+            where = f"{path}[{index}]"
+            if not item_ints and items.get("type") == "number" and type(item) is int:
+                return f"{where}: expected type number, got int {item!r} (write {float(item)!r})"
+            if problem := _type_problem(item, items, where, item_ints):
                 return problem
     # Values inside an object are compared by value, not typed (1.0 equals a nested 1), as on the leaderboard.
     return None
@@ -169,7 +189,7 @@ def check_call(
             return _fail(ErrorCode.UNEXPECTED_PARAM, f"parameter {param!r} is not in the schema", name, param)
     for param, value in args.items():
         param_schema = props.get(param) or ({"type": _json_type(expected[param])} if param in expected else None)
-        if problem := _type_problem(value, param_schema, param):
+        if problem := _type_problem(value, param_schema, param, leniency.integers_in_number_arrays):
             return _fail(ErrorCode.TYPE_ERROR, f"parameter {problem}", name, param)
 
     def default_matches(param: str, value: Any) -> bool:
@@ -209,6 +229,17 @@ def _json_type(value: Any) -> str | None:
         if isinstance(value, types):
             return kind
     return None
+
+
+def _first_fit(ok: list[list[bool]]) -> dict[int, int]:
+    """The leaderboard's pairing: each expected call (row), in order, takes the first unused predicted call
+    (column) that fits."""
+    pairs: dict[int, int] = {}
+    for row, fits in enumerate(ok):
+        col = next((j for j, fit in enumerate(fits) if fit and j not in pairs.values()), None)
+        if col is not None:
+            pairs[row] = col
+    return pairs
 
 
 def _max_matching(ok: list[list[bool]]) -> dict[int, int]:
@@ -252,9 +283,10 @@ def check_example(
         return _fail(ErrorCode.NO_CALL, "answered in text instead of calling a tool", expected[0]["name"])
     if len(got) != len(expected):
         return _fail(ErrorCode.WRONG_COUNT, f"expected {len(expected)} call(s), got {len(got)}", expected[0]["name"])
-    # Parallel calls match in any order: pair them up so that as many as possible match.
+    # Parallel calls match in any order.
     verdicts = [[check_call(g, want, schemas.get(want["name"]), leniency) for g in got] for want in expected]
-    pairs = _max_matching([[v.valid for v in row] for row in verdicts])
+    pair = _max_matching if leniency.best_pairing else _first_fit
+    pairs = pair([[v.valid for v in row] for row in verdicts])
     if len(pairs) == len(expected):
         return CallCheck.ok()
     row = next(i for i in range(len(expected)) if i not in pairs)

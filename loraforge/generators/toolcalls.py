@@ -597,8 +597,9 @@ class ToolCallGenerator:
             got = json.loads(text)
         except json.JSONDecodeError:
             raise Rejected("roundtrip_unreadable", {"tool": tool.name, "request": request, "got": text}) from None
-        # The teacher may spell out a default or leave one out: both recover the same call.
-        check = check_call(got, {"name": tool.name, "arguments": arguments}, tool.parameters, Leniency(defaults=True))
+        # The teacher may spell out a default or leave one out, or write 2 for 2.0: all recover the same call.
+        lenient = Leniency(defaults=True, integers_in_number_arrays=True)
+        check = check_call(got, {"name": tool.name, "arguments": arguments}, tool.parameters, lenient)
         if not check.valid:
             raise Rejected(
                 "roundtrip_mismatch",
