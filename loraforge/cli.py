@@ -344,7 +344,9 @@ TRAIN_OUTPUTS = [
     Artifact.TRAIN_RESULT.value,
     Artifact.TRAIN_LOG.value,
     Artifact.CHECKPOINT.value,
-    "README.md",
+    Artifact.MODEL_CARD.value,
+    Artifact.SERVE_SCRIPT.value,
+    Artifact.MODELFILE.value,
 ]
 
 
@@ -400,16 +402,23 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0  # under torchrun, the first process reports and exports
     if result.resumed_from_step:
         print(f"resumed from step {result.resumed_from_step}")
+    if result.dropped_checkpoint:
+        print(
+            f"the checkpoint in {args.outfile} was for other settings ({result.dropped_checkpoint});"
+            " trained from step 0"
+        )
     print(
         f"trained {result.steps} steps in {result.seconds:.0f} s; final loss {result.final_train_loss:.4f}"
         + (f", best validation loss {result.best_val_loss:.4f}" if result.best_val_loss is not None else "")
     )
     if not args.no_export and Path(base).is_file():
-        from loraforge.gguf_info import read_gguf_info
-        from loraforge.trainers.export_gguf import export_adapter
+        from loraforge.export.proven import export_proven
 
-        export_adapter(args.outfile, read_gguf_info(base), args.outfile / Artifact.ADAPTER_GGUF.value)
-        print(f"GGUF adapter: {args.outfile / 'adapter.gguf'}")
+        # The same export as `loraforge export`, without the proof through llama.cpp, which takes a server.
+        outcome = export_proven(args.outfile, Path(base), check=False)
+        for warning in outcome.warnings:
+            print(f"loraforge: warning: {warning}", file=sys.stderr)
+        print(f"GGUF adapter: {outcome.gguf} (prove it against PEFT with: loraforge export {args.outfile})")
     print(f"adapter: {args.outfile}")
     return 0
 

@@ -38,6 +38,9 @@ class Artifact(str, Enum):
     REPORT_HTML = "report.html"
     REPORT_MD = "report.md"
     REPORT_FILES = "report_files"  # the report's plots
+    SERVE_SCRIPT = "serve.sh"  # the serving bundle beside an exported adapter: llama-server command,
+    MODELFILE = "Modelfile"  # Ollama's Modelfile,
+    MODEL_CARD = "README.md"  # and the model card
 
     def __str__(self) -> str:
         return self.value

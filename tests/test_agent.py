@@ -181,6 +181,20 @@ def test_promote_sets_active_and_rollback_moves_it_back(tmp_path):
     ]
 
 
+def test_the_final_adapter_carries_the_serving_bundle(tmp_path):
+    import os
+
+    bundled = fake_iteration(tmp_path, 1)
+    (bundled / "serve.sh").write_text("#!/bin/sh\nexec llama-server\n")
+    (bundled / "serve.sh").chmod(0o755)
+    (bundled / "README.md").write_text("# LoRA adapter for x\n")
+    final = promote(tmp_path, bundled)
+    assert os.access(final / "serve.sh", os.X_OK)
+    assert (final / "README.md").read_text() == "# LoRA adapter for x\n"
+    final = promote(tmp_path, fake_iteration(tmp_path, 2))  # no bundle: a note on how to serve it
+    assert not (final / "serve.sh").exists() and "llama-server --lora" in (final / "README.md").read_text()
+
+
 def test_rollback_to_an_iteration_without_an_adapter_is_refused(tmp_path):
     promote(tmp_path, fake_iteration(tmp_path, 1))
     (tmp_path / "iteration_2").mkdir()

@@ -6,6 +6,7 @@ import random
 import pytest
 
 from loraforge.errors import ConfigError
+from loraforge.files import read_jsonl
 from loraforge.trainers import lora
 from loraforge.trainers.config import TrainConfig
 from loraforge.trainers.data import encode_training_row, load_training_rows
@@ -309,9 +310,28 @@ def test_a_resume_may_change_runtime_settings_but_not_what_is_trained(tmp_path):
             tiny_model(), 0, examples(), config(epochs=3), tmp_path, progress=die_at_step_4, checkpoint_every=0.0
         )
     other_runtime = config(epochs=3, threads=1, max_batch_tokens=4096)
-    assert lora.train_lora(tiny_model(), 0, examples(), other_runtime, tmp_path).resumed_from_step == 3
-    assert lora.same_training({"r": 8, "device": "cpu"}, {"r": 8, "device": "cuda"})
-    assert not lora.same_training({"r": 8, "learning_rate": 1e-3}, {"r": 8, "learning_rate": 5e-4})
+    resumed = lora.train_lora(tiny_model(), 0, examples(), other_runtime, tmp_path)
+    assert resumed.resumed_from_step == 3 and resumed.dropped_checkpoint == ""
+    assert lora.checkpoint_mismatch({"r": 8, "device": "cpu"}, {"r": 8, "device": "cuda"}, 1, 1) == ""
+    assert lora.checkpoint_mismatch({"r": 8}, {"r": 8}, 1, 2) == "processes 1 -> 2"
+    assert "learning_rate" in lora.checkpoint_mismatch(
+        {"r": 8, "learning_rate": 1e-3}, {"r": 8, "learning_rate": 5e-4}, 1, 1
+    )
+
+
+def test_a_checkpoint_for_other_settings_is_dropped_and_said_so(tmp_path):
+    def die_at_step_4(step, total, record):
+        if step == 4:
+            raise Stop
+
+    with pytest.raises(Stop):
+        lora.train_lora(
+            tiny_model(), 0, examples(), config(epochs=3), tmp_path, progress=die_at_step_4, checkpoint_every=0.0
+        )
+    log = tmp_path / "log.jsonl"
+    result = lora.train_lora(tiny_model(), 0, examples(), config(epochs=3, learning_rate=1e-3), tmp_path, log_path=log)
+    assert result.resumed_from_step == 0 and result.dropped_checkpoint.startswith("learning_rate")
+    assert read_jsonl(log)[0] == {"dropped_checkpoint": result.dropped_checkpoint}
 
 
 class _RunsCode:

@@ -26,6 +26,10 @@ PROMOTED_FILES = (
     Artifact.METRICS,
     Artifact.CHAT_TEMPLATE,
     Artifact.ADAPTER_META.value,
+    Artifact.EXPORT_REPORT,
+    Artifact.SERVE_SCRIPT,  # the serving bundle: its paths are relative to the adapter's folder
+    Artifact.MODELFILE,
+    Artifact.MODEL_CARD,
 )
 
 
@@ -40,9 +44,11 @@ def promote(run_dir: Path, iteration_dir: Path) -> Path:
             if source.is_file():
                 shutil.copy2(source, tmp / source.name)
         (tmp / "SOURCE").write_text(Path(iteration_dir).name + "\n")
-        (tmp / "README.md").write_text(
-            f"Copy of the adapter of {Path(iteration_dir).name}. Serve it with llama-server --lora adapter.gguf.\n"
-        )
+        card = tmp / Artifact.MODEL_CARD.value
+        if not card.is_file():  # an iteration exported without its bundle (the proof failed, or was skipped)
+            card.write_text(
+                f"Copy of the adapter of {Path(iteration_dir).name}. Serve it with llama-server --lora adapter.gguf.\n"
+            )
         old = None
         if final.exists():
             old = run_dir / f".final_adapter.old.{os.getpid()}"

@@ -40,7 +40,13 @@ def _rows(data: Path, tools_file: Path | None) -> tuple[list[dict[str, Any]], st
 
 ROLES = {"system", "user", "assistant", "tool"}
 # What eval writes into its --out folder, per model ("" for the adapter, or the base when alone; "_base").
-EVAL_OUTPUTS = [("predictions", "jsonl"), ("error_analysis", "json"), ("metrics", "json")]
+EVAL_OUTPUTS = (Artifact.PREDICTIONS, Artifact.ERROR_ANALYSIS, Artifact.METRICS)
+
+
+def eval_output(artifact: Artifact, suffix: str = "") -> str:
+    """The file name of one of eval's outputs for one model: predictions_base.jsonl for ("_base")."""
+    stem, dot, ext = artifact.value.rpartition(".")
+    return f"{stem}{suffix}{dot}{ext}"
 
 
 def _arguments(value: Any) -> dict[str, Any] | None:
@@ -162,7 +168,7 @@ def run_eval(
                 "The label set is unknown.",
                 fix="Pass --labels FILE (a labeled JSONL), or an adapter trained by loraforge on labeled data.",
             )
-    writes = [f"{stem}{suffix}.{ext}" for stem, ext in EVAL_OUTPUTS for suffix in ("", "_base")]
+    writes = [eval_output(artifact, suffix) for artifact in EVAL_OUTPUTS for suffix in ("", "_base")]
     claim_output_folder(out, "--out", writes)  # after every input check: a bad input leaves no folder behind
     models = [("base", None)] + ([("adapter", 0)] if gguf else [])
     config = ServerConfig(
@@ -201,11 +207,11 @@ def run_eval(
                     finally:
                         bar.close()
                     suffix = "" if (label == "adapter" or not gguf) else "_base"
-                    write_jsonl(out / f"predictions{suffix}.jsonl", evaluation.records)
+                    write_jsonl(out / eval_output(Artifact.PREDICTIONS, suffix), evaluation.records)
                     metrics[label] = evaluation.summary
                     if evaluation.summary.get("n"):
                         analysis = analyse(evaluation.failures, total=evaluation.summary["n"])
-                        atomic_write_json(out / f"error_analysis{suffix}.json", analysis)
+                        atomic_write_json(out / eval_output(Artifact.ERROR_ANALYSIS, suffix), analysis)
 
     asyncio.run(work())
     if any(metrics[label].get("n") for label, _ in models):

@@ -72,9 +72,9 @@ def model_card(folder: Path, base: Path, fidelity: dict[str, Any] | None) -> str
 
 # The first line of each bundle file: a file without it was not written by loraforge and is left alone.
 MARKERS = {
-    "serve.sh": "#!/bin/sh\n# Serve the base model with this adapter",
-    "Modelfile": "# Ollama Modelfile.",
-    "README.md": "# LoRA adapter for ",
+    Artifact.SERVE_SCRIPT.value: "#!/bin/sh\n# Serve the base model with this adapter",
+    Artifact.MODELFILE.value: "# Ollama Modelfile.",
+    Artifact.MODEL_CARD.value: "# LoRA adapter for ",
 }
 
 
@@ -82,13 +82,14 @@ def write_bundle(folder: Path, base: Path, fidelity: dict[str, Any] | None = Non
     """Write serve.sh, Modelfile and the model card beside the adapter; a file of that name that loraforge
     did not write (the user's own README.md, say) is kept, and left out of the returned list."""
     folder, base = Path(folder), Path(base).resolve()  # serve.sh runs from the bundle's folder
+    serve = folder / Artifact.SERVE_SCRIPT.value
     written = {
-        folder / "serve.sh": "#!/bin/sh\n# Serve the base model with this adapter (OpenAI-compatible API).\n"
+        serve: "#!/bin/sh\n# Serve the base model with this adapter (OpenAI-compatible API).\n"
         + 'cd "$(dirname "$0")" || exit 1\nexec '
         + llama_server_command(base, folder, relative=True)
         + ' "$@"\n',
-        folder / "Modelfile": modelfile(base),
-        folder / "README.md": model_card(folder, base, fidelity),
+        folder / Artifact.MODELFILE.value: modelfile(base),
+        folder / Artifact.MODEL_CARD.value: model_card(folder, base, fidelity),
     }
     kept = []
     for path, text in written.items():
@@ -96,8 +97,8 @@ def write_bundle(folder: Path, base: Path, fidelity: dict[str, Any] | None = Non
             continue
         atomic_write_text(path, text)
         kept.append(path)
-    if folder / "serve.sh" in kept:
-        (folder / "serve.sh").chmod(0o755)
+    if serve in kept:
+        serve.chmod(0o755)
     return kept
 
 

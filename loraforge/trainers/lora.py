@@ -40,6 +40,7 @@ class TrainResult:
     resumed_from_step: int = 0
     micro_batch_split: int = 1
     positions_run: int = 0  # positions computed by this process (a shared prefix counts once)
+    dropped_checkpoint: str = ""  # why a checkpoint found in the folder was not resumed ("" when none was)
 
 
 def pick_device(device: str) -> str:
@@ -280,10 +281,15 @@ def _without_dropout(model: Any, active: bool):
 RUNTIME_SETTINGS = ("device", "threads", "max_batch_tokens")
 
 
-def same_training(saved: dict[str, Any], current: dict[str, Any]) -> bool:
-    """Whether a checkpoint's settings describe this training, ignoring runtime settings."""
-    keep = lambda d: {k: v for k, v in d.items() if k not in RUNTIME_SETTINGS}  # noqa: E731
-    return keep(saved) == keep(current)
+def checkpoint_mismatch(saved: dict[str, Any], current: dict[str, Any], saved_world: int, world: int) -> str:
+    """Why a checkpoint cannot be resumed by this training ("" when it can): the settings that define the
+    result and differ, or another process count. Runtime settings may change."""
+    keys = sorted((set(saved) | set(current)) - set(RUNTIME_SETTINGS))
+    changed = [k for k in keys if saved.get(k) != current.get(k)]
+    reasons = [f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed]
+    if saved_world != world:
+        reasons.append(f"processes {saved_world} -> {world}")
+    return ", ".join(reasons)
 
 
 def learning_rate(step: int, total: int, config: TrainConfig) -> float:
@@ -479,7 +485,14 @@ def train_lora(
     step, epoch, best_val, best_state, bad_epochs, split = 0, 0, math.inf, None, 0, 1
     resumed_from, sup_tokens, last_loss, run_tokens = 0, 0, math.nan, 0
     checkpoint = load_checkpoint(out_dir)
-    if checkpoint is not None and same_training(checkpoint["config"], asdict(config)) and checkpoint["world"] == world:
+    dropped = (
+        ""
+        if checkpoint is None
+        else checkpoint_mismatch(checkpoint["config"], asdict(config), checkpoint["world"], world)
+    )
+    if dropped and rank == 0 and log_path:
+        append_jsonl(log_path, [{"dropped_checkpoint": dropped}])
+    if checkpoint is not None and not dropped:
         with torch.no_grad():
             for name, param in model.named_parameters():
                 if name in checkpoint["lora"]:
@@ -613,6 +626,7 @@ def train_lora(
         positions_run=run_tokens,
         skipped_too_long=skipped,
         resumed_from_step=resumed_from,
+        dropped_checkpoint=dropped,
         micro_batch_split=split,
     )
 
