@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loraforge.concurrency import gather_or_cancel
+from loraforge.concurrency import examples_by_index
 from loraforge.errors import ConfigError
 from loraforge.files import iter_jsonl
 from loraforge.generators import prompts, verify
@@ -96,18 +96,7 @@ class LabelGenerator:
     async def generate(
         self, indices: list[int], on_example: Callable[[dict[str, Any]], None] | None = None
     ) -> list[dict[str, Any]]:
-        results: list[dict[str, Any]] = []
-
-        async def work(index: int) -> None:
-            row = await self._example(index)
-            if row is not None:
-                results.append(row)
-                if on_example:
-                    on_example(row)
-
-        await gather_or_cancel(*(work(i) for i in indices))
-        results.sort(key=lambda r: r["meta"]["index"])
-        return results
+        return await examples_by_index(self._example, indices, on_example)
 
     async def _example(self, index: int) -> dict[str, Any] | None:
         variations = [v for v in self.plan.variations if v.get("label") in self.seeds]

@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from loraforge.concurrency import gather_or_cancel
+from loraforge.concurrency import examples_by_index
 from loraforge.evaluators.exact_match import Leniency, check_call
 from loraforge.generators import compose, prompts, realism, restate, shots, values, verify
 from loraforge.generators.arguments import ArgumentDrafter, is_free_text
@@ -141,20 +141,10 @@ class ToolCallGenerator:
         self, indices: list[int], on_example: Callable[[dict[str, Any]], None] | None = None
     ) -> list[dict[str, Any]]:
         """One example per index; the same index always starts from the same seed."""
-        results: list[dict[str, Any]] = []
-
-        async def work(index: int) -> None:
-            row = await self._example(index)
-            if row is not None:
-                results.append(row)
-                if on_example:
-                    on_example(row)
-
-        await gather_or_cancel(*(work(i) for i in indices))
+        results = await examples_by_index(self._example, indices, on_example)
         self.stats.teacher_calls = self.drafter.teacher_calls + self._teacher_calls
         self.stats.implausible_samples = self.drafter.implausible[:20]
         self.stats.notes["implausible_pool_values"] = len(self.drafter.implausible)
-        results.sort(key=lambda r: r["meta"]["index"])
         return results
 
     def uncovered(self) -> list[str]:
