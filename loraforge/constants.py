@@ -46,9 +46,21 @@ class Artifact(str, Enum):
         return self.value
 
 
+class Metric(str, Enum):
+    """The names of the scores in metrics.json."""
+
+    EXACT_MATCH = "exact_match"  # tool calling: every call's name and every argument right
+    TOOL_NAME_ACCURACY = "tool_name_accuracy"  # tool calling: the right tools, whatever the arguments
+    ACCURACY = "accuracy"  # labels
+    MACRO_F1 = "macro_f1"  # labels: F1 averaged over the labels present
+
+    def __str__(self) -> str:
+        return self.value
+
+
 # The metrics of each task, its primary one first.
-TOOL_METRICS = ("exact_match", "tool_name_accuracy")
-LABEL_METRICS = ("accuracy", "macro_f1")
+TOOL_METRICS = (Metric.EXACT_MATCH.value, Metric.TOOL_NAME_ACCURACY.value)
+LABEL_METRICS = (Metric.ACCURACY.value, Metric.MACRO_F1.value)
 ALL_METRICS = TOOL_METRICS + LABEL_METRICS
 
 

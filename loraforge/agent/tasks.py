@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from loraforge.constants import LABEL_METRICS, TOOL_METRICS
+from loraforge.constants import LABEL_METRICS, TOOL_METRICS, Metric
 from loraforge.evaluators.evaluate import Evaluation, evaluate_labels, evaluate_tool_calls
 from loraforge.generators.labels import LabelGenerator, load_labeled, seeds_by_label
 from loraforge.generators.plan import GenerationPlan
@@ -65,7 +65,7 @@ class Task(Protocol):
 
 class ToolTask:
     kind: ClassVar[str] = "tools"
-    primary: ClassVar[str] = "exact_match"
+    primary: ClassVar[str] = Metric.EXACT_MATCH.value
     metrics: ClassVar[tuple[str, ...]] = TOOL_METRICS
 
     def __init__(self, tools: list[ToolDefinition], source: Path | None = None) -> None:
@@ -122,7 +122,7 @@ class ToolTask:
 
 class LabelTask:
     kind: ClassVar[str] = "labels"
-    primary: ClassVar[str] = "accuracy"
+    primary: ClassVar[str] = Metric.ACCURACY.value
     metrics: ClassVar[tuple[str, ...]] = LABEL_METRICS
 
     def __init__(self, rows: list[dict[str, Any]], source: Path | None = None) -> None:

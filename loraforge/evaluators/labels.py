@@ -6,6 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from loraforge.constants import Metric
+
 
 def label_metrics(expected: list[str], predicted: list[str | None], labels: list[str] | None = None) -> dict[str, Any]:
     """Metrics over paired lists; a prediction outside the label set counts as wrong for every label."""
@@ -28,8 +30,8 @@ def label_metrics(expected: list[str], predicted: list[str | None], labels: list
     present = [label for label in labels if per_label[label]["support"] > 0]
     return {
         "n": n,
-        "accuracy": sum(g == p for g, p in zip(expected, predicted)) / n if n else 0.0,
-        "macro_f1": sum(per_label[label]["f1"] for label in present) / len(present) if present else 0.0,
+        Metric.ACCURACY.value: sum(g == p for g, p in zip(expected, predicted)) / n if n else 0.0,
+        Metric.MACRO_F1.value: sum(per_label[label]["f1"] for label in present) / len(present) if present else 0.0,
         "per_label": per_label,
         "confusion": confusion,
         "labels": labels,

@@ -15,6 +15,7 @@ from typing import Any
 
 from loraforge.chat.parsing import ParsedAnswer, parse_answer
 from loraforge.concurrency import gather_or_cancel
+from loraforge.constants import Metric
 from loraforge.evaluators.error_analysis import failure_row
 from loraforge.evaluators.exact_match import CallCheck, check_example
 
@@ -132,7 +133,7 @@ def summarise(results: list[RowResult], rows: list[dict[str, Any]]) -> dict[str,
     scored = [r for r in results if r.scored]
     n = len(scored)
     if n == 0:
-        return {"n": 0, "exact_match": None}
+        return {"n": 0, Metric.EXACT_MATCH.value: None}
     names_ok = 0
     per_tool: dict[str, list[bool]] = defaultdict(list)
     per_style: dict[str, list[bool]] = defaultdict(list)
@@ -150,8 +151,8 @@ def summarise(results: list[RowResult], rows: list[dict[str, Any]]) -> dict[str,
     errors = Counter(str(r.first_failure[1].error) for r in scored if r.first_failure)
     return {
         "n": n,
-        "exact_match": sum(r.correct for r in scored) / n,
-        "tool_name_accuracy": names_ok / n,
+        Metric.EXACT_MATCH.value: sum(r.correct for r in scored) / n,
+        Metric.TOOL_NAME_ACCURACY.value: names_ok / n,
         "errors": dict(errors.most_common()),
         "per_tool": {k: sum(v) / len(v) for k, v in sorted(per_tool.items())},
         "per_style": {k: sum(v) / len(v) for k, v in sorted(per_style.items())},
