@@ -15,7 +15,7 @@ from typing import Any
 from loraforge.agent.config import RunConfig
 from loraforge.constants import ALL_METRICS, Artifact
 from loraforge.errors import LoraforgeError, StopRequested
-from loraforge.flags import add_config_flag, given
+from loraforge.flags import add_config_flag, field_default, given
 from loraforge.generators.plan import GenerationPlan
 from loraforge.settings import build
 from loraforge.trainers.config import TrainConfig
@@ -40,8 +40,8 @@ def _positive(kind: type, zero: bool = False) -> Callable[[str], Any]:
 
 
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, help="base GGUF model (default: the embedded SmolLM2-135M-Instruct)")
-    parser.add_argument("--llama-server", type=Path, help="llama-server binary to start (default: embedded server)")
+    add_config_flag(parser, RunConfig, "model")
+    add_config_flag(parser, RunConfig, "llama_server")
 
 
 # `loraforge run` flags that set a config field: (field path, flag; None for --the-field-name). Type,
@@ -143,12 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds between checkpoints (0: every step)",
     )
-    train.add_argument(
-        "--chat-template",
-        type=Path,
-        metavar="FILE",
-        help="Jinja chat template that renders tools and tool calls (default: loraforge's for the model family)",
-    )
+    add_config_flag(train, RunConfig, "chat_template")
     train.add_argument("--no-export", action="store_true", help="skip the GGUF export")
     train.add_argument("--quiet", action="store_true")
 
@@ -184,17 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     task.add_argument("--labels", type=Path, help="labeled seeds JSONL: new {item, label} rows")
     gen.add_argument("--n", type=_positive(int), required=True, help="verified examples to produce")
     gen.add_argument("--out", type=Path, required=True, help="output JSONL (appended to; a rerun resumes)")
-    gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--parallel", type=_positive(int), default=2, help="requests in flight per server (default: 2)")
+    # generate takes no config file: these flags default to the run config's own defaults
+    add_config_flag(gen, RunConfig, "seed", default=field_default(RunConfig, "seed"))
+    add_config_flag(gen, RunConfig, "parallel", type=_positive(int), default=field_default(RunConfig, "parallel"))
     for path in GENERATE_PLAN_FLAGS:
         add_config_flag(gen, GenerationPlan, path)
-    gen.add_argument(
-        "--server-url",
-        action="append",
-        dest="server_urls",
-        metavar="URL",
-        help="a running llama-server (repeat to balance across several)",
-    )
+    add_config_flag(gen, RunConfig, "server_urls", "--server-url", metavar="URL")
     gen.add_argument("--quiet", action="store_true")
     _add_server_flags(gen)
 

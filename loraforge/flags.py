@@ -23,6 +23,11 @@ def config_field(cls: type, path: str) -> tuple[dataclasses.Field, Any]:
     return fields[name], typing.get_type_hints(cls)[name]
 
 
+def field_default(cls: type, path: str) -> Any:
+    """The default of the field at a dotted `path` of `cls`: for a command that takes no config file."""
+    return _default(config_field(cls, path)[0])
+
+
 def _default(field: dataclasses.Field) -> Any:
     if field.default is not dataclasses.MISSING:
         return field.default

@@ -722,6 +722,10 @@ def test_run_flags_come_from_the_config_fields_and_map_back_to_the_config_shape(
         "judge": False,
         "server_urls": ["http://127.0.0.1:1", "http://127.0.0.1:2"],
     }
+    starter = " ".join(line.strip("# ") for line in starter_yaml().splitlines())
+    for path, _ in RUN_CONFIG_FLAGS:  # init's file shows each flag's field with the same help
+        field, _ = config_field(RunConfig, path)
+        assert field.metadata["help"] in starter and f"{path.split('.')[-1]}:" in starter, path
     assert run_overrides(parser.parse_args(["run"])) == {}  # nothing given: the config file decides
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "--device", "tpu"])  # the field's Literal choices
@@ -741,3 +745,7 @@ def test_train_and_generate_flags_come_from_their_config_fields():
     args = parser.parse_args(["generate", "--tools", "t.yaml", "--n", "5", "--out", "d.jsonl", "--topic-rate", "0"])
     plan = build(GenerationPlan, given(args, list(GENERATE_PLAN_FLAGS)), "generate")
     assert plan.topic_rate == 0 and plan.temperature == GenerationPlan().temperature
+    # generate takes no config file, so its run settings default to the run config's
+    assert (args.seed, args.parallel, args.server_urls) == (RunConfig().seed, RunConfig().parallel, None)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["generate", "--tools", "t.yaml", "--n", "5", "--out", "d.jsonl", "--parallel", "0"])
