@@ -9,13 +9,14 @@ import os
 import signal
 import threading
 from collections.abc import Iterator
-from typing import Any
+
+from loraforge.ui import UI
 
 
 class StopControl:
     """The run's stop flag, the phase that a stop must interrupt, and the signal handlers that set it."""
 
-    def __init__(self, ui: Any) -> None:
+    def __init__(self, ui: UI) -> None:
         self.ui = ui
         self.event = threading.Event()  # set once a stop is asked for; a training thread polls it
         self._phase: asyncio.Future | None = None

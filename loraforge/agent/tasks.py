@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from loraforge.constants import LABEL_METRICS, TOOL_METRICS, Metric
 from loraforge.evaluators.evaluate import Evaluation, evaluate_labels, evaluate_tool_calls
@@ -18,6 +18,10 @@ from loraforge.generators.toolcalls import ToolCallGenerator
 from loraforge.tools import load_tools
 from loraforge.tools.definition import ToolDefinition
 from loraforge.trainers.data import chat_from_labeled
+
+if TYPE_CHECKING:
+    from loraforge.chat.format import ChatFormat
+    from loraforge.runtime.protocol import ChatClient
 
 
 class Task(Protocol):
@@ -33,7 +37,7 @@ class Task(Protocol):
 
     def openai_tools(self) -> list[dict[str, Any]] | None: ...
 
-    def generator(self, client: Any, plan: GenerationPlan, seed: int) -> Any:
+    def generator(self, client: ChatClient, plan: GenerationPlan, seed: int) -> Any:
         """The synthetic-data generator for this task."""
 
     def describe(self) -> str:
@@ -51,13 +55,13 @@ class Task(Protocol):
 
     async def evaluate(
         self,
-        client: Any,
+        client: ChatClient,
         heldout: list[dict[str, Any]],
         *,
         adapter: int | None,
         max_tokens: int,
         on_done: Callable,
-        fmt: Any,
+        fmt: ChatFormat,
         invocation: str | None = None,
     ) -> Evaluation:
         """The model's answers on the rows, scored through the shared path (`evaluators/evaluate.py`)."""
@@ -82,7 +86,7 @@ class ToolTask:
     def openai_tools(self) -> list[dict[str, Any]]:
         return [t.to_openai() for t in self.tools]
 
-    def generator(self, client: Any, plan: GenerationPlan, seed: int) -> ToolCallGenerator:
+    def generator(self, client: ChatClient, plan: GenerationPlan, seed: int) -> ToolCallGenerator:
         return ToolCallGenerator(self.tools, client, plan, seed=seed)
 
     def describe(self) -> str:
@@ -104,13 +108,13 @@ class ToolTask:
 
     async def evaluate(
         self,
-        client: Any,
+        client: ChatClient,
         heldout: list[dict[str, Any]],
         *,
         adapter: int | None,
         max_tokens: int,
         on_done: Callable,
-        fmt: Any,
+        fmt: ChatFormat,
         invocation: str | None = None,
     ) -> Evaluation:
         """Exact match on the rows; a failure's `id` is its row's index. (Tool calls are asked through
@@ -142,7 +146,7 @@ class LabelTask:
     def openai_tools() -> None:
         return None
 
-    def generator(self, client: Any, plan: GenerationPlan, seed: int) -> LabelGenerator:
+    def generator(self, client: ChatClient, plan: GenerationPlan, seed: int) -> LabelGenerator:
         return LabelGenerator(self.seeds, client, plan, seed=seed)
 
     def describe(self) -> str:
@@ -166,13 +170,13 @@ class LabelTask:
 
     async def evaluate(
         self,
-        client: Any,
+        client: ChatClient,
         heldout: list[dict[str, Any]],
         *,
         adapter: int | None,
         max_tokens: int,
         on_done: Callable,
-        fmt: Any,
+        fmt: ChatFormat,
         invocation: str | None = None,
     ) -> Evaluation:
         """Accuracy and macro-F1; `invocation` ends each prompt for an aLoRA adapter."""

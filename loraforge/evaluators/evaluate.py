@@ -5,11 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loraforge.evaluators.error_analysis import failure_row
 from loraforge.evaluators.labels import label_metrics, predict_labels
 from loraforge.evaluators.toolcall_eval import evaluate_rows, failures, summarise
+
+if TYPE_CHECKING:
+    from loraforge.chat.format import ChatFormat
+    from loraforge.runtime.protocol import ChatClient
 
 
 @dataclass
@@ -36,7 +40,7 @@ def row_ids(rows: list[dict[str, Any]], ids: list[Any] | None = None) -> list[An
 
 
 async def evaluate_tool_calls(
-    client: Any,
+    client: ChatClient,
     rows: list[dict[str, Any]],
     *,
     adapter: int | None,
@@ -56,10 +60,10 @@ async def evaluate_tool_calls(
 
 
 async def evaluate_labels(
-    client: Any,
+    client: ChatClient,
     rows: list[dict[str, Any]],
     *,
-    fmt: Any,
+    fmt: ChatFormat,
     labels: list[str],
     adapter: int | None,
     invocation: str | None = None,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from loraforge.evaluators.evaluate import Evaluation
+    from loraforge.runtime.protocol import ChatClient
 
 SCORE_SCHEMA = {
     "type": "object",
@@ -36,7 +37,7 @@ def _case(request: str, results: list[str]) -> str:
     return f"User request: {request}\nTool results: {' | '.join(results) if results else '(none)'}"
 
 
-async def score_answer(client: Any, request: str, results: list[str], answer: str) -> dict[str, Any]:
+async def score_answer(client: ChatClient, request: str, results: list[str], answer: str) -> dict[str, Any]:
     """{"score": 1-10, "reason": ...}; a judge answer that cannot be read scores None."""
     messages = [
         {"role": "system", "content": RUBRIC},
@@ -50,7 +51,7 @@ async def score_answer(client: Any, request: str, results: list[str], answer: st
         return {"score": None, "reason": f"unreadable judge output: {reply.content[:80]!r}"}
 
 
-async def _prefer(client: Any, request: str, results: list[str], first: str, second: str) -> str:
+async def _prefer(client: ChatClient, request: str, results: list[str], first: str, second: str) -> str:
     messages = [
         {"role": "system", "content": RUBRIC.replace("Score 1 to 10", "Say which answer is better (A or B, or tie)")},
         {
@@ -65,7 +66,7 @@ async def _prefer(client: Any, request: str, results: list[str], first: str, sec
         return "tie"
 
 
-async def compare(client: Any, request: str, results: list[str], base: str, adapter: str) -> str:
+async def compare(client: ChatClient, request: str, results: list[str], base: str, adapter: str) -> str:
     """'adapter', 'base' or 'tie': judged with each answer first; a win needs both orders to agree."""
     forward = await _prefer(client, request, results, base, adapter)  # A = base
     backward = await _prefer(client, request, results, adapter, base)  # A = adapter
@@ -102,7 +103,7 @@ def judged_cases(rows: list[dict[str, Any]]) -> list[int]:
 
 
 async def judge_final_answers(
-    client: Any,
+    client: ChatClient,
     rows: list[dict[str, Any]],
     evaluations: dict[str, Evaluation],
     on_done: Any = None,

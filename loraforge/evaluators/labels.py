@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loraforge.constants import Metric
+
+if TYPE_CHECKING:
+    from loraforge.chat.format import ChatFormat
+    from loraforge.runtime.protocol import ChatClient
 
 
 def label_metrics(expected: list[str], predicted: list[str | None], labels: list[str] | None = None) -> dict[str, Any]:
@@ -44,9 +48,9 @@ def label_grammar(labels: list[str]) -> str:
 
 
 async def predict_labels(
-    client: Any,
+    client: ChatClient,
     items: list[str],
-    fmt: Any,
+    fmt: ChatFormat,
     labels: list[str],
     *,
     adapter: int | None = None,

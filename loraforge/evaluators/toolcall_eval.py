@@ -11,13 +11,16 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loraforge.chat.parsing import ParsedAnswer, parse_answer
 from loraforge.concurrency import gather_or_cancel
 from loraforge.constants import Metric
 from loraforge.evaluators.error_analysis import failure_row
 from loraforge.evaluators.exact_match import CallCheck, check_example
+
+if TYPE_CHECKING:
+    from loraforge.runtime.protocol import ChatClient
 
 
 def _as_dict(arguments: Any) -> dict[str, Any]:
@@ -102,7 +105,7 @@ def schemas_of(row: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 async def evaluate_rows(
-    client: Any,
+    client: ChatClient,
     rows: list[dict[str, Any]],
     *,
     adapter: int | None,

@@ -13,7 +13,7 @@ import random
 from typing import Any
 
 from loraforge.generators import values
-from loraforge.runtime.client import LlamaClient
+from loraforge.runtime.protocol import ChatClient
 from loraforge.tools.definition import ToolDefinition
 
 # Kinds whose value is the user's own wording: a loosely stated one is repaired to the request's span.
@@ -27,7 +27,7 @@ def is_free_text(model: values.ParamModel) -> bool:
 class ArgumentDrafter:
     """Draws argument objects for a tool. Pools are per (tool, parameter path) and refill when empty."""
 
-    def __init__(self, client: LlamaClient, *, temperature: float = 0.9, pool_size: int = 10) -> None:
+    def __init__(self, client: ChatClient, *, temperature: float = 0.9, pool_size: int = 10) -> None:
         self.client = client
         self.temperature = temperature
         self.pool_size = pool_size

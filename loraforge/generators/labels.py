@@ -6,7 +6,7 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loraforge.concurrency import examples_by_index
 from loraforge.errors import ConfigError
@@ -16,6 +16,9 @@ from loraforge.generators.dedup import NearDuplicateIndex
 from loraforge.generators.plan import GenerationPlan
 from loraforge.generators.stats import GenerationStats
 from loraforge.rows import FORMATS, labeled_row
+
+if TYPE_CHECKING:
+    from loraforge.runtime.protocol import ChatClient
 
 
 def load_labeled(path: str | Path) -> list[dict[str, Any]]:
@@ -56,7 +59,7 @@ class LabelGenerator:
     def __init__(
         self,
         seeds: dict[str, list[str]],
-        client: Any,
+        client: ChatClient,
         plan: GenerationPlan | None = None,
         *,
         descriptions: dict[str, str] | None = None,

@@ -28,7 +28,7 @@ from loraforge.generators.dedup import NearDuplicateIndex, rouge_l
 from loraforge.generators.plan import STYLES, GenerationPlan
 from loraforge.generators.stats import GenerationStats, coverage_message
 from loraforge.generators.verify import Rejected
-from loraforge.runtime.client import LlamaClient
+from loraforge.runtime.protocol import ChatClient
 from loraforge.tools.definition import ToolDefinition
 from loraforge.tools.simulate import accepts_call, simulate_response
 
@@ -90,7 +90,7 @@ class ToolCallGenerator:
     def __init__(
         self,
         tools: list[ToolDefinition],
-        client: LlamaClient,
+        client: ChatClient,
         plan: GenerationPlan | None = None,
         *,
         seed: int = 0,
