@@ -332,6 +332,10 @@ def test_a_checkpoint_for_other_settings_is_dropped_and_said_so(tmp_path):
     result = lora.train_lora(tiny_model(), 0, examples(), config(epochs=3, learning_rate=1e-3), tmp_path, log_path=log)
     assert result.resumed_from_step == 0 and result.dropped_checkpoint.startswith("learning_rate")
     assert read_jsonl(log)[0] == {"dropped_checkpoint": result.dropped_checkpoint}
+    older = tmp_path / "older"  # a checkpoint in the layout before Position: dropped, not a KeyError
+    older.mkdir()
+    lora.save_checkpoint(older, {"config": {}, "world": 1, "lora": {}, "step": 3})
+    assert lora.train_lora(tiny_model(), 0, examples(), config(), older).dropped_checkpoint.startswith("written by")
 
 
 class _RunsCode:

@@ -419,6 +419,68 @@ def average_gradients(params: list[Any], world: int) -> None:
         param.grad /= world
 
 
+@dataclass
+class Position:
+    """Where training stands: everything besides weights and optimizer that a resume restores."""
+
+    step: int = 0
+    epoch: int = 0
+    best_val: float = math.inf
+    best_state: dict[str, Any] | None = None
+    bad_epochs: int = 0
+    split: int = 1  # micro-batches per batch, doubled after each out-of-memory error
+
+
+def place(config: TrainConfig, rank: int, world: int) -> tuple[str, Any]:
+    """The device this process trains on (one GPU per process under torchrun) and its autocast dtype."""
+    import torch
+
+    device = pick_device(config.device)
+    if device == "cuda" and world > 1:
+        device = f"cuda:{rank % torch.cuda.device_count()}"
+    if device == "cpu":
+        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // world))
+    return device, autocast_dtype(config.dtype, device.split(":")[0])
+
+
+def split_rows(rows: list[Encoded], config: TrainConfig) -> tuple[list[Encoded], list[Encoded], int]:
+    """(validation rows, training rows, rows skipped as too long or unsupervised), shuffled by the seed."""
+    kept = [e for e in rows if len(e.input_ids) <= config.max_length and e.supervised > 0]
+    random.Random(config.seed).shuffle(kept)
+    n_val = int(len(kept) * config.val_fraction) if len(kept) >= 10 else 0
+    if n_val >= len(kept):
+        raise ValueError("no training examples fit within max_length")
+    return kept[:n_val], kept[n_val:], len(rows) - len(kept)
+
+
+def with_lora(model: Any, config: TrainConfig, device: str, adapter_extra: dict[str, Any] | None) -> Any:
+    """`model` on `device` wrapped as a PEFT model with a fresh LoRA (or aLoRA) of `config`'s shape."""
+    from peft import LoraConfig, get_peft_model
+
+    peft_config = LoraConfig(
+        r=config.r,
+        lora_alpha=config.alpha,  # type: ignore[arg-type]  # PEFT types it int, and takes a float
+        lora_dropout=config.dropout,
+        target_modules=config.target_modules or DEFAULT_TARGETS,
+        bias="none",
+        task_type="CAUSAL_LM",
+        **(adapter_extra or {}),
+    )
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    return get_peft_model(model.to(device), peft_config)
+
+
+def set_weights(model: Any, state: dict[str, Any]) -> None:
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name in state:
+                param.copy_(state[name])
+
+
 def train_lora(
     model: Any,
     pad_id: int,
@@ -437,40 +499,15 @@ def train_lora(
     `should_stop` is polled after every step; when it turns true a checkpoint is saved and
     StopRequested is raised, so that a resumed run continues from that step."""
     import torch
-    from peft import LoraConfig, get_peft_model
 
     rank, world = distributed()
+    lead = rank == 0  # the process that logs, reports and writes files
     torch.manual_seed(config.seed)
-    device = pick_device(config.device)
-    if device == "cuda" and world > 1:
-        device = f"cuda:{rank % torch.cuda.device_count()}"
-    if device == "cpu":
-        torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // world))
-    amp = autocast_dtype(config.dtype, device.split(":")[0])
+    device, amp = place(config, rank, world)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    kept = [e for e in train if len(e.input_ids) <= config.max_length and e.supervised > 0]
-    skipped = len(train) - len(kept)
-    random.Random(config.seed).shuffle(kept)
-    n_val = int(len(kept) * config.val_fraction) if len(kept) >= 10 else 0
-    val, train_set = kept[:n_val], kept[n_val:]
-    if not train_set:
-        raise ValueError("no training examples fit within max_length")
-
-    peft_config = LoraConfig(
-        r=config.r,
-        lora_alpha=config.alpha,  # type: ignore[arg-type]  # PEFT types it int, and takes a float
-        lora_dropout=config.dropout,
-        target_modules=config.target_modules or DEFAULT_TARGETS,
-        bias="none",
-        task_type="CAUSAL_LM",
-        **(adapter_extra or {}),
-    )
-    if config.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    model = get_peft_model(model.to(device), peft_config)
+    val, train_set, skipped = split_rows(train, config)
+    model = with_lora(model, config, device, adapter_extra)
     budget = token_budget(model, config, device)
     # Before an aLoRA's invocation the adapter is off: shared prompts are base computation, kept across steps.
     prefix_cache = PrefixCache() if config.adapter == "alora" else None
@@ -478,86 +515,75 @@ def train_lora(
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    batches_per_epoch = math.ceil(len(train_set) / config.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / (config.grad_accum * world))
+    per_step = config.grad_accum * world  # batches in one optimizer step, across processes
+    steps_per_epoch = math.ceil(math.ceil(len(train_set) / config.batch_size) / per_step)
     total_steps = steps_per_epoch * config.epochs
 
-    step, epoch, best_val, best_state, bad_epochs, split = 0, 0, math.inf, None, 0, 1
-    resumed_from, sup_tokens, last_loss, run_tokens = 0, 0, math.nan, 0
+    def log(record: dict[str, Any]) -> None:
+        if lead and log_path:
+            append_jsonl(log_path, [record])
+
+    # Resume from a checkpoint of this same training, if one is there.
+    at = Position()
     checkpoint = load_checkpoint(out_dir)
-    dropped = (
-        ""
-        if checkpoint is None
-        else checkpoint_mismatch(checkpoint["config"], asdict(config), checkpoint["world"], world)
-    )
-    if dropped and rank == 0 and log_path:
-        append_jsonl(log_path, [{"dropped_checkpoint": dropped}])
-    if checkpoint is not None and not dropped:
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name in checkpoint["lora"]:
-                    param.copy_(checkpoint["lora"][name])
+    dropped = ""
+    if checkpoint is not None and "position" not in checkpoint:
+        dropped = "written by an older loraforge"
+    elif checkpoint is not None:
+        dropped = checkpoint_mismatch(checkpoint["config"], asdict(config), checkpoint["world"], world)
+    if dropped:
+        log({"dropped_checkpoint": dropped})
+    elif checkpoint is not None:
+        set_weights(model, checkpoint["lora"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        step, epoch, best_val = checkpoint["step"], checkpoint["epoch"], checkpoint["best_val"]
-        best_state, bad_epochs, split = checkpoint["best_state"], checkpoint["bad_epochs"], checkpoint["split"]
-        resumed_from = step
+        at = Position(**checkpoint["position"])
         torch.set_rng_state(checkpoint["rng"])  # dropout masks continue exactly where they stopped
+    resumed_from, sup_tokens, last_loss, run_tokens = at.step, 0, math.nan, 0
     started, last_save = time.perf_counter(), time.perf_counter()
 
-    def snapshot() -> dict[str, Any]:
-        """Everything a resume needs: config, adapter, optimizer, position, best so far, RNG."""
-        return {
-            "config": asdict(config),
-            "world": world,
-            "lora": lora_state(model),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "epoch": epoch,
-            "best_val": best_val,
-            "best_state": best_state,
-            "bad_epochs": bad_epochs,
-            "split": split,
-            "rng": torch.get_rng_state(),
-        }
+    def checkpoint_now() -> None:
+        """Everything a resume needs: config, adapter, optimizer, position, RNG."""
+        state = {"lora": lora_state(model), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}
+        save_checkpoint(out_dir, {"config": asdict(config), "world": world, "position": dict(vars(at)), **state})
 
-    while epoch < config.epochs:
+    def forward_backward(batches: list[list[Encoded]], group_tokens: int) -> tuple[float, int, int]:
+        """Gradients of this process's batches, accumulated; (summed loss, supervised tokens, positions)."""
+        loss_sum, tokens, positions = 0.0, 0, 0
+        for batch in batches:
+            for piece in within_budget(split_batch(batch, at.split), budget, prefix_cost):
+                with torch.autocast(
+                    device_type=device.split(":")[0], dtype=amp or torch.float32, enabled=amp is not None
+                ):
+                    ids, labels, mask = collate(piece, pad_id, device)
+                    loss, n = supervised_loss(
+                        model, ids, labels, mask, prefix_gradients=config.prefix_gradients, prefix_cache=prefix_cache
+                    )
+                positions += positions_run(ids, mask)
+                (loss / max(1, group_tokens) * world).backward()
+                loss_sum, tokens = loss_sum + loss.item(), tokens + n
+        return loss_sum, tokens, positions
+
+    while at.epoch < config.epochs:
         # The batch order of an epoch depends only on the seed and the epoch: a resume replays it exactly.
-        batches = length_batches(train_set, config.batch_size, random.Random(config.seed * 1000 + epoch))
-        groups = [batches[i : i + config.grad_accum * world] for i in range(0, len(batches), config.grad_accum * world)]
-        for group in groups[step - epoch * steps_per_epoch :]:
+        batches = length_batches(train_set, config.batch_size, random.Random(config.seed * 1000 + at.epoch))
+        groups = [batches[i : i + per_step] for i in range(0, len(batches), per_step)]
+        for group in groups[at.step - at.epoch * steps_per_epoch :]:
             mine = group[rank::world]
-            lr = learning_rate(step, total_steps, config)
+            lr = learning_rate(at.step, total_steps, config)
             for param_group in optimizer.param_groups:
                 param_group["lr"] = lr
             t0 = time.perf_counter()
             group_tokens = sum(e.supervised for b in group for e in b)
             while True:
                 try:
-                    loss_sum, tokens = 0.0, 0
-                    for batch in mine:
-                        for piece in within_budget(split_batch(batch, split), budget, prefix_cost):
-                            with torch.autocast(
-                                device_type=device.split(":")[0], dtype=amp or torch.float32, enabled=amp is not None
-                            ):
-                                ids, labels, mask = collate(piece, pad_id, device)
-                                loss, n = supervised_loss(
-                                    model,
-                                    ids,
-                                    labels,
-                                    mask,
-                                    prefix_gradients=config.prefix_gradients,
-                                    prefix_cache=prefix_cache,
-                                )
-                            run_tokens += positions_run(ids, mask)
-                            (loss / max(1, group_tokens) * world).backward()
-                            loss_sum, tokens = loss_sum + loss.item(), tokens + n
+                    loss_sum, tokens, positions = forward_backward(mine, group_tokens)
                     break
                 except (RuntimeError, MemoryError) as error:
-                    if not is_out_of_memory(error) or split >= config.batch_size:
+                    if not is_out_of_memory(error) or at.split >= config.batch_size:
                         raise
                     # Halve the micro-batch, keep the effective batch: the same examples per step.
                     optimizer.zero_grad(set_to_none=True)
-                    split *= 2
+                    at.split *= 2
                     if device.startswith("cuda"):
                         torch.cuda.empty_cache()
             if world > 1:
@@ -565,52 +591,46 @@ def train_lora(
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            step += 1
-            sup_tokens += tokens
+            at.step += 1
+            sup_tokens, run_tokens = sup_tokens + tokens, run_tokens + positions
             last_loss = loss_sum / max(1, tokens)
             dt = time.perf_counter() - t0
-            all_tokens = sum(len(e.input_ids) for b in mine for e in b)
             record = {
-                "step": step,
-                "epoch": epoch + 1,
+                "step": at.step,
+                "epoch": at.epoch + 1,
                 "loss": last_loss,
                 "lr": lr,
-                "tokens_per_s": all_tokens / dt,
+                "tokens_per_s": sum(len(e.input_ids) for b in mine for e in b) / dt,
                 "supervised_tokens_per_s": tokens / dt,
-                "micro_batch_split": split,
+                "micro_batch_split": at.split,
             }
-            if rank == 0 and log_path:
-                append_jsonl(log_path, [record])
-            if rank == 0 and progress:
-                progress(step, total_steps, record)
-            if rank == 0 and time.perf_counter() - last_save > checkpoint_every:
-                save_checkpoint(out_dir, snapshot())
+            log(record)
+            if lead and progress:
+                progress(at.step, total_steps, record)
+            stopping = should_stop is not None and should_stop()
+            if lead and (stopping or time.perf_counter() - last_save > checkpoint_every):
+                checkpoint_now()
                 last_save = time.perf_counter()
-            if should_stop is not None and should_stop():
-                if rank == 0:
-                    save_checkpoint(out_dir, snapshot())
-                raise StopRequested(f"training stopped at step {step}; checkpoint saved")
-        epoch += 1
-        stop = False
+            if stopping:
+                raise StopRequested(f"training stopped at step {at.step}; checkpoint saved")
+
+        # End of an epoch: validate, keep the best adapter so far, stop early when it stopped improving.
+        at.epoch += 1
         if val:
             val_loss = evaluate_loss(model, val, config, pad_id, device, amp, prefix_cache)
-            if rank == 0 and log_path:
-                append_jsonl(log_path, [{"step": step, "epoch": epoch, "val_loss": val_loss}])
-            if val_loss < best_val:
-                best_val, best_state, bad_epochs = val_loss, lora_state(model), 0
+            log({"step": at.step, "epoch": at.epoch, "val_loss": val_loss})
+            if val_loss < at.best_val:
+                at.best_val, at.best_state, at.bad_epochs = val_loss, lora_state(model), 0
             else:
-                bad_epochs += 1
-                stop = bad_epochs >= config.patience
-        if rank == 0:
-            save_checkpoint(out_dir, snapshot())
-        if stop:
+                at.bad_epochs += 1
+        if lead:
+            checkpoint_now()
+        if at.bad_epochs >= config.patience:
             break
-    if best_state is not None:
-        with torch.no_grad():
-            for name, param in model.named_parameters():
-                if name in best_state:
-                    param.copy_(best_state[name])
-    if rank == 0:
+
+    if at.best_state is not None:
+        set_weights(model, at.best_state)
+    if lead:
         save_adapter(model, out_dir)
         remove_checkpoint(out_dir)
     if world > 1:
@@ -618,8 +638,8 @@ def train_lora(
 
         dist.barrier()  # the adapter is on disk before any process moves on
     return TrainResult(
-        steps=step,
-        best_val_loss=None if best_val == math.inf else best_val,
+        steps=at.step,
+        best_val_loss=None if at.best_val == math.inf else at.best_val,
         final_train_loss=last_loss,
         seconds=time.perf_counter() - started,
         supervised_tokens=sup_tokens,
@@ -627,7 +647,7 @@ def train_lora(
         skipped_too_long=skipped,
         resumed_from_step=resumed_from,
         dropped_checkpoint=dropped,
-        micro_batch_split=split,
+        micro_batch_split=at.split,
     )
 
 
