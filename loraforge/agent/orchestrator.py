@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from loraforge.agent import strategy, triggers
 from loraforge.agent.config import RunConfig
 from loraforge.agent.registry import promote, record_history
-from loraforge.agent.state import RunState
+from loraforge.agent.state import RunState, claim_run_folder
 from loraforge.agent.stopping import StopControl
 from loraforge.agent.tasks import LabelTask, Task, ToolTask
 from loraforge.chat.format import ChatFormat, load_template_file, template_for_model
@@ -30,7 +30,6 @@ from loraforge.errors import ConfigError, DiskFull, PhaseTimeout, StopRequested
 from loraforge.files import (
     atomic_write_json,
     atomic_write_text,
-    claim_output_folder,
     read_json,
     read_jsonl,
     write_jsonl,
@@ -46,22 +45,6 @@ if TYPE_CHECKING:
     from loraforge.evaluators.evaluate import Evaluation
 
 PLAN = Artifact.PLAN.value
-# What a run writes at the top of its folder (besides config.json, its record).
-RUN_FOLDER_WRITES = [
-    Artifact.STATE.value,
-    Artifact.CHAT_TEMPLATE.value,
-    Artifact.SERVER_LOG.value,
-    Artifact.REAL_HELDOUT.value,
-    Artifact.FINAL_ADAPTER.value,
-    Artifact.ACTIVE.value,
-    Artifact.HISTORY.value,
-    Artifact.TRIGGER.value,
-    Artifact.HELDOUT.value,
-    Artifact.REPORT_HTML.value,
-    Artifact.REPORT_MD.value,
-    Artifact.REPORT_FILES.value,
-    "iteration_1",
-]
 
 
 def task_for(config: RunConfig) -> Task:
@@ -218,25 +201,9 @@ class Orchestrator:
         return training.invocation_prompt if adapter is not None and training.adapter == "alora" else None
 
     def _check_same_run(self) -> None:
-        """A run folder belongs to one task: refuse to resume it with a different task or model."""
-        path = self.run_dir / Artifact.RUN_CONFIG.value
+        """A run folder belongs to one task and model: refuse to resume it with others."""
         identity = {"task": self.task.kind, "definition": self.task.identity(), "model": str(self.model)}
-        if not path.is_file():
-            # A new run, perhaps in a folder of the user's: never overwrite a file loraforge did not write.
-            claim_output_folder(self.run_dir, "--out", RUN_FOLDER_WRITES)
-        else:
-            saved = read_json(path)
-            if not isinstance(saved, dict) or "identity" not in saved:
-                raise ConfigError(
-                    f"{path} is not a loraforge run record, so {self.run_dir} is not a run folder of loraforge's.",
-                    fix="Choose a new --out folder, or move that config.json away.",
-                )
-            if saved.get("identity") != identity:
-                raise ConfigError(
-                    f"The run folder {self.run_dir} holds a run of another task or model.",
-                    fix="Choose a new --out folder, or delete the old run.",
-                )
-        atomic_write_json(path, {"identity": identity, "task": self.task.kind, "config": self.config.to_dict()})
+        claim_run_folder(self.run_dir, identity, self.task.kind, self.config.to_dict())
 
     def _given_template(self) -> str | None:
         """--chat-template: the run folder's copy when there is one (a resumed run keeps its template), else

@@ -9,7 +9,7 @@ from typing import Any
 
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
-from loraforge.files import atomic_write_json, read_json
+from loraforge.files import atomic_write_json, claim_output_folder, read_json
 
 
 def _is_iteration(value: Any) -> bool:
@@ -74,3 +74,42 @@ class RunState:
         if phase not in phases:
             phases.append(phase)
         self.save(run_dir)
+
+
+# What a run writes at the top of its folder (besides config.json, its record).
+RUN_FOLDER_WRITES = [
+    Artifact.STATE.value,
+    Artifact.CHAT_TEMPLATE.value,
+    Artifact.SERVER_LOG.value,
+    Artifact.REAL_HELDOUT.value,
+    Artifact.FINAL_ADAPTER.value,
+    Artifact.ACTIVE.value,
+    Artifact.HISTORY.value,
+    Artifact.TRIGGER.value,
+    Artifact.HELDOUT.value,
+    Artifact.REPORT_HTML.value,
+    Artifact.REPORT_MD.value,
+    Artifact.REPORT_FILES.value,
+    "iteration_1",
+]
+
+
+def claim_run_folder(run_dir: Path, identity: dict[str, Any], task: str, config: dict[str, Any]) -> None:
+    """Record which run a folder holds (config.json), or check that it holds this one: a run folder belongs
+    to one task and one model. A new run never overwrites a file that loraforge did not write."""
+    path = run_dir / Artifact.RUN_CONFIG.value
+    if not path.is_file():
+        claim_output_folder(run_dir, "--out", RUN_FOLDER_WRITES)
+    else:
+        saved = read_json(path)
+        if not isinstance(saved, dict) or "identity" not in saved:
+            raise ConfigError(
+                f"{path} is not a loraforge run record, so {run_dir} is not a run folder of loraforge's.",
+                fix="Choose a new --out folder, or move that config.json away.",
+            )
+        if saved.get("identity") != identity:
+            raise ConfigError(
+                f"The run folder {run_dir} holds a run of another task or model.",
+                fix="Choose a new --out folder, or delete the old run.",
+            )
+    atomic_write_json(path, {"identity": identity, "task": task, "config": config})
