@@ -12,6 +12,7 @@ import random
 import re
 import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -189,7 +190,7 @@ def negated_value(request: str, call: CallInRequest) -> str | None:
     return None
 
 
-def copied_values(request: str, shown: list[str], call: CallInRequest) -> list[str]:
+def copied_values(request: str, shown: Sequence[str], call: CallInRequest) -> list[str]:
     """Values from the prompt's shots that the request repeats outside the call's own values: a small
     teacher copies them, and the call then misses what the request says."""
     rest = _mask(request, value_spans(call, request)[0]).lower()

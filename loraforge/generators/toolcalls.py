@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from loraforge.concurrency import examples_by_index
@@ -177,7 +177,7 @@ class ToolCallGenerator:
                     row = await self._single(rng, style, target, picked)
                 request = row["messages"][0]["content"]
                 if self.dedup.is_duplicate(request):
-                    raise Rejected("near_duplicate", {"request": request, "tool": (picked or [None])[0]})
+                    raise Rejected("near_duplicate", {"request": request, "tool": picked[0] if picked else None})
                 self.dedup.add(request, force=True)
             except Rejected as rejection:
                 self.stats.reject(rejection.reason, rejection.sample)
@@ -205,7 +205,7 @@ class ToolCallGenerator:
 
     # ---- styles -------------------------------------------------------------------------------
 
-    def _pick_tool(self, rng: random.Random, picked: list[str], exclude: set[str] = frozenset()) -> ToolDefinition:
+    def _pick_tool(self, rng: random.Random, picked: list[str], exclude: Collection[str] = ()) -> ToolDefinition:
         """Coverage first: a tool below 80% of the mean number of examples per tool (weighted) goes first,
         the least tried of them first, so that a hard tool gets its attempts without eating them all; when
         every tool has its share, the one furthest below its weighted share. Ties break at random."""
@@ -264,7 +264,7 @@ class ToolCallGenerator:
             else:
                 second = self._pick_tool(rng, picked, {first.name})
             picks = [(first, None), (second, None)]
-        parts = []
+        parts: list[tuple[ToolDefinition, dict[str, Any], str, Any]] = []
         for tool, like in picks:
             arguments, request = await self._call_and_request(tool, rng, like)
             if parts and arguments == parts[0][1]:
@@ -453,7 +453,7 @@ class ToolCallGenerator:
         tool: ToolDefinition,
         arguments: dict[str, Any],
         request: str,
-        shown: list[str] = (),
+        shown: Sequence[str] = (),
         rng: random.Random | None = None,
     ) -> str:
         """Every check a request must pass for its call; returns the request as kept. The call is then made
@@ -529,9 +529,10 @@ class ToolCallGenerator:
         request: str, names: list[str], arguments: dict[str, Any], models: dict[str, values.ParamModel], rng
     ) -> str | None:
         for name in names:
-            request = restate.restated(request, models[name], arguments[name], rng, sentence=True)
-            if request is None:
+            restated = restate.restated(request, models[name], arguments[name], rng, sentence=True)
+            if restated is None:
                 return None
+            request = restated
         return request
 
     @staticmethod
@@ -575,9 +576,9 @@ class ToolCallGenerator:
             if got_name != tool.name:
                 raise Rejected("roundtrip_mismatch", {"tool": tool.name, "request": request, "got": got_name})
             return
-        shots = [(ex.request, {"name": t.name, "arguments": ex.arguments}) for t in self.tools for ex in t.examples[:2]]
+        calls = [(ex.request, {"name": t.name, "arguments": ex.arguments}) for t in self.tools for ex in t.examples[:2]]
         text = await self._complete(
-            prompts.roundtrip_prompt(self.tools, request, shots),
+            prompts.roundtrip_prompt(self.tools, request, calls),
             family="roundtrip",
             max_tokens=120,
             temperature=0.0,

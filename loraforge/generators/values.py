@@ -328,12 +328,12 @@ def stated_range(description: str) -> tuple[float | None, float | None]:
             if low < high:
                 return low, high
     match = re.search(r"(?:up to|at most|maximum(?: of)?|max\.?|no more than|<=)\s*(\d+(?:\.\d+)?)", text)
-    high = float(match.group(1)) if match else None
+    upper = float(match.group(1)) if match else None
     match = re.search(r"(?:at least|minimum(?: of)?|min\.?|no less than|>=)\s*(\d+(?:\.\d+)?)", text)
-    low = float(match.group(1)) if match else None
+    lower = float(match.group(1)) if match else None
     if "percent" in text or "percentage" in text:
-        low, high = low if low is not None else 0.0, high if high is not None else 100.0
-    return low, high
+        lower, upper = lower if lower is not None else 0.0, upper if upper is not None else 100.0
+    return lower, upper
 
 
 def stated_examples(description: str) -> list[str]:
@@ -388,13 +388,13 @@ def model_param(name: str, schema: dict[str, Any], tool: ToolDefinition | None =
     if isinstance(kind_of, list):
         kind_of = next((k for k in kind_of if k != "null"), None)
     examples = list(schema.get("examples") or []) + stated_examples(description)
-    base = {"name": name, "schema": schema, "description": description, "examples": examples}
+    base: dict[str, Any] = {"name": name, "schema": schema, "description": description, "examples": examples}
     if "const" in schema:
         return ParamModel(kind="const", **base)
     if schema.get("enum"):
         return ParamModel(kind="enum", **base)
     if kind_of == "array" and depth < 4:
-        item_schema = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        item_schema: dict[str, Any] = schema["items"] if isinstance(schema.get("items"), dict) else {}
         item_desc = item_schema.get("description") or description
         items = model_param(name, {**item_schema, "description": item_desc}, tool, depth + 1)
         return ParamModel(kind="array", items=items, **base)
@@ -405,20 +405,20 @@ def model_param(name: str, schema: dict[str, Any], tool: ToolDefinition | None =
     if kind_of == "boolean":
         return ParamModel(kind="boolean", **base)
     if kind_of in ("integer", "number"):
-        kind = _best_kind(_NUMBER_CUES, name_words, description, context) or "number"
+        number_kind = _best_kind(_NUMBER_CUES, name_words, description, context) or "number"
         low, high = stated_range(description)
-        d_low, d_high, _ = _NUMBER_DEFAULTS[kind]
+        d_low, d_high, _ = _NUMBER_DEFAULTS[number_kind]
         for key in ("minimum", "exclusiveMinimum"):
             if isinstance(schema.get(key), (int, float)):
                 low = max(low, schema[key]) if low is not None else schema[key]
         for key in ("maximum", "exclusiveMaximum"):
             if isinstance(schema.get(key), (int, float)):
                 high = min(high, schema[key]) if high is not None else schema[key]
-        unit = _count_unit(name_words) if kind == "count" else _unit_of(kind, name_words, description)
+        unit = _count_unit(name_words) if number_kind == "count" else _unit_of(number_kind, name_words, description)
         typical = (d_low if low is None else max(low, d_low), d_high if high is None else min(high, d_high))
         if typical[0] >= typical[1]:  # the schema's range and the kind's usual one do not meet
             typical = (low if low is not None else d_low, high if high is not None else max(d_high, (low or 0) + 10))
-        return ParamModel(kind=kind, low=low, high=high, unit=unit, typical=typical, **base)
+        return ParamModel(kind=number_kind, low=low, high=high, unit=unit, typical=typical, **base)
     fmt = schema.get("format")
     lowered = description.lower()
     if fmt == "date" or "yyyy-mm-dd" in lowered:

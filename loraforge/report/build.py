@@ -46,7 +46,7 @@ def _primary(run: RunData) -> str:
 def summary_section(run: RunData) -> list[Block]:
     cfg = run.config
     focus = run.focus
-    lines = [
+    lines: list[list[Any]] = [
         ["task", "classification (labels)" if run.task == "labels" else "tool calling"],
         ["task file", cfg.get("labels") or cfg.get("tools")],
         ["base model", cfg.get("model") or "SmolLM2-135M-Instruct (default)"],
@@ -59,7 +59,7 @@ def summary_section(run: RunData) -> list[Block]:
     blocks: list[Block] = [Heading("Summary"), Table(["", "value"], lines)]
     if focus:
         name = _primary(run)
-        real = focus.metrics.get("real")
+        real = focus.scores.get("real")
         if real:
             blocks.append(
                 Para(
@@ -68,13 +68,13 @@ def summary_section(run: RunData) -> list[Block]:
                     f"{cell((real.get('base') or {}).get(name))} for the base model."
                 )
             )
-        base = (focus.metrics.get("base") or {}).get(name)
-        adapter = (focus.metrics.get("adapter") or {}).get(name)
+        base = (focus.scores.get("base") or {}).get(name)
+        adapter = (focus.scores.get("adapter") or {}).get(name)
         blocks.append(
             Para(
                 f"Iteration {focus.number}: {name} {cell(adapter)} with the adapter against {cell(base)} for the base "
-                f"model, on {focus.metrics.get('heldout_examples', '?')} synthetic held-out examples, "
-                f"measured with {focus.metrics.get('measured_with', 'llama.cpp')}."
+                f"model, on {focus.scores.get('heldout_examples', '?')} synthetic held-out examples, "
+                f"measured with {focus.scores.get('measured_with', 'llama.cpp')}."
             )
         )
         if not real:
@@ -95,19 +95,19 @@ def metrics_section(run: RunData, plots: dict[str, Path]) -> list[Block]:
     header = ["iteration"] + [f"{model} {name}" for name in run.metric_names for model in ("base", "adapter")]
     rows = [
         [it.number]
-        + [(it.metrics.get(model) or {}).get(name) for name in run.metric_names for model in ("base", "adapter")]
+        + [(it.scores.get(model) or {}).get(name) for name in run.metric_names for model in ("base", "adapter")]
         for it in run.evaluated
     ]
     blocks: list[Block] = [Heading("Base against adapter, per iteration")]
     real_rows = [
         [it.number]
         + [
-            ((it.metrics["real"].get(model)) or {}).get(name)
+            ((it.scores["real"].get(model)) or {}).get(name)
             for name in run.metric_names
             for model in ("base", "adapter")
         ]
         for it in run.evaluated
-        if it.metrics.get("real")
+        if it.scores.get("real")
     ]
     if real_rows:
         blocks += [Heading("On real requests (--eval-data; these decide promotion)", 3), Table(header, real_rows)]
@@ -116,9 +116,11 @@ def metrics_section(run: RunData, plots: dict[str, Path]) -> list[Block]:
     if "metrics.png" in plots:
         blocks.append(Image(plots["metrics.png"], "Held-out metrics of the base model and the adapter."))
     focus = run.focus
+    if focus is None:
+        return blocks
     key = "per_label" if run.task == "labels" else "per_tool"
-    base_table = (focus.metrics.get("base") or {}).get(key) or {}
-    adapter_table = (focus.metrics.get("adapter") or {}).get(key) or {}
+    base_table = (focus.scores.get("base") or {}).get(key) or {}
+    adapter_table = (focus.scores.get("adapter") or {}).get(key) or {}
     if adapter_table:
         kind = "label" if run.task == "labels" else "tool"
 
@@ -154,12 +156,12 @@ def decisions_section(run: RunData) -> list[Block]:
 def training_section(run: RunData, plots: dict[str, Path]) -> list[Block]:
     rows = []
     for it in run.evaluated:
-        training = it.metrics.get("training") or {}
+        training = it.scores.get("training") or {}
         hp = training.get("hyperparameters") or {}
         rows.append(
             [
                 it.number,
-                it.metrics.get("train_examples"),
+                it.scores.get("train_examples"),
                 training.get("steps"),
                 training.get("final_train_loss"),
                 training.get("best_val_loss"),
@@ -187,9 +189,9 @@ def errors_section(run: RunData, plots: dict[str, Path]) -> list[Block]:
     if "errors.png" in plots:
         blocks.append(Image(plots["errors.png"], "Adapter failures over iterations."))
     focus = run.focus
-    analysis = focus.error_analysis if focus else None
-    if not analysis:
+    if focus is None or not focus.error_analysis:
         return blocks + [Para("No error analysis yet.")]
+    analysis = focus.error_analysis
     blocks.append(
         Para(f"Iteration {focus.number}: {analysis['failed']} of {analysis['total']} held-out examples fail.")
     )
@@ -217,7 +219,7 @@ def errors_section(run: RunData, plots: dict[str, Path]) -> list[Block]:
 def judge_section(run: RunData) -> list[Block]:
     rows = []
     for it in run.evaluated:
-        judge: dict[str, Any] = it.metrics.get("judge") or {}
+        judge: dict[str, Any] = it.scores.get("judge") or {}
         if not judge:
             continue
         mean = judge.get("mean_score", {})

@@ -24,6 +24,11 @@ class IterationData:
     data_report: dict[str, Any] | None = None
     predictions: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def scores(self) -> dict[str, Any]:
+        """metrics.json's content, empty while the iteration has not been evaluated."""
+        return self.metrics or {}
+
 
 @dataclass
 class RunData:

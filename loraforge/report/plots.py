@@ -31,7 +31,7 @@ def metrics_over_iterations(run: RunData, path: Path) -> Path | None:
         ax = fig.add_subplot(1, len(names), i + 1)
         xs = [it.number for it in points]
         for model in ("base", "adapter"):
-            ys = [(it.metrics.get(model) or {}).get(name) for it in points]
+            ys = [(it.scores.get(model) or {}).get(name) for it in points]
             ax.plot(xs, [y if y is not None else float("nan") for y in ys], "o-", label=model, color=COLOURS[model])
         ax.set_title(name.replace("_", " "))
         ax.set_xlabel("iteration")
@@ -50,7 +50,7 @@ def per_key_accuracy(run: RunData, path: Path) -> Path | None:
     key = "per_label" if run.task == "labels" else "per_tool"
 
     def values(model: str) -> dict[str, float]:
-        table = (it.metrics.get(model) or {}).get(key) or {}
+        table = (it.scores.get(model) or {}).get(key) or {}
         return {k: (v["recall"] if isinstance(v, dict) else v) for k, v in table.items()}
 
     base, adapter = values("base"), values("adapter")
@@ -99,7 +99,7 @@ def confusion(run: RunData, path: Path) -> Path | None:
     if it is None:
         return None
     if run.task == "labels":
-        matrix: dict[str, dict[str, int]] = (it.metrics.get("adapter") or {}).get("confusion") or {}
+        matrix: dict[str, dict[str, int]] = (it.scores.get("adapter") or {}).get("confusion") or {}
     else:
         matrix = tool_confusion(it.predictions)
     if not matrix:
@@ -124,11 +124,11 @@ def confusion(run: RunData, path: Path) -> Path | None:
 
 def errors_over_iterations(run: RunData, path: Path) -> Path | None:
     """Failures by error code for the adapter, stacked per iteration."""
-    points = [it for it in run.evaluated if (it.metrics.get("adapter") or {}).get("errors") is not None]
-    counts: list[dict[str, Any]] = [it.metrics["adapter"]["errors"] for it in points]
+    points = [it for it in run.evaluated if (it.scores.get("adapter") or {}).get("errors") is not None]
+    counts: list[dict[str, Any]] = [it.scores["adapter"]["errors"] for it in points]
     if run.task == "labels":
         points = [it for it in run.evaluated if it.error_analysis]
-        counts = [it.error_analysis.get("by_label", {}) for it in points]
+        counts = [(it.error_analysis or {}).get("by_label", {}) for it in points]
     codes = sorted({c for row in counts for c in row})
     if not points or not codes:
         return None
