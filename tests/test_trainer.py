@@ -92,12 +92,14 @@ class Stop(Exception):
     pass
 
 
+def die_at_step_4(step, total, record):
+    """A progress callback that kills training after its fourth step (a checkpoint is saved every step)."""
+    if step == 4:
+        raise Stop
+
+
 def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     reference = lora.train_lora(tiny_model(), 0, examples(), config(epochs=3), tmp_path / "ref")
-
-    def die_at_step_4(step, total, record):
-        if step == 4:
-            raise Stop
 
     with pytest.raises(Stop):
         lora.train_lora(
@@ -301,10 +303,6 @@ def test_batches_group_by_prompt_then_by_length():
 
 
 def test_a_resume_may_change_runtime_settings_but_not_what_is_trained(tmp_path):
-    def die_at_step_4(step, total, record):
-        if step == 4:
-            raise Stop
-
     with pytest.raises(Stop):
         lora.train_lora(
             tiny_model(), 0, examples(), config(epochs=3), tmp_path, progress=die_at_step_4, checkpoint_every=0.0
@@ -320,10 +318,6 @@ def test_a_resume_may_change_runtime_settings_but_not_what_is_trained(tmp_path):
 
 
 def test_a_checkpoint_for_other_settings_is_dropped_and_said_so(tmp_path):
-    def die_at_step_4(step, total, record):
-        if step == 4:
-            raise Stop
-
     with pytest.raises(Stop):
         lora.train_lora(
             tiny_model(), 0, examples(), config(epochs=3), tmp_path, progress=die_at_step_4, checkpoint_every=0.0
