@@ -102,7 +102,7 @@ def test_a_users_chat_template_is_checked_before_use(tmp_path):
     with pytest.raises(ConfigError, match="no such file"):
         load_template_file(tmp_path / "missing.jinja")
     with pytest.raises(ConfigError) as info:  # the flag that the error names exists
-        template_for_model("<start_of_turn>user\n")
+        template_for_model("<|user|>\n{{ messages[0].content }}<|end|>")
     assert "--chat-template FILE" in info.value.fix
 
 
@@ -136,5 +136,47 @@ def test_an_adapter_is_served_with_the_override_then_its_own_template_then_the_b
     (tmp_path / "chat_template.jinja").write_text("saved")
     assert adapter_template(tmp_path, chatml) == "saved"
     assert adapter_template(tmp_path, chatml, override="mine") == "mine"
-    with pytest.raises(ConfigError, match="no tool template"):
-        adapter_template(None, "{{ '[INST]' }}")  # a base alone, of a family loraforge has no template for
+    with pytest.raises(ConfigError, match="not one of the families"):
+        adapter_template(None, "{{ '<|user|>' }}")  # a base alone, of a family loraforge has no template for
+
+
+FAMILY_MARKUP = {  # a fragment of each family's own chat markup, as a model's GGUF template holds it
+    "granite": "{{ '<|start_of_role|>user<|end_of_role|>' + m.content + '<|end_of_text|>' }}",
+    "llama3": "{{ '<|start_header_id|>user<|end_header_id|>\\n\\n' + m.content + '<|eot_id|>' }}",
+    "gemma3": "{{ '<start_of_turn>user\\n' + m.content + '<end_of_turn>' }}",
+    "mistral": "{{ '[INST]' + m.content + '[/INST]' }}",
+    "qwen": "{{ '<|im_start|>user\\n<tool_response>' + m.content + '<|im_end|>' }}",
+    "chatml": "{{ '<|im_start|>user\\n' + m.content + '<|im_end|>' }}",
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY_MARKUP))
+def test_each_family_template_trains_tool_calls_in_its_own_markup(name):
+    """A base model of each family gets that family's template: it renders the tools, the calls and the
+    results, as prompts that grow turn by turn, each assistant turn (and nothing else) ending in the
+    family's end-of-turn text."""
+    from loraforge.chat.families import BY_NAME, family_of
+    from loraforge.chat.format import template_for_model, template_problem
+
+    family = BY_NAME[name]
+    assert family_of(FAMILY_MARKUP[name]) is family
+    template = template_for_model(FAMILY_MARKUP[name])
+    assert template == builtin_template(family.template) and family_of(template) is family
+    assert template_problem(template) is None
+    fmt = ChatFormat.of(template)
+    assert fmt.eos_token == family.end_of_turn
+    pieces = fmt.segments(CHAT, TOOLS)
+    trained = [text for text, on in pieces if on]
+    assert len(trained) == 2 and all(text.endswith(family.end_of_turn) for text in trained)
+    assert "Asia/Tokyo" in trained[0] and "It is 09:00 in Tokyo." in trained[1]
+    context = "".join(text for text, on in pieces if not on)
+    assert "09:00" in context and "Time in Tokyo?" in context and "get_time" in context
+    assert fmt.render(CHAT[:1], TOOLS, add_generation_prompt=True) == pieces[0][0]
+
+
+def test_a_models_own_template_is_used_when_it_renders_tool_calls():
+    from loraforge.chat.format import template_for_model
+
+    own = builtin_template("qwen-tools.jinja").replace("For each call", "Per call")  # a Qwen model's own
+    assert template_for_model(own) == own
+    assert template_for_model(FAMILY_MARKUP["qwen"]) == builtin_template("qwen-tools.jinja")

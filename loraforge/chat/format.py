@@ -14,11 +14,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from loraforge.chat.families import CHATML, FAMILIES, family_of
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 from loraforge.files import read_user_text
-
-CHATML_TOOLS = "chatml-tools.jinja"
 
 
 def _tojson(value: Any, indent: int | None = None) -> str:
@@ -35,7 +34,7 @@ def _compile(template_text: str):
     return env.from_string(template_text)
 
 
-def builtin_template(name: str = CHATML_TOOLS) -> str:
+def builtin_template(name: str = CHATML.template) -> str:
     return resources.files("loraforge.chat").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
 
 
@@ -50,17 +49,10 @@ _PROBE_TOOL = {
 _PROBE_CALL = {"type": "function", "function": {"name": "probe_lookup", "arguments": {"probe_key": "probe-value-7"}}}
 
 
-def load_template_file(path: Path | str) -> str:
-    """A user's chat template (`--chat-template FILE`), checked: it must render a conversation with a tool,
-    a tool call and its result, and show the tool's name and the call's arguments."""
-    path = Path(path)
-    fix = (
-        "Pass a Jinja chat template that renders `tools` and assistant `tool_calls` (see loraforge's own, "
-        "loraforge/chat/templates/chatml-tools.jinja)."
-    )
-    if not path.exists():
-        raise ConfigError(f"--chat-template {path}: no such file.", fix=fix)
-    text = read_user_text(path, fix)
+def template_problem(text: str) -> str | None:
+    """What keeps a chat template from training tool calls, or None. It must render a conversation with a
+    tool, a call and its result, showing the tool's name, the call's arguments and the final answer, as
+    prompts that grow turn by turn, each assistant turn ending in its family's end-of-turn text."""
     from jinja2 import TemplateError
 
     messages: list[dict[str, Any]] = [
@@ -69,20 +61,40 @@ def load_template_file(path: Path | str) -> str:
         {"role": "tool", "content": '{"probe_result": 1}'},
         {"role": "assistant", "content": "probe answer"},
     ]
+    fmt = ChatFormat.of(text)
     try:
-        rendered = ChatFormat(text).render(messages, [_PROBE_TOOL])
-        ChatFormat(text).render(messages[:1], [_PROBE_TOOL], add_generation_prompt=True)
+        rendered = fmt.render(messages, [_PROBE_TOOL])
+        fmt.render(messages[:1], [_PROBE_TOOL], add_generation_prompt=True)
+        missing = [
+            part for part in ("probe_lookup", "probe_key", "probe-value-7", "probe answer") if part not in rendered
+        ]
+        if missing:
+            return (
+                f"a conversation with a tool call renders without {', '.join(missing)}, so the adapter could not "
+                "learn to call tools with it"
+            )
+        fmt.segments(messages, [_PROBE_TOOL])
     except TemplateError as exc:
         line = getattr(exc, "lineno", None)  # syntax errors carry it, others do not
-        where = f", line {line}" if line else ""
-        raise ConfigError(f"--chat-template {path}{where}: the template does not render ({exc}).", fix=fix) from None
-    missing = [part for part in ("probe_lookup", "probe_key", "probe-value-7", "probe answer") if part not in rendered]
-    if missing:
-        raise ConfigError(
-            f"--chat-template {path}: a conversation with a tool call renders without {', '.join(missing)}, so "
-            "the adapter could not learn to call tools with it.",
-            fix=fix,
-        )
+        return f"{f'line {line}: ' if line else ''}the template does not render ({exc})".rstrip(".")
+    except ConfigError as exc:
+        return str(exc).rstrip(".")
+    return None
+
+
+def load_template_file(path: Path | str) -> str:
+    """A user's chat template (`--chat-template FILE`), checked with `template_problem`."""
+    path = Path(path)
+    fix = (
+        "Pass a Jinja chat template that renders `tools` and assistant `tool_calls` (see loraforge's own, "
+        "in loraforge/chat/templates/)."
+    )
+    if not path.exists():
+        raise ConfigError(f"--chat-template {path}: no such file.", fix=fix)
+    text = read_user_text(path, fix)
+    problem = template_problem(text)
+    if problem:
+        raise ConfigError(f"--chat-template {path}{',' if problem.startswith('line ') else ':'} {problem}.", fix=fix)
     return text
 
 
@@ -98,16 +110,23 @@ def adapter_template(folder: Path | None, model_template: str | None, override: 
 
 
 def template_for_model(model_template: str | None, override: str | None = None) -> str:
-    """loraforge's tool template for the model's chat markup, or `override` (a template the user passed
-    with --chat-template, already checked by `load_template_file`). Only ChatML is known so far."""
+    """The chat template to train and serve with: `override` (a template the user passed with
+    --chat-template, already checked), else the model's own template where it renders tools and tool calls
+    (the format the model was tuned on), else loraforge's tool template for the model's family."""
     if override is not None:
         return override
-    if model_template is None or "<|im_start|>" in model_template:
-        return builtin_template(CHATML_TOOLS)
-    raise ConfigError(
-        "This model does not use ChatML markup, and loraforge has no tool template for it yet.",
-        fix="Pass a Jinja chat template that renders tools and tool calls with --chat-template FILE.",
-    )
+    if model_template is None:
+        return builtin_template(CHATML.template)
+    if template_problem(model_template) is None:
+        return model_template
+    family = family_of(model_template)
+    if family is None:
+        raise ConfigError(
+            "This model's chat template renders no tool calls, and its markup is not one of the families "
+            f"loraforge has a tool template for ({', '.join(f.name for f in FAMILIES)}).",
+            fix="Pass a Jinja chat template that renders tools and tool calls with --chat-template FILE.",
+        )
+    return builtin_template(family.template)
 
 
 def normalise_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -131,10 +150,16 @@ def normalise_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class ChatFormat:
-    """A chat template plus the token that ends an assistant turn."""
+    """A chat template plus the text that ends an assistant turn."""
 
     template: str
     eos_token: str = "<|im_end|>"
+
+    @classmethod
+    def of(cls, template: str) -> ChatFormat:
+        """A template with the end-of-turn text of its family (ChatML's when the family is unknown)."""
+        family = family_of(template)
+        return cls(template, (family or CHATML).end_of_turn)
 
     def render(
         self,

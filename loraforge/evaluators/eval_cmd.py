@@ -159,7 +159,7 @@ def run_eval(
         )
     base = resolve_model(model or recorded_file)
     rows, kind = _rows(data, tools_file)
-    fmt = ChatFormat(adapter_template(folder, read_gguf_info(base).chat_template, chat_template))
+    fmt = ChatFormat.of(adapter_template(folder, read_gguf_info(base).chat_template, chat_template))
     labels = None
     if kind == "labels":
         labels = meta.get("labels") or (sorted({r["label"] for r in read_jsonl(labels_file)}) if labels_file else None)

@@ -44,7 +44,7 @@ def fidelity_prompts(folder: Path, base: Path, count: int) -> tuple[list[list[in
 
     tokenizer = AutoTokenizer.from_pretrained(str(hf_folder_for(base)))
     model_template = read_gguf_info(base).chat_template if base.is_file() else tokenizer.chat_template
-    fmt = ChatFormat(adapter_template(folder, model_template), tokenizer.eos_token or "<|im_end|>")
+    fmt = ChatFormat.of(adapter_template(folder, model_template))
     return [prompt_ids(fmt, tokenizer, m, t) for m, t in heldout_prompts(folder, count)], tokenizer.eos_token_id
 
 

@@ -32,7 +32,7 @@ def chat_format_for(base: Path, tokenizer: Any, override: str | None = None) -> 
         source = (
             read_gguf_info(base).chat_template if Path(base).is_file() else getattr(tokenizer, "chat_template", None)
         )
-    return ChatFormat(template_for_model(source, override), eos_token=tokenizer.eos_token or "<|im_end|>")
+    return ChatFormat.of(template_for_model(source, override))
 
 
 def load_for_training(base: Path, config: TrainConfig, progress: Any = None):
