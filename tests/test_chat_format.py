@@ -180,3 +180,5 @@ def test_a_models_own_template_is_used_when_it_renders_tool_calls():
     own = builtin_template("qwen-tools.jinja").replace("For each call", "Per call")  # a Qwen model's own
     assert template_for_model(own) == own
     assert template_for_model(FAMILY_MARKUP["qwen"]) == builtin_template("qwen-tools.jinja")
+    dated = own.replace("# Tools", "Today is {{ date_string }}. # Tools")  # llama.cpp would print today's date
+    assert template_for_model(dated) == builtin_template("qwen-tools.jinja")

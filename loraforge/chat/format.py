@@ -109,6 +109,11 @@ def adapter_template(folder: Path | None, model_template: str | None, override: 
     return template_for_model(model_template)
 
 
+# Variables llama.cpp fills with today's date when it renders a template, where training here cannot
+# know the day it will be served: a model's own template that prints one is replaced by its family's.
+_SERVER_FILLED = ("date_string", "strftime_now", "datetime")
+
+
 def template_for_model(model_template: str | None, override: str | None = None) -> str:
     """The chat template to train and serve with: `override` (a template the user passed with
     --chat-template, already checked), else the model's own template where it renders tools and tool calls
@@ -117,7 +122,7 @@ def template_for_model(model_template: str | None, override: str | None = None) 
         return override
     if model_template is None:
         return builtin_template(CHATML.template)
-    if template_problem(model_template) is None:
+    if template_problem(model_template) is None and not any(name in model_template for name in _SERVER_FILLED):
         return model_template
     family = family_of(model_template)
     if family is None:
