@@ -83,3 +83,13 @@ def test_serve_sh_names_a_relative_base_model_from_anywhere(tmp_path, monkeypatc
     write_bundle(folder, Path("models") / "base.gguf")
     text = (folder / "serve.sh").read_text()
     assert f"-m {tmp_path.resolve() / 'models' / 'base.gguf'}" in text
+
+
+def test_the_modelfile_stops_at_the_end_of_turn_of_the_adapters_family():
+    from loraforge.chat.format import builtin_template
+    from loraforge.trainers.bundle import modelfile
+
+    chatml = modelfile(Path("/m.gguf"))
+    assert "PARAMETER stop <|im_end|>" in chatml and "TEMPLATE" in chatml
+    gemma = modelfile(Path("/m.gguf"), builtin_template("gemma3-tools.jinja"))
+    assert "PARAMETER stop <end_of_turn>" in gemma and "<|im_start|>" not in gemma

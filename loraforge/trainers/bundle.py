@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from loraforge.chat.families import CHATML, family_of
 from loraforge.constants import ALL_METRICS, Artifact
 from loraforge.files import atomic_write_text, read_json_object
 
@@ -22,19 +23,28 @@ def llama_server_command(base: Path, folder: Path, *, relative: bool = False) ->
     return " ".join(shlex.quote(part) for part in parts)
 
 
-def modelfile(base: Path) -> str:
-    return (
-        f"# Ollama Modelfile. Build with: ollama create my-adapter -f Modelfile\n"
-        "# Note: newer Ollama versions no longer create models from an ADAPTER line (GGUF LoRA adapters);\n"
-        "# models built with an older version keep serving. With a newer Ollama, serve through llama-server.\n"
-        f"FROM {base}\n"
-        "ADAPTER ./adapter.gguf\n"
-        'TEMPLATE """{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
-        '{{ if .Prompt }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"""\n'
-        "PARAMETER stop <|im_end|>\n"
-        "# Tool calling needs the Jinja template in chat_template.jinja, which Ollama's Go templates cannot run:\n"
-        "# use llama-server for tools.\n"
-    )
+def modelfile(base: Path, template: str | None = None) -> str:
+    """An Ollama Modelfile for the adapter; the prompt template is written out for ChatML markup only (other
+    families keep the base GGUF's own), with the stop text of the adapter's template family."""
+    family = family_of(template) or CHATML
+    lines = [
+        "# Ollama Modelfile. Build with: ollama create my-adapter -f Modelfile",
+        "# Note: newer Ollama versions no longer create models from an ADAPTER line (GGUF LoRA adapters);",
+        "# models built with an older version keep serving. With a newer Ollama, serve through llama-server.",
+        f"FROM {base}",
+        "ADAPTER ./adapter.gguf",
+    ]
+    if family.end_of_turn == CHATML.end_of_turn:
+        lines.append(
+            'TEMPLATE """{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
+            '{{ if .Prompt }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"""'
+        )
+    lines += [
+        f"PARAMETER stop {family.end_of_turn}",
+        "# Tool calling needs the Jinja template in chat_template.jinja, which Ollama's Go templates cannot run:",
+        "# use llama-server for tools.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def model_card(folder: Path, base: Path, fidelity: dict[str, Any] | None) -> str:
@@ -88,7 +98,7 @@ def write_bundle(folder: Path, base: Path, fidelity: dict[str, Any] | None = Non
         + 'cd "$(dirname "$0")" || exit 1\nexec '
         + llama_server_command(base, folder, relative=True)
         + ' "$@"\n',
-        folder / Artifact.MODELFILE.value: modelfile(base),
+        folder / Artifact.MODELFILE.value: modelfile(base, _saved_template(folder)),
         folder / Artifact.MODEL_CARD.value: model_card(folder, base, fidelity),
     }
     kept = []
@@ -108,3 +118,11 @@ def _ours(path: Path) -> bool:
             return handle.read(200).startswith(MARKERS[path.name])
     except (OSError, UnicodeDecodeError):
         return False
+
+
+def _saved_template(folder: Path) -> str | None:
+    path = folder / Artifact.CHAT_TEMPLATE.value
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
