@@ -62,3 +62,30 @@ def read_gguf_info(path: Path) -> GGUFInfo:
         ),
         ffn_size=int(_field(reader, keys.LLM.FEED_FORWARD_LENGTH.format(arch=arch)) or 0),
     )
+
+
+def adapter_mismatch(adapter: Path, base: Path) -> str | None:
+    """Why a GGUF LoRA adapter cannot apply to a base GGUF model, or None: another architecture, a layer
+    the base lacks, or a tensor whose width differs from the base tensor it adapts."""
+    import gguf
+
+    try:
+        lora, model = gguf.GGUFReader(str(adapter)), gguf.GGUFReader(str(base))
+    except Exception as exc:  # gguf raises ValueError and others for damaged files
+        return f"it could not be read as GGUF ({exc})"
+    arch, base_arch = _field(lora, gguf.Keys.General.ARCHITECTURE), _field(model, gguf.Keys.General.ARCHITECTURE)
+    if arch != base_arch:
+        return f"it adapts a {arch} model, but the base is {base_arch}"
+    widths = {t.name: [int(n) for n in t.shape] for t in model.tensors}  # shape: ne0 (inputs) first
+    for tensor in lora.tensors:
+        name, _, part = tensor.name.rpartition(".lora_")
+        if part not in ("a", "b"):
+            continue
+        target = widths.get(name)
+        if target is None:
+            return f"it adapts {name}, which the base does not have"
+        ne = [int(n) for n in tensor.shape]  # lora_a: (inputs, rank), lora_b: (rank, outputs)
+        got, want, side = (ne[0], target[0], "inputs") if part == "a" else (ne[-1], target[-1], "outputs")
+        if got != want:
+            return f"its {tensor.name} has {got} {side}, but the base's {name} has {want}"
+    return None

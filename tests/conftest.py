@@ -36,3 +36,22 @@ def tiny_gguf(tmp_path_factory):
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+@pytest.fixture
+def write_gguf():
+    """Writes a GGUF file holding only the given tensors (name -> numpy array), for checks that read shapes."""
+
+    def write(path, arch, tensors):
+        import gguf
+
+        writer = gguf.GGUFWriter(str(path), arch)
+        for name, value in tensors.items():
+            writer.add_tensor(name, value)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return path
+
+    return write

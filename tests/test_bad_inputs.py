@@ -441,3 +441,28 @@ def test_init_into_a_folder_or_under_a_file_is_a_clean_error(tmp_path):
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert str(tmp_path) in done.stderr
     assert afile.read_text() == "keep" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_eval_of_an_adapter_made_for_another_base_stops_before_any_server(tmp_path, write_gguf):
+    import numpy as np
+
+    base = write_gguf(tmp_path / "base.gguf", "llama", {"blk.0.attn_q.weight": np.zeros((64, 48), np.float32)})
+    adapter = write_gguf(tmp_path / "a.gguf", "llama", {"blk.0.attn_q.weight.lora_a": np.zeros((4, 32), np.float32)})
+    data = tmp_path / "eval.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hi"}], "tool_calls": []}) + "\n")
+    out = tmp_path / "out"
+    done = _cli(
+        "eval",
+        "--data",
+        str(data),
+        "--tools",
+        TOOLS,
+        "--adapter",
+        str(adapter),
+        "--model",
+        str(base),
+        "--out",
+        str(out),
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "does not fit the base model" in done.stderr and "32 inputs" in done.stderr and not out.exists()

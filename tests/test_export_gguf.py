@@ -370,3 +370,22 @@ def test_a_proof_that_breaks_off_leaves_no_unproven_gguf(adapter_dir, tmp_path, 
     with pytest.raises(ServerError):
         export_proven(folder, tmp_path / "base.gguf")
     assert not (folder / "adapter.gguf").exists() and not (folder / "export_report.json").exists()
+
+
+def test_a_gguf_adapter_for_another_base_is_named_before_it_is_served(tmp_path, write_gguf):
+    import numpy as np
+
+    from loraforge.gguf_info import adapter_mismatch
+
+    base = write_gguf(tmp_path / "base.gguf", "llama", {"blk.0.attn_q.weight": np.zeros((64, 48), np.float32)})
+    # numpy (rows, cols) is GGUF (ne1, ne0): the base's attn_q takes 48 inputs and gives 64 outputs
+    fits = {
+        "blk.0.attn_q.weight.lora_a": np.zeros((4, 48), np.float32),
+        "blk.0.attn_q.weight.lora_b": np.zeros((64, 4), np.float32),
+    }
+    assert adapter_mismatch(write_gguf(tmp_path / "fits.gguf", "llama", fits), base) is None
+    wide = {**fits, "blk.0.attn_q.weight.lora_a": np.zeros((4, 32), np.float32)}
+    assert "32 inputs" in adapter_mismatch(write_gguf(tmp_path / "wide.gguf", "llama", wide), base)
+    deeper = {"blk.7.attn_q.weight.lora_a": np.zeros((4, 48), np.float32)}
+    assert "does not have" in adapter_mismatch(write_gguf(tmp_path / "deep.gguf", "llama", deeper), base)
+    assert "qwen2" in adapter_mismatch(write_gguf(tmp_path / "qwen.gguf", "qwen2", fits), base)

@@ -14,11 +14,12 @@ from loraforge.errors import ConfigError
 from loraforge.evaluators.error_analysis import analyse
 from loraforge.evaluators.evaluate import evaluate_labels, evaluate_tool_calls
 from loraforge.files import atomic_write_json, claim_output_folder, read_json_object, read_jsonl, write_jsonl
-from loraforge.gguf_info import read_gguf_info
+from loraforge.gguf_info import adapter_mismatch, read_gguf_info
 from loraforge.models import resolve_model
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
 from loraforge.runtime.config import context_for
 from loraforge.tools import load_tools
+from loraforge.ui import UI
 
 
 def _adapter_files(adapter: Path | None) -> tuple[Path | None, dict[str, Any], Path | None]:
@@ -141,7 +142,7 @@ def run_eval(
     model: Path | None,
     out: Path,
     max_tokens: int,
-    ui: Any,
+    ui: UI,
     chat_template: str | None = None,
 ) -> dict[str, Any]:
     """Score the base model, and the adapter if given, on `data`; `chat_template` (a checked
@@ -158,6 +159,12 @@ def run_eval(
             "Pass --model PATH to score on the adapter's own base model."
         )
     base = resolve_model(model or recorded_file)
+    mismatch = adapter_mismatch(gguf, base) if gguf else None
+    if mismatch:
+        raise ConfigError(
+            f"The adapter {gguf} does not fit the base model {base}: {mismatch}.",
+            fix="Pass --model with the base model the adapter was trained on (its loraforge.json names it).",
+        )
     rows, kind = _rows(data, tools_file)
     fmt = ChatFormat.of(adapter_template(folder, read_gguf_info(base).chat_template, chat_template))
     labels = None
