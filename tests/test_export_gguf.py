@@ -124,6 +124,15 @@ def test_architectures_without_permutation_keep_rows(adapter_dir, tmp_path):
     )
 
 
+def test_an_architecture_whose_layout_loraforge_has_not_checked_is_refused_by_name(adapter_dir, tmp_path):
+    from loraforge.errors import ConfigError
+
+    for arch in ("phi3", "falcon"):  # known to gguf, not checked here
+        with pytest.raises(ConfigError, match=f"for {arch} models"):
+            export_adapter(adapter_dir, GGUFInfo(arch, LAYERS, N_HEAD, N_KV, None, False), tmp_path / "x.gguf")
+    assert not (tmp_path / "x.gguf").exists()
+
+
 def test_permute_rows_is_a_permutation():
     weight = np.arange(32 * 3, dtype=np.float32).reshape(32, 3)
     permuted = permute_rows(weight, 2)

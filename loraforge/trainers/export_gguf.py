@@ -20,8 +20,11 @@ from loraforge.errors import ConfigError
 from loraforge.files import read_json_object
 from loraforge.gguf_info import GGUFInfo
 
-# Architectures whose converter permutes q/k rows (llama.cpp's LlamaModel and its subclasses).
+# Architectures whose converter permutes q/k rows (llama.cpp's LlamaModel and its subclasses; Mistral's
+# models convert as "llama").
 PERMUTED_QK_ARCHS = {"llama", "granite", "granitemoe"}
+# Architectures whose projections convert without a permutation: their LoRA tensors map by name alone.
+PLAIN_ARCHS = {"qwen2", "qwen3", "gemma3"}
 
 _KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<which>[AB])(?:\.default)?\.weight$")
 
@@ -134,6 +137,12 @@ def export_adapter(
     alpha = float(config.get("lora_alpha", rank))
     if config.get("rank_pattern") or config.get("alpha_pattern"):
         raise ConfigError("Per-module ranks or alphas cannot be expressed in one GGUF adapter alpha.")
+    if base.architecture not in PERMUTED_QK_ARCHS | PLAIN_ARCHS:
+        raise ConfigError(
+            f"loraforge does not export LoRA adapters for {base.architecture} models: it knows how llama.cpp lays "
+            f"out the tensors of {', '.join(sorted(PERMUTED_QK_ARCHS | PLAIN_ARCHS))}.",
+            fix="Use a base model of one of those architectures.",
+        )
     arch = next((a for a, name in gguf.MODEL_ARCH_NAMES.items() if name == base.architecture), None)
     if arch is None:
         raise ConfigError(f"The gguf package does not know the architecture {base.architecture!r}.")
