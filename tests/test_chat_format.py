@@ -182,3 +182,12 @@ def test_a_models_own_template_is_used_when_it_renders_tool_calls():
     assert template_for_model(FAMILY_MARKUP["qwen"]) == builtin_template("qwen-tools.jinja")
     dated = own.replace("# Tools", "Today is {{ date_string }}. # Tools")  # llama.cpp would print today's date
     assert template_for_model(dated) == builtin_template("qwen-tools.jinja")
+
+
+def test_a_base_model_without_a_template_gets_the_family_of_its_architecture():
+    from loraforge.chat.format import template_for_model
+
+    assert template_for_model(None, architecture="gemma3") == builtin_template("gemma3-tools.jinja")
+    assert template_for_model(None, architecture="qwen2") == builtin_template("qwen-tools.jinja")
+    assert template_for_model(None, architecture="llama") == builtin_template()  # SmolLM2, Llama, Mistral: ChatML
+    assert template_for_model(None) == builtin_template()

@@ -68,7 +68,9 @@ class Orchestrator:
         self.judge_model = resolve_model(config.judge_model) if config.judge_model else self.teacher
         self.base_info = read_gguf_info(self.model)
         self._template = self._given_template()
-        self.chat_format = ChatFormat.of(template_for_model(self.base_info.chat_template, self._template))
+        self.chat_format = ChatFormat.of(
+            template_for_model(self.base_info.chat_template, self._template, self.base_info.architecture)
+        )
         self.state = RunState()
         self.stop = StopControl(self.ui)
 

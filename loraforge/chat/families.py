@@ -66,3 +66,21 @@ def family_of(template: str | None) -> Family | None:
     if not template:
         return None
     return next((f for f in FAMILIES if all(marker in template for marker in f.markers)), None)
+
+
+# The family of a model that ships no chat template (a base model), by its GGUF architecture. "llama" is
+# left out: SmolLM2, Llama and Mistral all convert as "llama", so such a model gets ChatML.
+ARCHITECTURE_FAMILIES = {
+    "gemma3": "gemma3",
+    "qwen2": "qwen",
+    "qwen3": "qwen",
+    "granite": "granite",
+    "granitemoe": "granite",
+}
+
+
+def family_for_model(template: str | None, architecture: str | None = None) -> Family | None:
+    """The family of a model: from its chat template, else (no template) from its architecture, else ChatML."""
+    if template:
+        return family_of(template)
+    return BY_NAME[ARCHITECTURE_FAMILIES.get(architecture or "", "chatml")]

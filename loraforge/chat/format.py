@@ -14,7 +14,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from loraforge.chat.families import CHATML, FAMILIES, family_of
+from loraforge.chat.families import CHATML, FAMILIES, family_for_model, family_of
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 from loraforge.files import read_user_text
@@ -98,7 +98,9 @@ def load_template_file(path: Path | str) -> str:
     return text
 
 
-def adapter_template(folder: Path | None, model_template: str | None, override: str | None = None) -> str:
+def adapter_template(
+    folder: Path | None, model_template: str | None, override: str | None = None, architecture: str | None = None
+) -> str:
     """The chat template to serve or score an adapter with: `override` (a checked --chat-template), else the
     template saved with the adapter, else loraforge's tool template for the base model's markup."""
     if override is not None:
@@ -106,7 +108,7 @@ def adapter_template(folder: Path | None, model_template: str | None, override: 
     saved = Path(folder) / Artifact.CHAT_TEMPLATE.value if folder is not None else None
     if saved is not None and saved.is_file():
         return read_user_text(saved, "Delete it to use loraforge's template for the base model.")
-    return template_for_model(model_template)
+    return template_for_model(model_template, architecture=architecture)
 
 
 # Variables llama.cpp fills with today's date when it renders a template, where training here cannot
@@ -114,17 +116,17 @@ def adapter_template(folder: Path | None, model_template: str | None, override: 
 _SERVER_FILLED = ("date_string", "strftime_now", "datetime")
 
 
-def template_for_model(model_template: str | None, override: str | None = None) -> str:
+def template_for_model(model_template: str | None, override: str | None = None, architecture: str | None = None) -> str:
     """The chat template to train and serve with: `override` (a template the user passed with
     --chat-template, already checked), else the model's own template where it renders tools and tool calls
-    (the format the model was tuned on), else loraforge's tool template for the model's family."""
+    (the format the model was tuned on), else loraforge's tool template for the model's family (from its
+    architecture when it ships no template: a base model)."""
     if override is not None:
         return override
-    if model_template is None:
-        return builtin_template(CHATML.template)
-    if template_problem(model_template) is None and not any(name in model_template for name in _SERVER_FILLED):
-        return model_template
-    family = family_of(model_template)
+    if model_template and template_problem(model_template) is None:
+        if not any(name in model_template for name in _SERVER_FILLED):
+            return model_template
+    family = family_for_model(model_template, architecture)
     if family is None:
         raise ConfigError(
             "This model's chat template renders no tool calls, and its markup is not one of the families "

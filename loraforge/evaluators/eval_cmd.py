@@ -166,7 +166,8 @@ def run_eval(
             fix="Pass --model with the base model the adapter was trained on (its loraforge.json names it).",
         )
     rows, kind = _rows(data, tools_file)
-    fmt = ChatFormat.of(adapter_template(folder, read_gguf_info(base).chat_template, chat_template))
+    info = read_gguf_info(base)
+    fmt = ChatFormat.of(adapter_template(folder, info.chat_template, chat_template, info.architecture))
     labels = None
     if kind == "labels":
         labels = meta.get("labels") or (sorted({r["label"] for r in read_jsonl(labels_file)}) if labels_file else None)

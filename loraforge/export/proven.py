@@ -43,8 +43,9 @@ def fidelity_prompts(folder: Path, base: Path, count: int) -> tuple[list[list[in
     from loraforge.trainers.formatting import prompt_ids
 
     tokenizer = AutoTokenizer.from_pretrained(str(hf_folder_for(base)))
-    model_template = read_gguf_info(base).chat_template if base.is_file() else tokenizer.chat_template
-    fmt = ChatFormat.of(adapter_template(folder, model_template))
+    info = read_gguf_info(base) if base.is_file() else None
+    model_template = info.chat_template if info else tokenizer.chat_template
+    fmt = ChatFormat.of(adapter_template(folder, model_template, architecture=info.architecture if info else None))
     return [prompt_ids(fmt, tokenizer, m, t) for m, t in heldout_prompts(folder, count)], tokenizer.eos_token_id
 
 

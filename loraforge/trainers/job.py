@@ -27,12 +27,9 @@ def chat_format_for(base: Path, tokenizer: Any, override: str | None = None) -> 
     template for the base model's family."""
     from loraforge.gguf_info import read_gguf_info
 
-    source = None
-    if override is None:
-        source = (
-            read_gguf_info(base).chat_template if Path(base).is_file() else getattr(tokenizer, "chat_template", None)
-        )
-    return ChatFormat.of(template_for_model(source, override))
+    info = read_gguf_info(base) if Path(base).is_file() else None
+    source = info.chat_template if info else getattr(tokenizer, "chat_template", None)
+    return ChatFormat.of(template_for_model(source, override, info.architecture if info else None))
 
 
 def load_for_training(base: Path, config: TrainConfig, progress: Any = None):
