@@ -16,9 +16,11 @@ The same work on both sides:
   The held-out rows use worked examples that no training row uses, so their calls never appear in training.
 
 Trials alternate the sides (TRL, loraforge, TRL, ...), each in its own process so that peak memory is its
-own. Reported per side: minimum and median seconds and supervised tokens per second over the trials, peak
-RSS, held-out loss (the same loss function for both adapters), and the fraction of this machine's measured
-matmul peak that loraforge reaches (the LM head counted only where loraforge runs it). Raw results, with the
+own. Trial i seeds both sides with i (the LoRA initialisation and the data order), so that the held-out
+losses show how much a seed alone moves them. Reported per side: minimum and median seconds and
+supervised tokens per second over the trials, peak RSS, held-out loss per trial and their mean (the same
+loss function for both adapters), and the fraction of this machine's measured matmul peak that loraforge
+reaches (the LM head counted only where loraforge runs it). Raw results, with the
 TRL, transformers, torch and PEFT versions: benchmarks/results/train.json.
 """
 
@@ -95,7 +97,7 @@ def setup(args):
     from loraforge.models.loading import hf_folder_for, load_base_model
 
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     folder = hf_folder_for(resolve_model(None))
     model, tokenizer = load_base_model(folder)
     from loraforge.tools import load_tools
@@ -142,6 +144,7 @@ def side_loraforge(args) -> dict:
         val_fraction=0.0,
         dtype="float32",
         threads=args.threads,
+        seed=args.seed,
     )
     out = Path(args.work) / "loraforge"
     start = time.perf_counter()
@@ -195,7 +198,8 @@ def side_trl(args) -> dict:
         packing=False,
         completion_only_loss=True,
         dataloader_num_workers=0,
-        seed=0,
+        seed=args.seed,
+        data_seed=args.seed,
     )
     peft_config = LoraConfig(
         r=16, lora_alpha=32, lora_dropout=0.0, target_modules=DEFAULT_TARGETS, task_type="CAUSAL_LM"
@@ -265,6 +269,7 @@ def summarise(trials: list[dict]) -> dict:
         "supervised_tokens_per_s_max": max(speed),
         "supervised_tokens_per_s_median": statistics.median(speed),
         "heldout_loss": [t["heldout_loss"] for t in trials],
+        "heldout_loss_mean": statistics.mean(t["heldout_loss"] for t in trials),
         "peak_rss_mib_max": max(t["peak_rss_mib"] for t in trials),
     }
 
@@ -279,6 +284,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--trials", type=int, default=3, help="alternating trials per side")
     parser.add_argument("--side", choices=["trl", "loraforge"], help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)  # set per trial
     parser.add_argument("--work", default="/tmp/loraforge-bench-train")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -291,7 +297,7 @@ def main() -> None:
     trials: dict[str, list[dict]] = {"trl": [], "loraforge": []}
     for trial in range(args.trials):
         for side in ("trl", "loraforge") if trial % 2 == 0 else ("loraforge", "trl"):
-            trials[side].append(run_side(side, argv))
+            trials[side].append(run_side(side, argv + ["--seed", str(trial)]))
             print(f"trial {trial + 1} {side}", json.dumps(trials[side][-1]), flush=True)
     peak = matmul_peak(args.threads)
     # A frozen base costs about 4 flops per parameter per position it runs (forward, and the backward to
