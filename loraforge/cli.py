@@ -545,7 +545,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     async def work() -> dict:
         async with teacher(
-            model=model, server_urls=args.server_urls, llama_server=args.llama_server, parallel=args.parallel
+            model=model,
+            server_urls=args.server_urls,
+            llama_server=args.llama_server,
+            parallel=args.parallel,
+            on_info=ui.info,
         ) as client:
             generator = task.generator(client, plan, args.seed)
             bar = ui.progress(args.n, "generate", "ex")

@@ -276,7 +276,11 @@ class Orchestrator:
         cfg = self.config
         plan = self._plan(iteration)
         async with teacher(
-            model=self.teacher, server_urls=cfg.server_urls, llama_server=cfg.llama_server, parallel=cfg.parallel
+            model=self.teacher,
+            server_urls=cfg.server_urls,
+            llama_server=cfg.llama_server,
+            parallel=cfg.parallel,
+            on_info=self.ui.info,
         ) as client:
             generator = self.task.generator(client, plan.generation, cfg.seed)
             for text in self._known_texts(iteration):

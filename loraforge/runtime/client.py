@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from loraforge.errors import ServerError
+from loraforge.runtime.capabilities import LLAMA_CPP, Capabilities
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class LlamaClient:
         recover: Callable[[], Awaitable[str]] | None = None,
         affinity_slots: int = 0,
         api_key: str | None = None,
+        capabilities: Capabilities = LLAMA_CPP,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -78,6 +80,7 @@ class LlamaClient:
         self.adapter_count = adapter_count
         self.recover = recover
         self.affinity_slots = affinity_slots
+        self.capabilities = capabilities
         self._families: dict[str, int] = {}
         self._slots = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
@@ -138,30 +141,36 @@ class LlamaClient:
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return False
 
-    async def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def request_once(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One attempt, no retries: for probing what a server offers."""
+        return await self._request(method, path, body, retries=0)
+
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, retries: int | None = None
+    ) -> Any:
         if self._session is None:
             raise RuntimeError("LlamaClient must be used as an async context manager.")
         self._active += 1
         try:
             await self._acquire()
             try:
-                return await self._with_retries(method, path, body)
+                return await self._with_retries(method, path, body, self.retries if retries is None else retries)
             finally:
                 self._finished += 1
                 self._slots.release()
         finally:
             self._active -= 1
 
-    async def _with_retries(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
+    async def _with_retries(self, method: str, path: str, body: dict[str, Any] | None, retries: int) -> Any:
         last: Exception | None = None
-        for attempt in range(self.retries + 1):
+        for attempt in range(retries + 1):
             url = self.base_url + path
             if self._session is None:  # closed under a request still running (shutdown after an error)
                 raise ServerError(f"llama.cpp request {path} was cut off: the client was closed.")
             try:
                 async with self._session.request(method, url, json=body) as response:
                     text = await response.text()
-                    if response.status == 429 and attempt < self.retries:  # a hosted API's rate limit
+                    if response.status == 429 and attempt < retries:  # a hosted API's rate limit
                         await asyncio.sleep(retry_after(response.headers.get("Retry-After"), attempt))
                         last = ServerError(f"{path} answered 429 (rate limited): {text[:200]}")
                         continue
@@ -179,10 +188,10 @@ class LlamaClient:
                 last = exc
                 if isinstance(exc, aiohttp.ClientConnectionError) and self.recover is not None:
                     await self._recover(url)
-            if attempt < self.retries:
+            if attempt < retries:
                 await asyncio.sleep(min(8.0, 0.5 * 2**attempt) * (0.5 + random.random()))
         raise ServerError(
-            f"llama.cpp request {path} to {self.base_url} failed after {self.retries + 1} attempts "
+            f"llama.cpp request {path} to {self.base_url} failed after {retries + 1} attempts "
             f"(each allowed {self.timeouts.read:.0f} s): {last!r}",
             fix=STALL_FIX,
         )
@@ -240,10 +249,12 @@ class LlamaClient:
             "max_tokens": max_tokens,
             **self._lora_field(adapter),
         }
+        if self.capabilities.model:
+            body["model"] = self.capabilities.model
         if tools:
             body["tools"] = tools
-        if json_schema is not None:
-            body["response_format"] = {"type": "json_schema", "json_schema": {"schema": json_schema}}
+        if json_schema is not None and self.capabilities.response_format:
+            body["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": json_schema}}
         if seed is not None:
             body["seed"] = seed
         if stop:
@@ -275,7 +286,24 @@ class LlamaClient:
         """Raw text completion (OpenAI /v1/completions): what a tiny teacher writes best.
 
         `family` names prompts that share a long prefix (e.g. "request:get_weather"); see `_slot_field`.
+        `json_schema` and `grammar` constrain the output on llama.cpp only; elsewhere the caller's checks
+        catch a bad answer. A server without completions gets the prompt as one chat message.
         """
+        caps = self.capabilities
+        if not caps.completions:
+            if not isinstance(prompt, str):
+                raise ServerError("This server has no completions route, so it cannot take a prompt of token ids.")
+            answer = await self.chat(
+                [{"role": "user", "content": prompt}],
+                json_schema=json_schema,
+                adapter=adapter,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_tokens,
+                seed=seed,
+                stop=stop,
+            )
+            return answer.content
         body: dict[str, Any] = {
             "prompt": prompt,
             "max_tokens": max_tokens,
@@ -284,13 +312,15 @@ class LlamaClient:
             **self._lora_field(adapter),
             **self._slot_field(family),
         }
+        if caps.model:
+            body["model"] = caps.model
         if stop:
             body["stop"] = stop
         if seed is not None:
             body["seed"] = seed
-        if json_schema is not None:
+        if json_schema is not None and caps.llama_cpp:
             body["json_schema"] = json_schema
-        if grammar is not None:
+        if grammar is not None and caps.llama_cpp:
             body["grammar"] = grammar
         answer = await self._request("POST", "/v1/completions", body)
         return ((answer.get("choices") or [{}])[0]).get("text") or ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
+import os
 import secrets
 import shutil
 import socket
@@ -84,6 +85,29 @@ def wait_healthy(base_url: str, timeout: float, is_alive=lambda: True, fix: str 
         f"The llama.cpp server at {base_url} did not become healthy within {timeout:.0f} s ({last}).",
         fix=fix,
     )
+
+
+def wait_answering(url: str, timeout: float, api_key: str | None) -> None:
+    """Poll `url` (an OpenAI route) until it answers 200, or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    last = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as exc:
+            last = f"answered {exc.code}"
+            if exc.code in (401, 403):
+                raise ServerError(
+                    f"The server at {url} refused loraforge's requests ({exc.code}).",
+                    fix=f"Put its API key in the environment variable {API_KEY_VARIABLE}.",
+                ) from None
+        except OSError as exc:
+            last = str(exc)
+        time.sleep(0.5)
+    raise ServerError(f"The server at {url} did not answer within {timeout:.0f} s ({last}).", fix=OUTSIDE_SERVER_FIX)
 
 
 class LlamaServer:
@@ -280,16 +304,26 @@ class BinaryServer(LlamaServer):
         return self._proc is not None and self._proc.poll() is None
 
 
+# The environment variable that holds the API key of a server behind --server-url (never written anywhere).
+API_KEY_VARIABLE = "LORAFORGE_API_KEY"
+
+
 class ExternalServer(LlamaServer):
-    """A server the user runs; loraforge only checks that it answers."""
+    """A server the user runs (llama.cpp's, or any OpenAI-compatible one); loraforge only checks that it
+    answers, on /health or on OpenAI's /v1/models. Its API key, if it needs one, comes from
+    LORAFORGE_API_KEY."""
 
     def __init__(self, url: str, startup_timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self.startup_timeout = startup_timeout
+        self.api_key = os.environ.get(API_KEY_VARIABLE) or None
 
     def start(self) -> ExternalServer:
         self.base_url = self.url
-        wait_healthy(self.base_url, self.startup_timeout, fix=OUTSIDE_SERVER_FIX)
+        try:
+            wait_healthy(self.base_url, min(5.0, self.startup_timeout), fix=OUTSIDE_SERVER_FIX)
+        except ServerError:
+            wait_answering(self.base_url + "/v1/models", self.startup_timeout, self.api_key)
         return self
 
     def stop(self) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from loraforge.runtime.capabilities import probe
 from loraforge.runtime.client import LlamaClient
 from loraforge.runtime.config import ServerConfig
 from loraforge.runtime.pool import ClientPool
@@ -33,23 +34,33 @@ async def teacher(
     parallel: int = 2,
     slots: int = 10,
     n_ctx_per_slot: int = 1536,
+    on_info: Callable[[str], None] | None = None,
 ) -> AsyncIterator[Any]:
     """A client for the teacher: a pool over `server_urls`, or a server that loraforge starts and owns
     (on `model`, which may be None only with `server_urls`).
 
     A server loraforge starts gets more slots than requests in flight, and each prompt family is pinned
     to a slot so that its long shared prefix stays cached: on 2 cores that, not concurrency, is what
-    makes generation faster (see benchmarks/RESULTS.md).
+    makes generation faster (see benchmarks/RESULTS.md). A server behind a URL is probed once for what it
+    offers (llama.cpp's server, or any OpenAI-compatible one), and `on_info` hears the result.
     """
     async with AsyncExitStack() as stack:
         if server_urls:
             clients = []
             for url in server_urls:
                 server = await stack.enter_async_context(make_server(ServerConfig(server_url=url)))
-                async with LlamaClient(server.base_url, concurrency=1, api_key=server.api_key) as probe:
-                    total = int((await probe.props()).get("total_slots") or 0)
+                async with LlamaClient(server.base_url, concurrency=1, api_key=server.api_key) as asking:
+                    offers = await probe(asking)
+                if on_info:
+                    on_info(f"teacher {url}: {offers.describe()}")
                 clients.append(
-                    LlamaClient(server.base_url, concurrency=parallel, affinity_slots=total, api_key=server.api_key)
+                    LlamaClient(
+                        server.base_url,
+                        concurrency=parallel,
+                        affinity_slots=offers.slots,
+                        api_key=server.api_key,
+                        capabilities=offers,
+                    )
                 )
             client: Any = ClientPool(clients) if len(clients) > 1 else clients[0]
         else:

@@ -1,0 +1,82 @@
+"""What a server behind a URL can do, probed once: llama.cpp's own server, or any OpenAI-compatible one
+(vLLM, TGI, Ollama, llama-cpp-python's server, a hosted API).
+
+loraforge asks for no more than the server has: llama.cpp's extras (slot pinning, `json_schema` and
+`grammar` on completions) only on llama.cpp; JSON-schema output through the standard `response_format`
+where the server takes it, else none (every answer is parsed and verified anyway, and a bad one is
+retried as another attempt); few-shot completion prompts through chat where there is no completions route.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from loraforge.errors import ServerError
+
+_PROBE_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one server offers. The default is llama.cpp's server, which offers everything loraforge uses."""
+
+    engine: str = "llama.cpp"  # "llama.cpp", or "openai" for any other OpenAI-compatible server
+    slots: int = 0  # llama.cpp's parallel slots (/props), for pinning a prompt family to one; 0: no pinning
+    completions: bool = True  # /v1/completions answers; else few-shot prompts go through chat
+    response_format: bool = True  # chat takes a JSON-schema `response_format`
+    model: str | None = None  # the model id that OpenAI-compatible servers want in every request
+
+    @property
+    def llama_cpp(self) -> bool:
+        return self.engine == "llama.cpp"
+
+    def describe(self) -> str:
+        """One line for the log."""
+        if self.llama_cpp:
+            return f"llama.cpp server, {self.slots} slots (pinned per prompt family), JSON schema and grammars"
+        parts = [
+            f"OpenAI-compatible server (model {self.model or 'unnamed'})",
+            "completions" if self.completions else "chat only (few-shot prompts sent as chat)",
+            "JSON-schema output" if self.response_format else "no structured output (answers verified, retried)",
+        ]
+        return ", ".join(parts)
+
+
+LLAMA_CPP = Capabilities()
+
+
+async def probe(client: Any) -> Capabilities:
+    """Ask the server behind `client` (a LlamaClient) what it offers, with a few tiny requests."""
+    props = await _try(client, "GET", "/props")
+    if isinstance(props, dict) and "total_slots" in props:
+        return Capabilities(slots=int(props.get("total_slots") or 0))
+    models = await _try(client, "GET", "/v1/models")
+    listed = models.get("data") if isinstance(models, dict) else None
+    model = next((m.get("id") for m in listed or [] if isinstance(m, dict) and m.get("id")), None)
+    base: dict[str, Any] = {"model": model} if model else {}
+    completions = await _try(client, "POST", "/v1/completions", {**base, "prompt": "Hi", "max_tokens": 1})
+    chat = {**base, "messages": [{"role": "user", "content": 'Reply {"ok": true}'}], "max_tokens": 8}
+    structured = await _try(
+        client,
+        "POST",
+        "/v1/chat/completions",
+        {**chat, "response_format": {"type": "json_schema", "json_schema": {"name": "probe", "schema": _PROBE_SCHEMA}}},
+    )
+    if structured is None and await _try(client, "POST", "/v1/chat/completions", chat) is None:
+        raise ServerError(
+            f"The server at {client.base_url} answers neither llama.cpp's /props nor OpenAI's /v1/chat/completions.",
+            fix="Pass the URL of an OpenAI-compatible server (the part before /v1), with its API key in "
+            "LORAFORGE_API_KEY if it needs one.",
+        )
+    return Capabilities(
+        engine="openai", completions=completions is not None, response_format=structured is not None, model=model
+    )
+
+
+async def _try(client: Any, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """The answer, or None when the server refuses or lacks the route (probes are not retried)."""
+    try:
+        return await client.request_once(method, path, body)
+    except ServerError:
+        return None
