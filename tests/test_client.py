@@ -290,3 +290,77 @@ def test_pool_sends_work_to_the_least_busy_server():
     assert {asyncio.run(pool.complete("x")) for _ in range(4)} == {"idle"}
     busy.active = 0
     assert {asyncio.run(pool.complete("x")) for _ in range(4)} == {"busy", "idle"}
+
+
+def recording_app(seen: list, routes=("/v1/completions", "/v1/chat/completions")):
+    async def handler(request):
+        seen.append((request.path, await request.json()))
+        if request.path == "/v1/completions":
+            return web.json_response({"choices": [{"text": "done"}]})
+        return web.json_response({"choices": [{"message": {"content": "done"}}]})
+
+    app = web.Application()
+    for route in routes:
+        app.router.add_post(route, handler)
+    return app
+
+
+def test_the_client_sends_only_what_the_servers_capabilities_allow():
+    from loraforge.runtime.capabilities import Capabilities
+
+    constrained = {"json_schema": {"type": "object"}, "grammar": 'root ::= "a"', "family": "request:x"}
+
+    async def scenario(capabilities, routes):
+        seen = []
+        runner, url = await start(recording_app(seen, routes))
+        try:
+            async with LlamaClient(url, capabilities=capabilities, affinity_slots=capabilities.slots) as client:
+                assert await client.complete("few-shot prompt", **constrained) == "done"
+                await client.chat([{"role": "user", "content": "hi"}], json_schema={"type": "object"})
+        finally:
+            await runner.cleanup()
+        return seen
+
+    llama = asyncio.run(scenario(Capabilities(slots=4), ("/v1/completions", "/v1/chat/completions")))
+    assert llama[0][0] == "/v1/completions" and {"json_schema", "grammar", "id_slot"} <= set(llama[0][1])
+    assert "model" not in llama[0][1] and "response_format" in llama[1][1]
+    openai = Capabilities(engine="openai", completions=True, response_format=False, model="m")
+    sent = asyncio.run(scenario(openai, ("/v1/completions", "/v1/chat/completions")))
+    assert sent[0][0] == "/v1/completions" and sent[0][1]["model"] == "m"
+    assert not {"json_schema", "grammar", "id_slot", "lora"} & set(sent[0][1])
+    assert "response_format" not in sent[1][1] and sent[1][1]["model"] == "m"
+    chat_only = Capabilities(engine="openai", completions=False, response_format=True, model="m")
+    sent = asyncio.run(scenario(chat_only, ("/v1/chat/completions",)))
+    assert [path for path, _ in sent] == ["/v1/chat/completions"] * 2  # the few-shot prompt went as chat
+    assert sent[0][1]["messages"] == [{"role": "user", "content": "few-shot prompt"}]
+    assert sent[0][1]["response_format"]["json_schema"]["schema"] == {"type": "object"}
+
+
+def test_the_capability_probe_tells_llama_cpp_from_an_openai_endpoint():
+    from loraforge.runtime.capabilities import probe
+
+    async def scenario(app):
+        runner, url = await start(app)
+        try:
+            async with LlamaClient(url, retries=0) as client:
+                return await probe(client)
+        finally:
+            await runner.cleanup()
+
+    def answer(body):
+        async def handler(request):
+            return web.json_response(body)
+
+        return handler
+
+    llama = web.Application()
+    llama.router.add_get("/props", answer({"total_slots": 6}))
+    assert asyncio.run(scenario(llama)).slots == 6
+
+    openai = recording_app([], routes=("/v1/chat/completions",))  # chat only
+    openai.router.add_get("/v1/models", answer({"data": [{"id": "served"}]}))
+    found = asyncio.run(scenario(openai))
+    assert (found.engine, found.completions, found.model, found.slots) == ("openai", False, "served", 0)
+    assert "chat only" in found.describe()
+    with pytest.raises(ServerError, match="neither llama.cpp's /props nor OpenAI's"):
+        asyncio.run(scenario(web.Application()))
