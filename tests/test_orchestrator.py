@@ -204,7 +204,7 @@ def test_resume_refuses_another_task_in_the_same_folder(tmp_path, tiny_gguf):
     labels = tmp_path / "labels.jsonl"
     write_jsonl(labels, [{"item": f"x {i}", "label": "ab"[i % 2]} for i in range(6)])
     with pytest.raises(ConfigError, match="another task"):
-        asyncio.run(Orchestrator(RunConfig(labels=labels, out=tmp_path / "run"), UI(quiet=True)).run())
+        asyncio.run(Orchestrator(RunConfig(labels=labels, out=tmp_path / "run", model=tiny_gguf), UI(quiet=True)).run())
 
 
 def test_teacher_garbage_is_counted_and_skipped():
