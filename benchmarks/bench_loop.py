@@ -54,6 +54,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench-loop"))
     parser.add_argument("--three", type=Path, help="reuse a finished 3-iteration run folder (e.g. runs/demo)")
+    parser.add_argument(
+        "--skip-one", action="store_true", help="score only the loop's adapter and the base (no 1-iteration run)"
+    )
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     common = ["--tools", str(TOOLS), "--seed", str(args.seed), "--quiet"]
@@ -66,25 +69,28 @@ def main() -> None:
         )
     total = generated(three)
     one = args.work / "one"
-    # Same number of generated examples; a held-out share as small as the loop's first iteration keeps.
-    held = sum(1 for line in (three / "heldout.jsonl").read_text().splitlines() if line.strip())
-    fraction = f"{max(0.05, held / total):.3f}"
-    seconds["one"] = run(
-        ["run", "--out", str(one), "--examples", str(total), "--iterations", "1", "--heldout-fraction", fraction]
-        + common
-    )
-    if not (one / "config.json").is_file():
-        raise SystemExit("the 1-iteration run did not finish")
+    runs = {"three": three}
+    if not args.skip_one:
+        # Same number of generated examples; a held-out share as small as the loop's first iteration keeps.
+        held = sum(1 for line in (three / "heldout.jsonl").read_text().splitlines() if line.strip())
+        fraction = f"{max(0.05, held / total):.3f}"
+        seconds["one"] = run(
+            ["run", "--out", str(one), "--examples", str(total), "--iterations", "1", "--heldout-fraction", fraction]
+            + common
+        )
+        if not (one / "config.json").is_file():
+            raise SystemExit("the 1-iteration run did not finish")
+        runs["one"] = one
 
-    scores = {name: evaluate(folder, args.work / f"eval_{name}") for name, folder in (("three", three), ("one", one))}
+    scores = {name: evaluate(folder, args.work / f"eval_{name}") for name, folder in runs.items()}
     history = [json.loads(line) for line in (three / "history.jsonl").read_text().splitlines() if line.strip()]
     result = {
-        "generated_examples": {"three": total, "one": generated(one)},
+        "generated_examples": {"three": total, "one": generated(one) if "one" in runs else None},
         "iterations_run": len([h for h in history if "promoted" in h]),
         "human_heldout_rows": sum(1 for _ in HUMAN.open()),
         "base": scores["three"]["base"],
         "three_iterations": scores["three"].get("adapter"),
-        "one_iteration": scores["one"].get("adapter"),
+        "one_iteration": scores["one"].get("adapter") if "one" in scores else None,
         "seconds": seconds,
     }
     result["command"] = "benchmarks/bench_loop.py " + " ".join(sys.argv[1:])
