@@ -92,6 +92,7 @@ def main() -> None:
         "three_iterations": scores["three"].get("adapter"),
         "one_iteration": scores["one"].get("adapter") if "one" in scores else None,
         "seconds": seconds,
+        "loop_seconds_by_iteration": json.loads((three / "state.json").read_text()).get("seconds"),
     }
     result["command"] = "benchmarks/bench_loop.py " + " ".join(sys.argv[1:])
     result["commit"] = subprocess.run(
