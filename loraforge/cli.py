@@ -63,6 +63,8 @@ RUN_CONFIG_FLAGS: list[tuple[str, str | None]] = [
     ("judge_model", None),
     ("eval_data", None),
     ("chat_template", None),
+    ("feedback_db", None),
+    ("feedback_table", None),
     ("min_samples", None),
     ("min_error_rate", None),
 ]
@@ -221,6 +223,7 @@ def run_overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from loraforge.agent import feedback
     from loraforge.agent.config import load_config, merge
     from loraforge.agent.orchestrator import Orchestrator
     from loraforge.errors import ConfigError
@@ -245,6 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         config = build(RunConfig, overrides, "config")
     ui = UI(quiet=args.quiet)
+    config = feedback.prepare(config)  # a feedback run's snapshot of the database, before anything else
     orchestrator = Orchestrator(config, ui)
     ui.info(f"loraforge run -> {config.out} (model {orchestrator.model.name}, {orchestrator.task.describe()})")
     try:
@@ -255,10 +259,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    done = feedback.finish(config, final)
     if "skipped" in final:
         print(f"Not training: {final['skipped']}")
         return 0
     print_summary(config.out, final, orchestrator.state, ui)
+    if done:
+        print(done)
     return 0
 
 

@@ -38,6 +38,8 @@ class Artifact(str, Enum):
     REPORT_HTML = "report.html"
     REPORT_MD = "report.md"
     REPORT_FILES = "report_files"  # the report's plots
+    FEEDBACK = "feedback.jsonl"  # a feedback run's snapshot of the database rows it trains on
+    FEEDBACK_ROWS = "feedback_rows.json"  # and their row ids, marked as trained once the run has finished
     SERVE_SCRIPT = "serve.sh"  # the serving bundle beside an exported adapter: llama-server command,
     MODELFILE = "Modelfile"  # Ollama's Modelfile,
     MODEL_CARD = "README.md"  # and the model card

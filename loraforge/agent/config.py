@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from loraforge.agent.strategy import StrategyConfig
+from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 from loraforge.files import read_user_text
 from loraforge.generators.plan import GenerationPlan
@@ -92,6 +93,21 @@ class RunConfig:
             "has no template for; copied into the run folder, then trained with and served with."
         },
     )
+    feedback_db: Path | None = field(
+        default=None,
+        metadata={
+            "help": "SQLite database of labeled feedback (user corrections) to learn to classify, instead of "
+            "labels: a run trains on the rows that no earlier run trained on, and marks them once it has "
+            "finished; nothing is deleted."
+        },
+    )
+    feedback_table: str = field(
+        default="feedback",
+        metadata={
+            "help": "The table of feedback_db: columns item (or premise and hypothesis) and label (or "
+            "correct_label), and optionally original_label, the model's own answer (for min_error_rate)."
+        },
+    )
     min_samples: int | None = field(
         default=None, metadata={"help": "Feedback trigger: train only with at least this many labeled rows."}
     )
@@ -103,7 +119,7 @@ class RunConfig:
     strategy: StrategyConfig = field(default_factory=StrategyConfig, metadata={"help": "Stopping and steering."})
 
     def __post_init__(self) -> None:
-        paths = ("tools", "labels", "model", "teacher_model", "judge_model", "llama_server", "eval_data")
+        paths = ("tools", "labels", "model", "teacher_model", "judge_model", "llama_server", "eval_data", "feedback_db")
         for name in (*paths, "chat_template"):
             value = getattr(self, name)
             if value is not None and value != "":
@@ -117,6 +133,11 @@ class RunConfig:
                 setattr(self, name, build(hint, value, name))  # type: ignore[arg-type]
         if self.tools is not None and self.labels is not None:
             raise ConfigError("Both tools and labels were given.", fix="Pass either --tools FILE or --labels FILE.")
+        if self.feedback_db is not None and (self.tools is not None or not self._labels_from_feedback()):
+            raise ConfigError(
+                "feedback_db is the run's labeled data, so it goes without tools or labels.",
+                fix="Pass --feedback-db DB alone, or --tools / --labels without it.",
+            )
         if self.examples < 10:
             raise ConfigError(f"examples must be at least 10, got {self.examples}.", fix="Use --examples 10 or more.")
         if not 0.05 <= self.heldout_fraction <= 0.5:
@@ -137,7 +158,11 @@ class RunConfig:
                 f"min_error_rate is a share between 0 and 1, got {self.min_error_rate}.",
                 fix="For example --min-error-rate 0.2 trains once the model errs on 20% of the rows.",
             )
-        if (self.min_samples is not None or self.min_error_rate is not None) and self.labels is None:
+        if (
+            (self.min_samples is not None or self.min_error_rate is not None)
+            and self.labels is None
+            and not self.feedback_db
+        ):
             raise ConfigError(
                 "Training triggers (min_samples, min_error_rate) apply to labeled feedback.",
                 fix="Pass --labels FEEDBACK.jsonl, or drop the trigger flags.",
@@ -152,6 +177,10 @@ class RunConfig:
                 "(or pass --seed), and leave training.seed out.",
             )
         self.training.seed = self.seed
+
+    def _labels_from_feedback(self) -> bool:
+        """Whether labels is unset, or is the snapshot that a feedback run took into its folder."""
+        return self.labels is None or self.labels == self.out / Artifact.FEEDBACK.value
 
     def check_task(self) -> None:
         if self.tools is None and self.labels is None:

@@ -90,6 +90,8 @@ RUN_FOLDER_WRITES = [
     Artifact.REPORT_HTML.value,
     Artifact.REPORT_MD.value,
     Artifact.REPORT_FILES.value,
+    Artifact.FEEDBACK.value,
+    Artifact.FEEDBACK_ROWS.value,
     "iteration_1",
 ]
 
