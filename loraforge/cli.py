@@ -1,4 +1,4 @@
-"""The `loraforge` command line: check, init, run, generate, train, export, eval, report, rollback."""
+"""The `loraforge` command line: check, init, run, generate, train, export, eval, report, rollback, upload."""
 
 from __future__ import annotations
 
@@ -193,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write report.html and report.md for a run folder")
     report.add_argument("run_dir", type=Path, help="a run folder, e.g. runs/demo")
     report.add_argument("--out", type=Path, help="where to write the report (default: the run folder)")
+
+    upload = sub.add_parser("upload", help="publish an adapter to the Hugging Face Hub (token: HF_TOKEN)")
+    upload.add_argument("adapter_dir", type=Path, help="an exported adapter folder, e.g. runs/demo/final_adapter")
+    upload.add_argument("--repo-id", help="the Hub repository, user/name (created if needed)")
+    upload.add_argument("--private", action="store_true", help="create the repository as private")
+    upload.add_argument("--base-model-id", help="the base model's Hub ID (default: known for the default model)")
+    upload.add_argument("--dry-run", type=Path, metavar="DIR", help="write the folder that would be uploaded, only")
+    upload.add_argument("--yes", action="store_true", help="upload without asking (after printing what goes)")
     return parser
 
 
@@ -619,6 +627,47 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upload(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    from loraforge.files import atomic_write_json
+    from loraforge.publish import hub
+
+    if not args.dry_run and not args.repo_id:
+        raise LoraforgeError("upload needs --repo-id user/name (or --dry-run DIR).")
+    if not args.adapter_dir.is_dir():
+        raise LoraforgeError(f"{args.adapter_dir}: no such adapter folder.")
+    if args.dry_run and args.dry_run.exists():
+        raise LoraforgeError(f"--dry-run {args.dry_run} already exists.", fix="Name a new folder.")
+    base_id = hub.base_model_id(args.adapter_dir, args.base_model_id)
+    with tempfile.TemporaryDirectory(prefix="loraforge-upload-") as scratch:
+        folder = args.dry_run or Path(scratch) / "adapter"
+        files = hub.stage(args.adapter_dir, folder, base_id)
+        print(f"{'Would upload' if args.dry_run else 'To upload'} to {args.repo_id or '(no repository)'}:")
+        for path in files:
+            print(f"  {path.name} ({path.stat().st_size:,} bytes)")
+        print(f"Base model: {base_id or 'no Hub ID known (pass --base-model-id); named by its file'}")
+        sample = hub.training_sample(args.adapter_dir)
+        if sample:
+            print("The adapter learned from data like this (it may show in what the adapter writes):")
+            for line in sample:
+                print(f"  - {line}")
+        if args.dry_run:
+            print(f"dry run: the folder is {args.dry_run}")
+            return 0
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise LoraforgeError("upload asks before anything leaves the machine.", fix="Pass --yes to upload.")
+            if input("Upload these files? [y/N] ").strip().lower() not in ("y", "yes"):
+                print("Nothing uploaded.")
+                return 1
+        url = hub.upload(folder, args.repo_id, private=args.private, endpoint=os.environ.get("HF_ENDPOINT"))
+    atomic_write_json(args.adapter_dir / hub.UPLOAD_RECORD, {"repo_id": args.repo_id, "commit": url})
+    print(f"uploaded: {url}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {
@@ -631,6 +680,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": cmd_report,
         "init": cmd_init,
         "rollback": cmd_rollback,
+        "upload": cmd_upload,
     }
     try:
         return handlers[args.command](args)
