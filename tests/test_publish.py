@@ -7,33 +7,17 @@ import socket
 import threading
 
 import pytest
+from tiny import tiny_model
 
 from loraforge.cli import main
 
 LOCAL_BASE = "/home/someone/.cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def tiny_base():
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_hidden_layers=2,
-        vocab_size=64,
-        pad_token_id=0,
-    )
-    return LlamaForCausalLM(config)
-
-
 def tiny_peft(folder):
     from peft import LoraConfig, get_peft_model
 
-    get_peft_model(tiny_base(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])).save_pretrained(
+    get_peft_model(tiny_model(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])).save_pretrained(
         folder
     )
 
@@ -82,7 +66,7 @@ def test_the_dry_run_folder_is_ready_for_the_hub_and_loads_back_with_peft(adapte
     for path in out.iterdir():  # no local path leaves the machine
         if path.suffix in (".json", ".md", ".jinja"):
             assert "/home/someone" not in path.read_text()
-    loaded = PeftModel.from_pretrained(tiny_base(), str(out))
+    loaded = PeftModel.from_pretrained(tiny_model(), str(out))
     assert any("lora_A" in name for name, _ in loaded.named_parameters())
 
 

@@ -4,6 +4,7 @@ import json
 import random
 
 import pytest
+from tiny import tiny_model
 
 from loraforge.errors import ConfigError
 from loraforge.files import read_jsonl
@@ -11,23 +12,6 @@ from loraforge.trainers import lora
 from loraforge.trainers.config import TrainConfig
 from loraforge.trainers.data import encode_training_row, load_training_rows
 from loraforge.trainers.formatting import IGNORE, Encoded
-
-
-def tiny_model():
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_hidden_layers=2,
-        vocab_size=64,
-        pad_token_id=0,
-    )
-    return LlamaForCausalLM(config)
 
 
 def examples(count=12, prefix=20):
