@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     for path, flag in RUN_CONFIG_FLAGS:
         add_config_flag(run, RunConfig, path, flag)
     add_config_flag(run, RunConfig, "server_urls", "--server-url", metavar="URL")
+    add_config_flag(run, RunConfig, "judge_urls", "--judge-url", metavar="URL")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run where it stopped")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -226,7 +227,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def run_overrides(args: argparse.Namespace) -> dict:
     """The settings given as flags, in the config file's shape."""
-    paths = ["tools", "labels", "server_urls"] + [path for path, _ in RUN_CONFIG_FLAGS]
+    paths = ["tools", "labels", "server_urls", "judge_urls"] + [path for path, _ in RUN_CONFIG_FLAGS]
     return given(args, paths)
 
 

@@ -103,6 +103,7 @@ def test_run_flags_come_from_the_config_fields_and_map_back_to_the_config_shape(
     args = parser.parse_args(
         ["run", "--tools", "t.yaml", "--epochs", "5", "--target", "0.8", "--no-judge", "--device", "cpu"]
         + ["--server-url", "http://127.0.0.1:1", "--server-url", "http://127.0.0.1:2", "--out", "x"]
+        + ["--judge-url", "http://127.0.0.1:3"]
     )
     assert run_overrides(args) == {
         "tools": "t.yaml",
@@ -111,6 +112,7 @@ def test_run_flags_come_from_the_config_fields_and_map_back_to_the_config_shape(
         "strategy": {"target": 0.8},
         "judge": False,
         "server_urls": ["http://127.0.0.1:1", "http://127.0.0.1:2"],
+        "judge_urls": ["http://127.0.0.1:3"],
     }
     starter = " ".join(line.strip("# ") for line in starter_yaml().splitlines())
     for path, _ in RUN_CONFIG_FLAGS:  # init's file shows each flag's field with the same help
@@ -119,6 +121,8 @@ def test_run_flags_come_from_the_config_fields_and_map_back_to_the_config_shape(
     assert run_overrides(parser.parse_args(["run"])) == {}  # nothing given: the config file decides
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "--device", "tpu"])  # the field's Literal choices
+    with pytest.raises(ConfigError, match="not a server URL"):
+        RunConfig(tools=TOOLS, judge_urls=["ftp://judge"])
 
 
 def test_train_and_generate_flags_come_from_their_config_fields():

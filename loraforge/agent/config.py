@@ -43,6 +43,13 @@ class RunConfig:
         default_factory=list,
         metadata={"help": "Running llama-servers used as the teacher, balanced, e.g. ['http://127.0.0.1:8080']."},
     )
+    judge_urls: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Running servers used as the judge instead (llama.cpp's or any OpenAI-compatible one); "
+            "empty: the judge_model, else the teacher."
+        },
+    )
     llama_server: Path | None = field(
         default=None, metadata={"help": "A llama-server binary to start instead of the embedded server."}
     )
@@ -168,6 +175,7 @@ class RunConfig:
                 fix="Pass --labels FEEDBACK.jsonl, or drop the trigger flags.",
             )
         self.server_urls = [check_server_url(url) for url in self.server_urls]
+        self.judge_urls = [check_server_url(url) for url in self.judge_urls]
         if self.out.exists() and not self.out.is_dir():
             raise ConfigError(f"The run folder {self.out} is a file.", fix="Pass --out with a folder name.")
         if self.training.seed not in (0, self.seed):

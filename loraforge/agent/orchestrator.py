@@ -424,7 +424,11 @@ class Orchestrator:
         if self.config.judge and isinstance(self.task, ToolTask) and not self._judge_on_eval_server():
             cfg = self.config
             async with teacher(
-                model=self.judge_model, server_urls=cfg.server_urls, llama_server=cfg.llama_server, parallel=1
+                model=self.judge_model,
+                server_urls=cfg.judge_urls or cfg.server_urls,
+                llama_server=cfg.llama_server,
+                parallel=1,
+                on_info=self.ui.info,
             ) as judge_client:
                 results["judge"] = await self._judge(judge_client, heldout, evaluations)
         write_jsonl(it_dir / Artifact.PREDICTIONS.value, records)
@@ -461,6 +465,7 @@ class Orchestrator:
             self.config.judge
             and isinstance(self.task, ToolTask)
             and not self.config.server_urls
+            and not self.config.judge_urls
             and self.judge_model == self.model
         )
 
