@@ -59,6 +59,7 @@ RUN_CONFIG_FLAGS: list[tuple[str, str | None]] = [
     ("teacher_model", None),
     ("llama_server", None),
     ("training.device", None),
+    ("training.processes", None),
     ("judge", "--no-judge"),
     ("judge_model", None),
     ("eval_data", None),

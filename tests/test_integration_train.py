@@ -167,3 +167,30 @@ def test_eval_labeled_rows_with_the_adapter_label_set(tmp_path):
         verdicts = [json.loads(line)["correct"] for line in (target / name).read_text().splitlines()]
         assert len(verdicts) == 12 and metrics[model]["accuracy"] == pytest.approx(sum(verdicts) / 12)
     assert metrics["base"]["n"] == metrics["adapter"]["n"] == 12
+
+
+def test_the_loops_training_in_two_processes_matches_one_process(tmp_path):
+    """training.processes 2 (the loop's launcher, torch.distributed.run over gloo): the same optimizer steps
+    and, up to float rounding, the same adapter as one process accumulating both halves of each step."""
+    import numpy as np
+    from safetensors.numpy import load_file
+
+    from loraforge.agent.tasks import LabelTask
+    from loraforge.trainers.config import TrainConfig
+    from loraforge.trainers.job import run_training
+    from loraforge.trainers.launch import launch
+
+    task = LabelTask.from_file(Path("examples/support-tickets.jsonl"))
+    rows = [task.to_chat(row) for row in task.rows]
+    base = default_model_path()
+    same = dict(epochs=2, dropout=0.0, dtype="float32", batch_size=5, val_fraction=0.0)
+    one = run_training(rows, base, TrainConfig(grad_accum=2, **same), tmp_path / "one")
+    seen = []
+    two = launch(
+        rows, base, TrainConfig(processes=2, **same), tmp_path / "two", on_step=lambda s, t, r: seen.append((s, t))
+    )
+    assert one.steps == two.steps == 4 and seen[-1] == (4, 4)
+    a, b = (load_file(str(tmp_path / name / "adapter_model.safetensors")) for name in ("one", "two"))
+    gap = max(np.linalg.norm(a[k] - b[k]) / np.linalg.norm(a[k]) for k in a if "lora_B" in k)
+    assert gap < 1e-3, gap
+    assert json.loads((tmp_path / "two" / "loraforge.json").read_text())["training"]["processes"] == 2

@@ -334,6 +334,7 @@ class Orchestrator:
 
     def _train(self, iteration: int, it_dir: Path) -> None:
         from loraforge.trainers.job import run_training
+        from loraforge.trainers.launch import launch
 
         bar = self.ui.progress(None, "train", "step")
 
@@ -343,18 +344,33 @@ class Orchestrator:
             bar.update(step - bar.n)
 
         meta = {"architecture": self.base_info.architecture, **self.task.adapter_meta()}
+        rows = [self.task.to_chat(row) for row in read_jsonl(it_dir / Artifact.TRAIN.value)]
+        config = self._training_config(iteration)
+        template = self.chat_format.template  # what the loop serves is what it trains
         try:
-            run_training(
-                [self.task.to_chat(row) for row in read_jsonl(it_dir / Artifact.TRAIN.value)],
-                self.model,
-                self._training_config(iteration),
-                it_dir,
-                progress=self.ui.info,
-                on_step=tick,
-                extra_meta=meta,
-                should_stop=self.stop.is_set,
-                chat_template=self.chat_format.template,  # what the loop serves is what it trains
-            )
+            if config.processes > 1:  # data parallel, in processes of their own
+                launch(
+                    rows,
+                    self.model,
+                    config,
+                    it_dir,
+                    extra_meta=meta,
+                    chat_template=template,
+                    on_step=tick,
+                    should_stop=self.stop.is_set,
+                )
+            else:
+                run_training(
+                    rows,
+                    self.model,
+                    config,
+                    it_dir,
+                    progress=self.ui.info,
+                    on_step=tick,
+                    extra_meta=meta,
+                    should_stop=self.stop.is_set,
+                    chat_template=template,
+                )
         finally:
             bar.close()
 

@@ -79,6 +79,14 @@ class TrainConfig:
         },
     )
     threads: int = field(default=0, metadata={"help": "Torch CPU threads; 0 means every core given to training."})
+    processes: int = field(
+        default=1,
+        metadata={
+            "help": "Training processes, data parallel (one per GPU, or CPU processes over gloo); above 1 the "
+            "run launches them with torch.distributed.run. The batch per step stays batch_size x grad_accum "
+            "x processes."
+        },
+    )
     max_batch_tokens: int = field(
         default=0,
         metadata={
@@ -110,7 +118,7 @@ class TrainConfig:
         for name, value in vars(self).items():
             if isinstance(value, float) and not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value}.")
-        for name in ("r", "epochs", "batch_size", "grad_accum", "max_length"):
+        for name in ("r", "epochs", "batch_size", "grad_accum", "max_length", "processes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}.")
         if not 0 <= self.dropout < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,8 @@ def run_training(
             f"tokens (longest {longest}) and are skipped; raise training.max_length to keep them."
         )
     log_path = out_dir / Artifact.TRAIN_LOG.value
-    if not (out_dir / CHECKPOINT).is_file():
+    lead = int(os.environ.get("RANK", "0")) == 0  # under torchrun, the first process writes the files
+    if lead and not (out_dir / CHECKPOINT).is_file():
         log_path.unlink(missing_ok=True)  # a fresh start; a resumed run keeps its log
     result = train_lora(
         model,
@@ -113,6 +115,8 @@ def run_training(
         checkpoint_every=checkpoint_every,
         should_stop=should_stop,
     )
+    if not lead:
+        return result
     atomic_write_text(out_dir / Artifact.CHAT_TEMPLATE.value, fmt.template)
     meta = {
         "base_model": str(base),

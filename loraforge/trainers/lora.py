@@ -278,7 +278,7 @@ def _without_dropout(model: Any, active: bool):
 
 
 # Settings that change where and how fast training runs, not what it computes: a resume may change them.
-RUNTIME_SETTINGS = ("device", "threads", "max_batch_tokens")
+RUNTIME_SETTINGS = ("device", "threads", "max_batch_tokens", "processes")  # a change of processes is caught by world
 
 
 def checkpoint_mismatch(saved: dict[str, Any], current: dict[str, Any], saved_world: int, world: int) -> str:
@@ -404,6 +404,20 @@ def distributed() -> tuple[int, int]:
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def agree(flag: bool, world: int) -> bool:
+    """True on every process when it is true on any: processes stop at the same step, or none would finish
+    the collective that the others wait in."""
+    if world == 1:
+        return flag
+    import torch
+    import torch.distributed as dist
+
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    vote = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX)
+    return bool(vote.item())
 
 
 def average_gradients(params: list[Any], world: int) -> None:
@@ -603,11 +617,12 @@ def train_lora(
                 "tokens_per_s": sum(len(e.input_ids) for b in mine for e in b) / dt,
                 "supervised_tokens_per_s": tokens / dt,
                 "micro_batch_split": at.split,
+                "total_steps": total_steps,
             }
             log(record)
             if lead and progress:
                 progress(at.step, total_steps, record)
-            stopping = should_stop is not None and should_stop()
+            stopping = agree(should_stop is not None and should_stop(), world)
             if lead and (stopping or time.perf_counter() - last_save > checkpoint_every):
                 checkpoint_now()
                 last_save = time.perf_counter()
