@@ -1,12 +1,21 @@
-"""A tiny random Llama for tests that need a real transformers model but not a trained one."""
+"""Tiny random models for tests that need a real transformers model but not a trained one."""
 
 
-def tiny_model():
+def tiny_model(kind: str = "llama"):
+    """A two-layer model of width 32: "llama", "qwen2", or "gemma3" (one sliding-window layer of 8 tokens,
+    shorter than the tests' shared prompts, then one full-attention layer)."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     torch.manual_seed(0)
-    config = LlamaConfig(
+    shape = dict(
         hidden_size=32,
         intermediate_size=64,
         num_attention_heads=4,
@@ -15,4 +24,11 @@ def tiny_model():
         vocab_size=64,
         pad_token_id=0,
     )
-    return LlamaForCausalLM(config)
+    if kind == "gemma3":
+        config = Gemma3TextConfig(
+            **shape, head_dim=16, sliding_window=8, layer_types=["sliding_attention", "full_attention"]
+        )
+        return Gemma3ForCausalLM(config)
+    if kind == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(**shape))
+    return LlamaForCausalLM(LlamaConfig(**shape))

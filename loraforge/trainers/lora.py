@@ -231,7 +231,7 @@ def supervised_loss(
             layers = [(layer.keys, layer.values) for layer in getattr(head, cache_name).layers]
             if offsets is not None and prefix_cache is not None:
                 prefix_cache.put(ids[0, :prefix].tolist(), head_hidden, layers)
-        shared = DynamicCache()
+        shared = DynamicCache(config=causal_lm.config)  # per-layer kinds: sliding-window layers (Gemma 3) too
         for index, (keys, values) in enumerate(layers):
             shared.update(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), index)
         positions = torch.arange(prefix, width, device=ids.device)
