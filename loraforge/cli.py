@@ -1,4 +1,5 @@
-"""The `loraforge` command line: check, init, run, generate, train, export, eval, report, rollback, upload."""
+"""The `loraforge` command line: check, init, run, generate, train, export, eval, report, rollback, approve,
+upload."""
 
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ RUN_CONFIG_FLAGS: list[tuple[str, str | None]] = [
     ("judge_model", None),
     ("eval_data", None),
     ("chat_template", None),
+    ("require_approval", None),
     ("feedback_db", None),
     ("feedback_table", None),
     ("min_samples", None),
@@ -131,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = sub.add_parser("rollback", help="make an earlier adapter of a run the active one")
     rollback.add_argument("run_dir", type=Path)
     rollback.add_argument("--to", help="iteration number, or 'base' (default: the previously promoted adapter)")
+
+    approve = sub.add_parser("approve", help="serve the adapter that a --require-approval run holds back")
+    approve.add_argument("run_dir", type=Path)
+    approve.add_argument("--yes", action="store_true", help="approve without asking (after printing the comparison)")
 
     train = sub.add_parser("train", help="train a LoRA or aLoRA adapter on a data file (Mellea-compatible flags)")
     train.add_argument("datafile", type=Path, help="JSONL: chat rows, {item,label}, {instruction,input,output}")
@@ -338,6 +344,35 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     target = rollback(args.run_dir, args.to)
     where = "the base model (no adapter)" if target == "base" else f"{target} (copied to final_adapter/)"
     print(f"active adapter of {args.run_dir}: {where}")
+    return 0
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from loraforge.agent.registry import active, approve, pending
+    from loraforge.files import read_json_object
+
+    name = pending(args.run_dir)
+    if name is None:
+        raise LoraforgeError(f"No adapter of {args.run_dir} waits for approval.")
+    current = active(args.run_dir)
+    print(f"{name} waits for approval; now served: {current or 'the base model (nothing promoted yet)'}.")
+    metrics = read_json_object(args.run_dir / name / Artifact.METRICS.value)
+    scores = metrics.get("real") or metrics
+    for key in ALL_METRICS:
+        values = [(label, (scores.get(label) or {}).get(key)) for label in ("base", "best", "adapter")]
+        shown = ", ".join(f"{label} {value:.3f}" for label, value in values if isinstance(value, (int, float)))
+        if shown:
+            print(f"  {key}: {shown}")
+    where = f"{metrics['real']['rows']} real requests" if metrics.get("real") else "the synthetic held-out set"
+    print(f"  (measured on {where}; 'best' is the best adapter before it)")
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise LoraforgeError("approve asks before it changes the served adapter.", fix="Pass --yes.")
+        if input(f"Serve {name}? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("Nothing changed.")
+            return 1
+    approve(args.run_dir)
+    print(f"active adapter of {args.run_dir}: {name} (copied to final_adapter/)")
     return 0
 
 
@@ -682,6 +717,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": cmd_report,
         "init": cmd_init,
         "rollback": cmd_rollback,
+        "approve": cmd_approve,
         "upload": cmd_upload,
     }
     try:

@@ -33,6 +33,7 @@ class Artifact(str, Enum):
     PLAN = "plan.json"  # what an iteration does: examples, generation plan, training settings
     EXPORT_REPORT = "export_report.json"
     ACTIVE = "ACTIVE"  # names the adapter in final_adapter/ ("iteration_N" or "base")
+    PENDING = "PENDING_APPROVAL"  # names the adapter that waits for `loraforge approve` (--require-approval)
     TRIGGER = "trigger.json"
     CHECKPOINT = "checkpoint.pt"
     REPORT_HTML = "report.html"

@@ -19,6 +19,7 @@ from loraforge.agent.config import RunConfig
 from loraforge.agent.orchestrator import Orchestrator
 from loraforge.agent.registry import active, record_history
 from loraforge.agent.state import RunState
+from loraforge.cli import main
 from loraforge.errors import ConfigError, DiskFull, PhaseTimeout, StopRequested
 from loraforge.files import read_jsonl, write_jsonl
 from loraforge.generators.plan import GenerationPlan
@@ -148,6 +149,25 @@ def test_loop_iterates_promotes_only_improvements_and_logs_its_decisions(tmp_pat
         assert not heldout & {r["messages"][0]["content"] for r in train}
         sizes.append(len(train))
     assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_with_require_approval_the_best_adapter_waits_until_approved(tmp_path, tiny_gguf, monkeypatch, capsys):
+    config = loop_config(tmp_path, tiny_gguf, require_approval=True)
+    final = asyncio.run(FakeLoop(config, scores=[0.5, 0.4, 0.7]).run())
+    run = tmp_path / "run"
+    assert final["iteration"] == 3 and not (run / "final_adapter").exists() and active(run) is None
+    assert (run / "PENDING_APPROVAL").read_text().strip() == "iteration_3"  # the best so far, held back
+    assert "waits for `loraforge approve" in read_jsonl(run / "history.jsonl")[-1]["reason"]
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    assert main(["approve", str(run)]) == 2  # no terminal to ask: --yes is needed
+    assert main(["approve", str(run), "--yes"]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "iteration_3 waits for approval" in printed and "exact_match: base 0.100, best 0.500, adapter 0.700" in printed
+    )
+    assert active(run) == "iteration_3" and (run / "final_adapter" / "adapter.gguf").read_bytes() == b"GGUF\x03"
+    assert not (run / "PENDING_APPROVAL").exists() and read_jsonl(run / "history.jsonl")[-1]["event"] == "approved"
+    assert main(["approve", str(run), "--yes"]) == 2  # nothing waits any more
 
 
 def test_loop_stops_at_the_target(tmp_path, tiny_gguf):

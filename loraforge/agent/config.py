@@ -115,6 +115,13 @@ class RunConfig:
             "correct_label), and optionally original_label, the model's own answer (for min_error_rate)."
         },
     )
+    require_approval: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep a promoted adapter waiting for `loraforge approve RUN_DIR` (which shows the comparison "
+            "first) instead of serving it from final_adapter/ at once."
+        },
+    )
     min_samples: int | None = field(
         default=None, metadata={"help": "Feedback trigger: train only with at least this many labeled rows."}
     )

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from loraforge.agent import strategy, triggers
 from loraforge.agent.config import RunConfig
-from loraforge.agent.registry import promote, record_history
+from loraforge.agent.registry import hold, promote, record_history
 from loraforge.agent.state import RunState, claim_run_folder
 from loraforge.agent.stopping import StopControl
 from loraforge.agent.tasks import LabelTask, Task, ToolTask
@@ -515,13 +515,17 @@ class Orchestrator:
         proof = export_proof_failure(it_dir)
         promoted = proof is None and mine[0] > base[0] and (best is None or mine > best)
         if promoted:
-            promote(self.run_dir, it_dir)
+            if self.config.require_approval:
+                hold(self.run_dir, it_dir)  # the best so far for the loop; served once approved
+            else:
+                promote(self.run_dir, it_dir)
             self.state.best_iteration = iteration
         where = f"{metrics['real']['rows']} real requests" if metrics.get("real") else "the synthetic held-out set"
         reason = (
             f"on {where}: adapter {name} {mine[0]:.3f} vs base {base[0]:.3f}"
             + (f" and best so far (iteration {previous}) {best[0]:.3f}" if best is not None else "")
-            + ("; promoted to final_adapter" if promoted else "; not promoted")
+            + ("; not promoted" if not promoted else "; promoted to final_adapter")
+            + (f"; waits for `loraforge approve {self.run_dir}`" if promoted and self.config.require_approval else "")
             + (f" ({proof})" if proof else "")
         )
         plan, decisions = strategy.next_plan(
@@ -594,7 +598,7 @@ class Orchestrator:
     def _final_metrics(self) -> dict[str, Any]:
         if self.state.best_iteration is None:
             return {}
-        return read_json(self.run_dir / Artifact.FINAL_ADAPTER.value / Artifact.METRICS.value)
+        return read_json(self.run_dir / f"iteration_{self.state.best_iteration}" / Artifact.METRICS.value)
 
 
 def export_proof_failure(it_dir: Path) -> str | None:

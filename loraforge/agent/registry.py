@@ -133,6 +133,34 @@ def rollback(run_dir: Path, to: str | int | None = None) -> str:
     return target
 
 
+def hold(run_dir: Path, iteration_dir: Path) -> None:
+    """Keep a promoted adapter waiting for `loraforge approve` instead of serving it (--require-approval)."""
+    atomic_write_text(Path(run_dir) / Artifact.PENDING.value, Path(iteration_dir).name + "\n")
+
+
+def pending(run_dir: Path) -> str | None:
+    """The iteration that waits for approval ("iteration_N"), or None."""
+    path = Path(run_dir) / Artifact.PENDING.value
+    if not path.is_file():
+        return None
+    name = path.read_text(encoding="utf-8", errors="replace").strip()
+    if not re.fullmatch(r"iteration_\d+", name) or not (Path(run_dir) / name / Artifact.ADAPTER_GGUF.value).is_file():
+        raise ConfigError(f"{path} names {name[:60]!r}, which is not an exported adapter of this run.")
+    return name
+
+
+def approve(run_dir: Path) -> str:
+    """Serve the adapter that waits for approval: promote it, and record the approval."""
+    run_dir = Path(run_dir)
+    name = pending(run_dir)
+    if name is None:
+        raise ConfigError(f"No adapter of {run_dir} waits for approval.", fix="See history.jsonl for the decisions.")
+    promote(run_dir, run_dir / name)
+    (run_dir / Artifact.PENDING.value).unlink()
+    record_history(run_dir, {"event": "approved", "to": name, "reason": f"{name} approved and served"})
+    return name
+
+
 def record_history(run_dir: Path, entry: dict[str, Any]) -> None:
     """Append an entry; an iteration's decision replaces one recorded before a crash, never doubles it."""
     path = Path(run_dir) / Artifact.HISTORY.value

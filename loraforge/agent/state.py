@@ -90,6 +90,7 @@ RUN_FOLDER_WRITES = [
     Artifact.REPORT_HTML.value,
     Artifact.REPORT_MD.value,
     Artifact.REPORT_FILES.value,
+    Artifact.PENDING.value,
     Artifact.FEEDBACK.value,
     Artifact.FEEDBACK_ROWS.value,
     "iteration_1",
