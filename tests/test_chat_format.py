@@ -191,3 +191,23 @@ def test_a_base_model_without_a_template_gets_the_family_of_its_architecture():
     assert template_for_model(None, architecture="qwen2") == builtin_template("qwen-tools.jinja")
     assert template_for_model(None, architecture="llama") == builtin_template()  # SmolLM2, Llama, Mistral: ChatML
     assert template_for_model(None) == builtin_template()
+
+
+PHI_STYLE = """{% for m in messages %}{% if m.role == 'assistant' %}<|assistant|>
+{{ m.content }}{% for c in m.tool_calls or [] %}<tool_call>{{ c.function | tojson }}</tool_call>{% endfor %}<|end|>
+{% else %}<|{{ m.role }}|>
+{{ m.content }}{% if loop.first and tools %} Tools: {% for t in tools %}{{ t | tojson }}{% endfor %}{% endif %}<|end|>
+{% endif %}{% endfor %}{% if add_generation_prompt %}<|assistant|>
+{% endif %}"""
+
+
+def test_a_users_template_of_an_unknown_family_trains_with_the_end_of_turn_it_writes(tmp_path):
+    from loraforge.chat.format import load_template_file
+
+    path = tmp_path / "phi.jinja"
+    path.write_text(PHI_STYLE)
+    assert load_template_file(path) == PHI_STYLE  # not refused for lacking ChatML's <|im_end|>
+    fmt = ChatFormat.of(PHI_STYLE)
+    assert fmt.eos_token == "<|end|>"
+    trained = [text for text, on in fmt.segments(CHAT, TOOLS) if on]
+    assert len(trained) == 2 and all(text.endswith("<|end|>") for text in trained)

@@ -2,6 +2,7 @@
 
 import sqlite3
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -81,11 +82,12 @@ def test_rows_written_while_runs_snapshot_and_mark_are_neither_lost_nor_marked(t
     finally:
         stop.set()
         thread.join()
-    snapshots = [set(read_json(c.out / "feedback_rows.json")["row_ids"]) for c in runs]
+    snapshots = [set(read_json(c.out / "feedback_rows.json")["digests"]) for c in runs]
     assert sum(len(s) for s in snapshots) == len(set().union(*snapshots))  # no row trained on twice
-    assert all(snapshots[1:]) and max(snapshots[-1]) > 20  # later runs took rows the writer added
+    later = [row["item"] for c in runs[1:] for row in read_jsonl(c.labels)]
+    assert later and all("opens at 1" in item for item in later)  # later runs took rows the writer added
     with sqlite3.connect(db) as connection:
-        marked = {r[0] for r in connection.execute("SELECT row_id FROM loraforge_trained")}
+        marked = {r[0] for r in connection.execute("SELECT digest FROM loraforge_trained")}
         total = connection.execute("SELECT COUNT(*) FROM nli_corrections").fetchone()[0]
     assert marked == set().union(*snapshots)  # exactly what the runs trained on is marked
     assert total == 20 + len(written)  # every row the writer wrote is still there
@@ -117,3 +119,27 @@ def test_bad_feedback_sources_are_named(tmp_path):
         feedback.new_rows(db, "odd")
     with pytest.raises(ConfigError, match="goes without tools or labels"):
         RunConfig(feedback_db=db, labels=tmp_path / "other.jsonl", out=tmp_path / "run")
+
+
+def test_a_reused_row_id_is_still_new_feedback(tmp_path):
+    """SQLite gives a deleted last row's id to the next insert: rows are known by their content, not by id."""
+    db = make_db(tmp_path / "feedback.db", [nli(1), nli(2)])
+    feedback.finish(feedback.prepare(config_for(db, tmp_path / "run")), {"best": {}})
+    with sqlite3.connect(db) as connection:
+        connection.execute("DELETE FROM nli_corrections WHERE rowid = 2")  # a correction taken back
+        connection.execute("INSERT INTO nli_corrections VALUES (?, ?, ?, ?)", nli(3))  # gets rowid 2 again
+        assert connection.execute("SELECT rowid FROM nli_corrections WHERE premise LIKE '%at 3 am%'").fetchone()[0] == 2
+    assert [row["item"][:30] for _, row in feedback.new_rows(db, "nli_corrections")] == [
+        "Premise: The shop opens at 3 a"
+    ]
+
+
+def test_a_feedback_run_resumes_from_another_working_folder(tmp_path, monkeypatch):
+    """The saved config names no snapshot path: resuming with the folder spelled otherwise finds it."""
+    db = make_db(tmp_path / "feedback.db", [nli(i) for i in range(4)])
+    monkeypatch.chdir(tmp_path)
+    config = feedback.prepare(config_for(db, Path("runs/fb")))
+    saved = config.to_dict()
+    assert saved["labels"] is None
+    resumed = RunConfig(**{**saved, "out": str(tmp_path / "runs" / "fb")})
+    assert feedback.prepare(resumed).labels == tmp_path / "runs" / "fb" / "feedback.jsonl"

@@ -205,7 +205,10 @@ class RunConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        values = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+        if self.feedback_db is not None:
+            values["labels"] = None  # a feedback run's snapshot is found in its folder, wherever that is resumed from
+        return values
 
 
 def check_server_url(url: Any) -> str:

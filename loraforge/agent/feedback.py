@@ -2,18 +2,21 @@
 a run learns from them (seed 002's feedback loop).
 
 A run takes a snapshot of the rows that no earlier run trained on into its folder (`feedback.jsonl`, and
-the row ids in `feedback_rows.json`) before anything else, so that rows written while it runs wait for the
-next run, and a resumed run trains on exactly the same rows. When the run has finished, its rows are
+a hash of each row's content in `feedback_rows.json`) before anything else, so that rows written while it
+runs wait for the next run, and a resumed run trains on exactly the same rows. When the run has finished, its rows are
 marked as trained in a table of loraforge's own (`loraforge_trained`) in the same database, in one
 transaction; the user's table is only read, and nothing is ever deleted.
 
-Columns read from the feedback table: `item` (or `premise` and `hypothesis`, or `instruction` and
-`input`), `label` (or `correct_label`), and, optionally, `original_label` (or `predicted`): what the model
-answered, from which the error-rate trigger is computed.
+Columns read from the feedback table: `item` and `label`, or `premise`, `hypothesis` and `label`, or
+`instruction`, `input` and `output`; `correct_label` (the user's correction) replaces `label` where given;
+and, optionally, `original_label` (or `predicted`): what the model answered, from which the error-rate
+trigger is computed.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import sqlite3
 from contextlib import closing
@@ -44,29 +47,35 @@ def _connect(db: Path) -> sqlite3.Connection:
 
 def _marks(connection: sqlite3.Connection) -> None:
     connection.execute(
-        f"CREATE TABLE IF NOT EXISTS {MARKS} (source TEXT NOT NULL, row_id INTEGER NOT NULL, run TEXT NOT NULL, "
-        "at TEXT NOT NULL, PRIMARY KEY (source, row_id))"
+        f"CREATE TABLE IF NOT EXISTS {MARKS} (source TEXT NOT NULL, digest TEXT NOT NULL, run TEXT NOT NULL, "
+        "at TEXT NOT NULL, PRIMARY KEY (source, digest))"
     )
 
 
-def new_rows(db: Path, table: str) -> list[tuple[int, dict[str, Any]]]:
-    """(row id, labeled row) for every row of `table` that no finished run trained on, in insertion order."""
+def digest(raw: dict[str, Any]) -> str:
+    """A feedback row's identity: a hash of its content. SQLite reuses and renumbers row ids (after a delete
+    of the last row, or a VACUUM), so an id could name another correction later; the content cannot."""
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def new_rows(db: Path, table: str) -> list[tuple[str, dict[str, Any]]]:
+    """(digest, labeled row) for every row of `table` that no finished run trained on, in insertion order."""
     if not _IDENTIFIER.fullmatch(table):
         raise ConfigError(f"feedback_table {table!r} is not a table name.", fix="Use letters, digits and _.")
     with closing(_connect(db)) as connection:
         try:
             with connection:
                 _marks(connection)
-            found = connection.execute(
-                f"SELECT rowid AS row_id, * FROM {table} WHERE rowid NOT IN "
-                f"(SELECT row_id FROM {MARKS} WHERE source = ?) ORDER BY rowid",
-                (table,),
-            ).fetchall()
+            marked = {r[0] for r in connection.execute(f"SELECT digest FROM {MARKS} WHERE source = ?", (table,))}
+            found = connection.execute(f"SELECT rowid AS row_id, * FROM {table} ORDER BY rowid").fetchall()
         except sqlite3.DatabaseError as exc:
             raise ConfigError(f"The feedback database {db} could not be read ({exc}).") from None
     rows = []
     for record in found:
-        raw = {k: record[k] for k in record.keys() if record[k] is not None}
+        raw = {k: record[k] for k in record.keys() if record[k] is not None and k != "row_id"}
+        key = digest(raw)
+        if key in marked:
+            continue
         if "correct_label" in raw:  # the user's correction is the label to learn
             raw["label"] = raw["correct_label"]
         row = labeled_row(raw)
@@ -79,7 +88,7 @@ def new_rows(db: Path, table: str) -> list[tuple[int, dict[str, Any]]]:
         predicted = raw.get("original_label", raw.get("predicted"))
         if predicted is not None:
             row["predicted"] = str(predicted)
-        rows.append((int(record["row_id"]), row))
+        rows.append((key, row))
     return rows
 
 
@@ -101,7 +110,7 @@ def snapshot(db: Path, table: str, run_dir: Path) -> Path:
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(data, [row for _, row in rows])
-    atomic_write_json(ids, {"db": str(Path(db).resolve()), "table": table, "row_ids": [i for i, _ in rows]})
+    atomic_write_json(ids, {"db": str(Path(db).resolve()), "table": table, "digests": [key for key, _ in rows]})
     return data
 
 
@@ -113,8 +122,8 @@ def mark_trained(run_dir: Path) -> int:
         _marks(connection)
         before = connection.total_changes
         connection.executemany(
-            f"INSERT OR IGNORE INTO {MARKS} (source, row_id, run, at) VALUES (?, ?, ?, ?)",
-            [(record["table"], row_id, str(run_dir.resolve()), stamp) for row_id in record["row_ids"]],
+            f"INSERT OR IGNORE INTO {MARKS} (source, digest, run, at) VALUES (?, ?, ?, ?)",
+            [(record["table"], key, str(run_dir.resolve()), stamp) for key in record["digests"]],
         )
         return connection.total_changes - before
 

@@ -8,6 +8,7 @@ and tokenizes it identically.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -136,6 +137,21 @@ def template_for_model(model_template: str | None, override: str | None = None, 
     return builtin_template(family.template)
 
 
+def _written_end_of_turn(template: str) -> str:
+    """The tag a template writes after an assistant turn ("<|end|>", "</s>", "[/ANSWER]"); ChatML's when it
+    writes none that can be told."""
+    from jinja2 import TemplateError
+
+    answer = "probe-answer-7"
+    messages = [{"role": "user", "content": "probe question"}, {"role": "assistant", "content": answer}]
+    try:
+        text = _compile(template).render(messages=messages, tools=None, add_generation_prompt=False)
+    except TemplateError:
+        return CHATML.end_of_turn
+    match = re.match(r"\s*(<[^<>\s]+>|\[[^\[\]\s]+\])", text.partition(answer)[2])
+    return match.group(1) if match else CHATML.end_of_turn
+
+
 def normalise_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tool-call arguments become objects, as llama.cpp hands them to the template."""
     out = []
@@ -164,9 +180,10 @@ class ChatFormat:
 
     @classmethod
     def of(cls, template: str) -> ChatFormat:
-        """A template with the end-of-turn text of its family (ChatML's when the family is unknown)."""
+        """A template with the end-of-turn text of its family, or for a template of no known family (a
+        user's --chat-template), the markup it writes right after an assistant's words."""
         family = family_of(template)
-        return cls(template, (family or CHATML).end_of_turn)
+        return cls(template, family.end_of_turn if family else _written_end_of_turn(template))
 
     def render(
         self,

@@ -9,6 +9,7 @@ and they agree to stop at the same step, with a checkpoint, so that a resumed ru
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -24,7 +25,8 @@ from loraforge.files import atomic_write_json, read_json, read_jsonl, write_json
 from loraforge.trainers.config import TrainConfig
 from loraforge.trainers.lora import TrainResult
 
-JOB, ROWS, STOP, LOG = ".train_job.json", ".train_rows.jsonl", ".train_stop", "train_processes.log"
+JOB, ROWS, LOG = ".train_job.json", ".train_rows.jsonl", "train_processes.log"
+STOP, STOPPED = ".train_stop", ".train_stopped"  # asked to stop; stopped at a step, with a checkpoint
 
 
 def launch(
@@ -46,10 +48,14 @@ def launch(
     job = {"rows": ROWS, "base": str(base), "config": asdict(config), "meta": extra_meta, "template": chat_template}
     atomic_write_json(out_dir / JOB, job)
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={config.processes}"]
-    command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port())]  # on this machine only
+    command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
     command += ["-m", "loraforge.trainers.launch", str(out_dir / JOB)]
+    # gloo listens on the interface it is given: the loopback one, so that nothing outside this machine connects
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": os.environ.get("GLOO_SOCKET_IFNAME", _loopback())}
+    (out_dir / STOPPED).unlink(missing_ok=True)
     with open(out_dir / LOG, "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        # a session of their own: Ctrl-C reaches the run, which asks the processes to stop at a step boundary
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
         seen = 0
         while process.poll() is None:
             time.sleep(1.0)
@@ -57,8 +63,9 @@ def launch(
                 (out_dir / STOP).touch()  # the processes save a checkpoint and leave at the same step
             seen = _report(out_dir, seen, on_step)
         _report(out_dir, seen, on_step)
-    if (out_dir / STOP).exists():
-        (out_dir / STOP).unlink()
+    (out_dir / STOP).unlink(missing_ok=True)
+    if process.returncode == 0 and (out_dir / STOPPED).exists():  # they stopped, with a checkpoint
+        (out_dir / STOPPED).unlink()
         raise StopRequested(f"training in {config.processes} processes stopped; checkpoint saved")
     if process.returncode != 0:
         tail = (out_dir / LOG).read_text(encoding="utf-8", errors="replace").strip().splitlines()[-15:]
@@ -68,6 +75,10 @@ def launch(
         )
     result = read_json(out_dir / Artifact.TRAIN_RESULT.value)
     return TrainResult(**{k: v for k, v in result.items() if k in TrainResult.__dataclass_fields__})
+
+
+def _loopback() -> str:
+    return "lo0" if sys.platform == "darwin" else "lo"
 
 
 def _free_port() -> int:
@@ -112,4 +123,6 @@ if __name__ == "__main__":
     try:
         main(sys.argv[1])
     except StopRequested:
+        if int(os.environ.get("RANK", "0")) == 0:
+            (Path(sys.argv[1]).parent / STOPPED).touch()
         sys.exit(0)

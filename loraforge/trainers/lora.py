@@ -406,15 +406,14 @@ def distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def agree(flag: bool, world: int) -> bool:
+def agree(flag: bool, world: int, device: str = "cpu") -> bool:
     """True on every process when it is true on any: processes stop at the same step, or none would finish
-    the collective that the others wait in."""
+    the collective that the others wait in. `device` is this process's training device."""
     if world == 1:
         return flag
     import torch
     import torch.distributed as dist
 
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
     vote = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(vote, op=dist.ReduceOp.MAX)
     return bool(vote.item())
@@ -452,6 +451,7 @@ def place(config: TrainConfig, rank: int, world: int) -> tuple[str, Any]:
     device = pick_device(config.device)
     if device == "cuda" and world > 1:
         device = f"cuda:{rank % torch.cuda.device_count()}"
+        torch.cuda.set_device(device)  # NCCL's collectives run on the current device
     if device == "cpu":
         torch.set_num_threads(config.threads or max(1, (os.cpu_count() or 1) // world))
     return device, autocast_dtype(config.dtype, device.split(":")[0])
@@ -546,6 +546,8 @@ def train_lora(
     elif checkpoint is not None:
         dropped = checkpoint_mismatch(checkpoint["config"], asdict(config), checkpoint["world"], world)
     if dropped:
+        if lead and log_path:
+            log_path.unlink(missing_ok=True)  # the dropped training's steps are not this one's
         log({"dropped_checkpoint": dropped})
     elif checkpoint is not None:
         set_weights(model, checkpoint["lora"])
@@ -622,7 +624,7 @@ def train_lora(
             log(record)
             if lead and progress:
                 progress(at.step, total_steps, record)
-            stopping = agree(should_stop is not None and should_stop(), world)
+            stopping = agree(should_stop is not None and should_stop(), world, device)
             if lead and (stopping or time.perf_counter() - last_save > checkpoint_every):
                 checkpoint_now()
                 last_save = time.perf_counter()
@@ -676,6 +678,7 @@ def save_adapter(model: Any, out_dir: Path) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out_dir))
     try:
         model.save_pretrained(tmp)
+        (tmp / "README.md").unlink(missing_ok=True)  # PEFT's stub card; the serving bundle writes loraforge's
         for item in tmp.iterdir():
             os.replace(item, out_dir / item.name)
     finally:
