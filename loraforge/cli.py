@@ -123,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_flag(run, RunConfig, path, flag)
     add_config_flag(run, RunConfig, "server_urls", "--server-url", metavar="URL")
     add_config_flag(run, RunConfig, "judge_urls", "--judge-url", metavar="URL")
+    add_config_flag(run, RunConfig, "server_model")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run where it stopped")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -195,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     for path in GENERATE_PLAN_FLAGS:
         add_config_flag(gen, GenerationPlan, path)
     add_config_flag(gen, RunConfig, "server_urls", "--server-url", metavar="URL")
+    add_config_flag(gen, RunConfig, "server_model")
     gen.add_argument("--quiet", action="store_true")
     _add_server_flags(gen)
 
@@ -234,7 +236,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def run_overrides(args: argparse.Namespace) -> dict:
     """The settings given as flags, in the config file's shape."""
-    paths = ["tools", "labels", "server_urls", "judge_urls"] + [path for path, _ in RUN_CONFIG_FLAGS]
+    paths = ["tools", "labels", "server_urls", "judge_urls", "server_model"] + [path for path, _ in RUN_CONFIG_FLAGS]
     return given(args, paths)
 
 
@@ -602,6 +604,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             llama_server=args.llama_server,
             parallel=args.parallel,
             on_info=ui.info,
+            server_model=args.server_model,
         ) as client:
             generator = task.generator(client, plan, args.seed)
             bar = ui.progress(args.n, "generate", "ex")
@@ -651,7 +654,13 @@ def print_summary(run_dir: Path, final: dict, state, ui) -> None:
             "does on what your users type. Write 20 real requests (`loraforge init` writes a template, "
             "eval-requests.jsonl) and pass them with --eval-data: they then decide promotion."
         )
-    print(f"Best adapter (iteration {final['iteration']}): {run_dir / 'final_adapter'}")
+    from loraforge.agent.registry import pending
+
+    waiting = pending(run_dir)
+    if waiting:
+        print(f"Best adapter ({waiting}) waits for approval: loraforge approve {run_dir}")
+    else:
+        print(f"Best adapter (iteration {final['iteration']}): {run_dir / 'final_adapter'}")
     print(f"Report: loraforge report {run_dir}")
 
 

@@ -364,3 +364,22 @@ def test_the_capability_probe_tells_llama_cpp_from_an_openai_endpoint():
     assert "chat only" in found.describe()
     with pytest.raises(ServerError, match="neither llama.cpp's /props nor OpenAI's"):
         asyncio.run(scenario(web.Application()))
+
+    def several():
+        app = recording_app([], routes=("/v1/chat/completions",))
+        app.router.add_get("/v1/models", answer({"data": [{"id": "chat-7b"}, {"id": "embed-small"}]}))
+        return app
+
+    with pytest.raises(ServerError, match="serves 2 models") as info:
+        asyncio.run(scenario(several()))
+    assert "--server-model" in info.value.fix
+
+    async def named(app, model):
+        runner, url = await start(app)
+        try:
+            async with LlamaClient(url, retries=0) as client:
+                return await probe(client, model)
+        finally:
+            await runner.cleanup()
+
+    assert asyncio.run(named(several(), "chat-7b")).model == "chat-7b"

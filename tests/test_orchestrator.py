@@ -17,7 +17,7 @@ import pytest
 
 from loraforge.agent.config import RunConfig
 from loraforge.agent.orchestrator import Orchestrator
-from loraforge.agent.registry import active, record_history
+from loraforge.agent.registry import active, record_history, rollback
 from loraforge.agent.state import RunState
 from loraforge.cli import main
 from loraforge.errors import ConfigError, DiskFull, PhaseTimeout, StopRequested
@@ -168,6 +168,8 @@ def test_with_require_approval_the_best_adapter_waits_until_approved(tmp_path, t
     assert active(run) == "iteration_3" and (run / "final_adapter" / "adapter.gguf").read_bytes() == b"GGUF\x03"
     assert not (run / "PENDING_APPROVAL").exists() and read_jsonl(run / "history.jsonl")[-1]["event"] == "approved"
     assert main(["approve", str(run), "--yes"]) == 2  # nothing waits any more
+    with pytest.raises(ConfigError, match="nothing earlier"):  # iteration_1 was held and never approved
+        rollback(run)
 
 
 def test_loop_stops_at_the_target(tmp_path, tiny_gguf):

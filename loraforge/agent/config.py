@@ -43,6 +43,10 @@ class RunConfig:
         default_factory=list,
         metadata={"help": "Running llama-servers used as the teacher, balanced, e.g. ['http://127.0.0.1:8080']."},
     )
+    server_model: str | None = field(
+        default=None,
+        metadata={"help": "The model to ask OpenAI-compatible servers for; empty: the only one they list."},
+    )
     judge_urls: list[str] = field(
         default_factory=list,
         metadata={

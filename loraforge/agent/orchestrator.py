@@ -281,6 +281,7 @@ class Orchestrator:
             llama_server=cfg.llama_server,
             parallel=cfg.parallel,
             on_info=self.ui.info,
+            server_model=cfg.server_model,
         ) as client:
             generator = self.task.generator(client, plan.generation, cfg.seed)
             for text in self._known_texts(iteration):
@@ -445,6 +446,7 @@ class Orchestrator:
                 llama_server=cfg.llama_server,
                 parallel=1,
                 on_info=self.ui.info,
+                server_model=cfg.server_model,
             ) as judge_client:
                 results["judge"] = await self._judge(judge_client, heldout, evaluations)
         write_jsonl(it_dir / Artifact.PREDICTIONS.value, records)
@@ -545,6 +547,7 @@ class Orchestrator:
             "synthetic": {"adapter": self._ranking(metrics["adapter"])[0], "base": self._ranking(metrics["base"])[0]},
             "best_before": best[0] if best else None,
             "promoted": promoted,
+            "held": promoted and self.config.require_approval,  # served only once `loraforge approve` says so
             "reason": reason,
             "decisions": [d.__dict__ for d in decisions],
             "time": time.time(),

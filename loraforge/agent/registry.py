@@ -94,11 +94,14 @@ def rollback(run_dir: Path, to: str | int | None = None) -> str:
         )
     if to is None:
         history = read_jsonl(run_dir / Artifact.HISTORY.value) if (run_dir / Artifact.HISTORY.value).is_file() else []
-        promoted = [
-            f"iteration_{e['iteration']}"
-            for e in history
-            if e.get("promoted") and isinstance(e.get("iteration"), int) and e["iteration"] >= 1
-        ]
+        promoted = []  # the adapters that were served, in order: promoted ones, and held ones once approved
+        for e in history:
+            if e.get("event") == "approved" and re.fullmatch(r"iteration_\d+", str(e.get("to"))):
+                promoted.append(str(e["to"]))
+            elif (
+                e.get("promoted") and not e.get("held") and isinstance(e.get("iteration"), int) and e["iteration"] >= 1
+            ):
+                promoted.append(f"iteration_{e['iteration']}")
         earlier = promoted[: promoted.index(current)] if current in promoted else []
         if not earlier:
             raise ConfigError(

@@ -132,13 +132,12 @@ def _first_text(row: dict[str, Any]) -> str:
 def upload(folder: Path, repo_id: str, *, private: bool, endpoint: str | None = None) -> str:
     """Create the repository if needed and upload `folder` in one commit; the commit's URL."""
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
 
     api = HfApi(endpoint=endpoint)
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         info = api.upload_folder(repo_id=repo_id, folder_path=str(folder), commit_message="Upload adapter (loraforge)")
-    except (HfHubHTTPError, OSError) as exc:
+    except Exception as exc:  # noqa: BLE001 - HfHubHTTPError, OSError, and the HTTP library's own errors
         raise LoraforgeError(
             f"The upload to {repo_id} failed ({str(exc).splitlines()[0][:200]}); nothing was recorded as uploaded.",
             fix="Check HF_TOKEN and the network, then run the same command again.",

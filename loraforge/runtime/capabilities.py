@@ -46,14 +46,22 @@ class Capabilities:
 LLAMA_CPP = Capabilities()
 
 
-async def probe(client: Any) -> Capabilities:
-    """Ask the server behind `client` (a LlamaClient) what it offers, with a few tiny requests."""
+async def probe(client: Any, model: str | None = None) -> Capabilities:
+    """Ask the server behind `client` (a LlamaClient) what it offers, with a few tiny requests. `model` is
+    the model to ask an OpenAI-compatible server for; without it, the only one the server lists."""
     props = await _try(client, "GET", "/props")
     if isinstance(props, dict) and "total_slots" in props:
         return Capabilities(slots=int(props.get("total_slots") or 0))
-    models = await _try(client, "GET", "/v1/models")
-    listed = models.get("data") if isinstance(models, dict) else None
-    model = next((m.get("id") for m in listed or [] if isinstance(m, dict) and m.get("id")), None)
+    if model is None:
+        models = await _try(client, "GET", "/v1/models")
+        listed = models.get("data") if isinstance(models, dict) else None
+        names = [m["id"] for m in listed or [] if isinstance(m, dict) and isinstance(m.get("id"), str)]
+        if len(names) > 1:
+            raise ServerError(
+                f"The server at {client.base_url} serves {len(names)} models ({', '.join(names[:5])}).",
+                fix="Name the one to use with --server-model NAME.",
+            )
+        model = names[0] if names else None
     base: dict[str, Any] = {"model": model} if model else {}
     completions = await _try(client, "POST", "/v1/completions", {**base, "prompt": "Hi", "max_tokens": 1})
     chat = {**base, "messages": [{"role": "user", "content": 'Reply {"ok": true}'}], "max_tokens": 8}
@@ -75,8 +83,9 @@ async def probe(client: Any) -> Capabilities:
 
 
 async def _try(client: Any, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """The answer, or None when the server refuses or lacks the route (probes are not retried)."""
+    """The answer, or None when the server refuses or lacks the route. A refusal is not retried; a rate
+    limit or a server error is, a little, so that a busy server is not taken for one that lacks a feature."""
     try:
-        return await client.request_once(method, path, body)
+        return await client.request_once(method, path, body, retries=2)
     except ServerError:
         return None

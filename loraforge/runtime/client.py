@@ -141,9 +141,9 @@ class LlamaClient:
         except (aiohttp.ClientError, asyncio.TimeoutError):
             return False
 
-    async def request_once(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """One attempt, no retries: for probing what a server offers."""
-        return await self._request(method, path, body, retries=0)
+    async def request_once(self, method: str, path: str, body: dict[str, Any] | None = None, retries: int = 0) -> Any:
+        """One request outside the typed calls (for probing what a server offers), with `retries` retries."""
+        return await self._request(method, path, body, retries=retries)
 
     async def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None, retries: int | None = None

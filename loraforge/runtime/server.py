@@ -320,11 +320,22 @@ class ExternalServer(LlamaServer):
 
     def start(self) -> ExternalServer:
         self.base_url = self.url
-        try:
-            wait_healthy(self.base_url, min(5.0, self.startup_timeout), fix=OUTSIDE_SERVER_FIX)
-        except ServerError:
+        if _health_status(self.base_url) in (200, 503):  # llama.cpp's /health: ready, or still loading
+            wait_healthy(self.base_url, self.startup_timeout, fix=OUTSIDE_SERVER_FIX)
+        else:  # a server without /health (a hosted API, Ollama): OpenAI's model list must answer
             wait_answering(self.base_url + "/v1/models", self.startup_timeout, self.api_key)
         return self
+
+
+def _health_status(base_url: str) -> int | None:
+    """What GET /health answers right now (None: nothing answers)."""
+    try:
+        with urllib.request.urlopen(base_url + "/health", timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except OSError:
+        return None
 
     def stop(self) -> None:
         self.base_url = ""

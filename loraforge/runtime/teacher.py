@@ -35,6 +35,7 @@ async def teacher(
     slots: int = 10,
     n_ctx_per_slot: int = 1536,
     on_info: Callable[[str], None] | None = None,
+    server_model: str | None = None,
 ) -> AsyncIterator[Any]:
     """A client for the teacher: a pool over `server_urls`, or a server that loraforge starts and owns
     (on `model`, which may be None only with `server_urls`).
@@ -50,7 +51,7 @@ async def teacher(
             for url in server_urls:
                 server = await stack.enter_async_context(make_server(ServerConfig(server_url=url)))
                 async with LlamaClient(server.base_url, concurrency=1, api_key=server.api_key) as asking:
-                    offers = await probe(asking)
+                    offers = await probe(asking, server_model)
                 if on_info:
                     on_info(f"teacher {url}: {offers.describe()}")
                 clients.append(
