@@ -177,3 +177,12 @@ def test_an_embedded_server_that_never_gets_healthy_is_stopped_before_the_error(
     assert released and not server.alive()
     # the server was given this run's own key, which only loraforge's client holds
     assert keys == [[server.api_key]] and len(server.api_key) >= 24
+
+
+def test_an_outside_server_is_let_go_not_stopped():
+    """loraforge never stops a server it did not start: stopping one only forgets its address."""
+    server = ExternalServer("http://127.0.0.1:9")
+    server.base_url = server.url
+    server.stop()
+    server.stop()  # twice is safe
+    assert server.base_url == ""

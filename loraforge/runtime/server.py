@@ -326,6 +326,9 @@ class ExternalServer(LlamaServer):
             wait_answering(self.base_url + "/v1/models", self.startup_timeout, self.api_key)
         return self
 
+    def stop(self) -> None:
+        self.base_url = ""
+
 
 def _health_status(base_url: str) -> int | None:
     """What GET /health answers right now (None: nothing answers)."""
@@ -336,9 +339,6 @@ def _health_status(base_url: str) -> int | None:
         return int(exc.code)
     except OSError:
         return None
-
-    def stop(self) -> None:
-        self.base_url = ""
 
 
 def make_server(config: ServerConfig, log_path: Path | None = None) -> LlamaServer:
