@@ -15,13 +15,16 @@ The same work on both sides:
   `full_tool_list_rate` share of rows, otherwise the needed one plus distractors, in the file's order).
   The held-out rows use worked examples that no training row uses, so their calls never appear in training.
 
-Trials alternate the sides (TRL, loraforge, TRL, ...), each in its own process so that peak memory is its
-own. Trial i seeds both sides with i (the LoRA initialisation and the data order), so that the held-out
-losses show how much a seed alone moves them. Reported per side: minimum and median seconds and
-supervised tokens per second over the trials, peak RSS, held-out loss per trial and their mean (the same
-loss function for both adapters), and the fraction of this machine's measured matmul peak that loraforge
-reaches (the LM head counted only where loraforge runs it). Raw results, with the
-TRL, transformers, torch and PEFT versions: benchmarks/results/train.json.
+A third side, loraforge-shuffled, is loraforge with batches drawn at random as TRL draws them, instead of
+rows that share a tools list batched together: it shows what that batching costs in held-out loss.
+
+Trials alternate the order of the sides (TRL, loraforge, shuffled; then the reverse), each in its own process
+so that peak memory is its own. Trial i seeds every side with i (the LoRA initialisation and the data
+order), so that the held-out losses show how much a seed alone moves them. Reported per side: minimum and
+median seconds and supervised tokens per second over the trials, peak RSS, held-out loss per trial and
+their mean (the same loss function for every adapter), and the fraction of this machine's measured matmul
+peak that loraforge reaches (the LM head counted only where loraforge runs it). Raw results, with the TRL,
+transformers, torch and PEFT versions: benchmarks/results/train.json.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "examples" / "assistant-tools.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "train.json"
+# loraforge-shuffled is loraforge with batches drawn at random (`batching: shuffled`), as TRL draws them: it
+# separates what batching rows by shared prompt costs in held-out loss from the rest of the trainer.
+SIDES = ("trl", "loraforge", "loraforge-shuffled")
 
 
 def split_examples(tools) -> tuple[list, list]:
@@ -123,7 +129,7 @@ def heldout_loss(peft_model, tokenizer, heldout, args) -> float:
     return evaluate_loss(peft_model, encode(tokenizer, heldout), config, tokenizer.pad_token_id, "cpu", None)
 
 
-def side_loraforge(args) -> dict:
+def side_loraforge(args, batching: str = "shared-prompt") -> dict:
     from peft import PeftModel
 
     from loraforge.trainers.config import TrainConfig
@@ -145,6 +151,7 @@ def side_loraforge(args) -> dict:
         dtype="float32",
         threads=args.threads,
         seed=args.seed,
+        batching=batching,
     )
     out = Path(args.work) / "loraforge"
     start = time.perf_counter()
@@ -283,20 +290,23 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--trials", type=int, default=3, help="alternating trials per side")
-    parser.add_argument("--side", choices=["trl", "loraforge"], help=argparse.SUPPRESS)
+    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)  # set per trial
     parser.add_argument("--work", default="/tmp/loraforge-bench-train")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.side:
-        result = (side_trl if args.side == "trl" else side_loraforge)(args)
+        if args.side == "trl":
+            result = side_trl(args)
+        else:
+            result = side_loraforge(args, "shuffled" if args.side == "loraforge-shuffled" else "shared-prompt")
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print("RESULT " + json.dumps(result))
         return
     argv = sys.argv[1:]
-    trials: dict[str, list[dict]] = {"trl": [], "loraforge": []}
+    trials: dict[str, list[dict]] = {side: [] for side in SIDES}
     for trial in range(args.trials):
-        for side in ("trl", "loraforge") if trial % 2 == 0 else ("loraforge", "trl"):
+        for side in SIDES if trial % 2 == 0 else SIDES[::-1]:
             trials[side].append(run_side(side, argv + ["--seed", str(trial)]))
             print(f"trial {trial + 1} {side}", json.dumps(trials[side][-1]), flush=True)
     peak = matmul_peak(args.threads)
@@ -316,6 +326,8 @@ def main() -> None:
         "speedup_median": sides["loraforge"]["supervised_tokens_per_s_median"]
         / sides["trl"]["supervised_tokens_per_s_median"],
         "speedup_min_seconds": sides["trl"]["seconds_min"] / sides["loraforge"]["seconds_min"],
+        "speedup_shuffled_median": sides["loraforge-shuffled"]["supervised_tokens_per_s_median"]
+        / sides["trl"]["supervised_tokens_per_s_median"],
         "matmul_peak_gflops": peak,
         "loraforge_effective_gflops": achieved,
         "loraforge_fraction_of_peak": achieved / peak,

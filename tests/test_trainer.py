@@ -414,3 +414,18 @@ def test_an_alora_prefix_kept_across_steps_gives_the_same_loss_and_gradients():
     assert spoiled != pytest.approx(results[1][0], rel=1e-3)
     cache.put([9, 9, 9], None, [])
     assert cache.longest([9, 9, 9, 4])[0] == 3 and cache.longest([8]) is None
+
+
+def test_shuffled_batches_mix_prompts_and_keep_every_row_once():
+    """`batching: shuffled` draws rows at random: the same number of batches as the grouped order (the
+    schedule relies on it), every row once, and batches that mix rows of different prompts."""
+    rows = []
+    for prompt in ([7] * 20, [9] * 20):
+        for length in range(16):
+            ids = prompt + [3] * (length + 2) + [5, 2]
+            rows.append(Encoded(ids, [IGNORE] * (len(ids) - 2) + [5, 2]))
+    batches = lora.shuffled_batches(rows, 4, random.Random(0))
+    assert sorted(id(e) for b in batches for e in b) == sorted(id(e) for e in rows)
+    assert len(batches) == len(lora.length_batches(rows, 4, random.Random(0))) == 8
+    assert any(len({e.input_ids[0] for e in batch}) == 2 for batch in batches)
+    assert lora.shuffled_batches(rows, 4, random.Random(0)) == batches  # the seed decides the order

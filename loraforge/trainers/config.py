@@ -70,6 +70,14 @@ class TrainConfig:
             "share of them teaches the answer: 0.3 trains generated data about a fifth faster."
         },
     )
+    batching: Literal["shared-prompt", "shuffled"] = field(
+        default="shared-prompt",
+        metadata={
+            "help": "How rows form batches: 'shared-prompt' puts rows with the same tools list together and "
+            "computes that prompt once per batch (about 2x faster on a CPU, batches less random); "
+            "'shuffled' draws them at random, as most trainers do."
+        },
+    )
     prefix_gradients: bool = field(
         default=True,
         metadata={

@@ -100,6 +100,13 @@ def length_batches(examples: list[Encoded], batch_size: int, rng: random.Random)
     return batches
 
 
+def shuffled_batches(examples: list[Encoded], batch_size: int, rng: random.Random) -> list[list[Encoded]]:
+    """Batches of rows drawn at random: no shared prompt, as most trainers batch."""
+    order = list(examples)
+    rng.shuffle(order)
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
 def _shares_prompt(a: Encoded, b: Encoded, min_prefix: int = 16) -> bool:
     """Whether two rows share at least half of the shorter prompt (the same system prompt, other requests)."""
     shared = common_prefix([a, b])
@@ -581,7 +588,8 @@ def train_lora(
 
     while at.epoch < config.epochs:
         # The batch order of an epoch depends only on the seed and the epoch: a resume replays it exactly.
-        batches = length_batches(train_set, config.batch_size, random.Random(config.seed * 1000 + at.epoch))
+        batch_rows = length_batches if config.batching == "shared-prompt" else shuffled_batches
+        batches = batch_rows(train_set, config.batch_size, random.Random(config.seed * 1000 + at.epoch))
         groups = [batches[i : i + per_step] for i in range(0, len(batches), per_step)]
         for group in groups[at.step - at.epoch * steps_per_epoch :]:
             mine = group[rank::world]
