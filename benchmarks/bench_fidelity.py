@@ -22,9 +22,10 @@ import argparse
 import json
 import platform
 import shutil
-import sys
 import tempfile
 from pathlib import Path
+
+from provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -91,7 +92,7 @@ def main() -> None:
             reports[name] = {k: report.get(k) for k in KEEP}
             print(name, json.dumps(reports[name]), flush=True)
     result = {
-        "command": "benchmarks/bench_fidelity.py " + " ".join(sys.argv[1:]),
+        **provenance("bench_fidelity.py"),
         "adapter": str(args.adapter),
         "base_model": str(base),
         "machine": {"python": platform.python_version()},

@@ -17,11 +17,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from provenance import provenance
 
 from loraforge.generators.plan import GenerationPlan
 from loraforge.generators.runner import generate_to_file
@@ -77,10 +77,7 @@ async def main() -> None:
                 trials.append({"trial": trial, "side": label, **result})
                 print(label, json.dumps(result), flush=True)
     summary: dict = {
-        "command": "benchmarks/bench_generate.py " + " ".join(sys.argv[1:]),
-        "commit": subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip(),
+        **provenance("bench_generate.py"),
         "n": args.n,
         "tools": args.tools,
         "parallel": args.parallel,

@@ -19,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+from provenance import provenance
+
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "examples" / "assistant-tools.yaml"
 HUMAN = ROOT / "benchmarks" / "data" / "heldout_human.jsonl"
@@ -94,10 +96,7 @@ def main() -> None:
         "seconds": seconds,
         "loop_seconds_by_iteration": json.loads((three / "state.json").read_text()).get("seconds"),
     }
-    result["command"] = "benchmarks/bench_loop.py " + " ".join(sys.argv[1:])
-    result["commit"] = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
+    result.update(provenance("bench_loop.py"))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     (args.work / "bench_loop.json").write_text(json.dumps(result, indent=2))
     RESULTS.with_suffix(".tmp").write_text(json.dumps(result, indent=2) + "\n")

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from provenance import provenance
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CLI = [sys.executable, "-m", "loraforge"]
@@ -130,7 +132,7 @@ def main() -> None:
     combined = json.loads(combined_path.read_text()) if combined_path.is_file() else {}
     for name in args.sets:
         result = bench_set(name, args.work, run_args, reuse.get(name))
-        result["command"] = "benchmarks/bench_quality.py " + " ".join(sys.argv[1:])
+        result.update(provenance("bench_quality.py"))
         result["machine"] = {"python": platform.python_version(), "cpus": __import__("os").cpu_count()}
         (RESULTS / f"quality_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
         combined[name] = result

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
+from provenance import commit
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -218,9 +219,7 @@ def main() -> None:
             check=True,
         ).stdout.strip()
         result["outside_check"] = {"script": args.outside_check.name, "last_line": printed.splitlines()[-1]}
-    result["commit"] = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-    ).stdout.strip()
+    result["commit"] = commit()
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"realism_{args.tools.stem}.json"
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from provenance import provenance
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_realism import check, load_tools  # noqa: E402
 
@@ -121,7 +123,7 @@ def main() -> None:
         }
         summary[name]["trials_with_uncovered_tools"] = sum(bool(t["uncovered_tools"]) for t in mine)
     result = {
-        "command": "benchmarks/bench_teachers.py " + " ".join(sys.argv[1:]),
+        **provenance("bench_teachers.py"),
         "tools": str(args.tools),
         "n": args.n,
         "summary": summary,

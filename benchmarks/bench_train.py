@@ -42,6 +42,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from provenance import provenance
+
 ROOT = Path(__file__).resolve().parents[1]
 TOOLS = ROOT / "examples" / "assistant-tools.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "train.json"
@@ -319,7 +321,7 @@ def main() -> None:
     achieved = flops / fastest["seconds"] / 1e9
     sides = {side: summarise(runs) for side, runs in trials.items()}
     summary = {
-        "command": "benchmarks/bench_train.py " + " ".join(argv),
+        **provenance("bench_train.py"),
         "args": {k: v for k, v in vars(args).items() if k not in ("side", "out")},
         "versions": versions(),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},

@@ -27,6 +27,8 @@ import types
 from importlib import metadata
 from pathlib import Path
 
+from provenance import provenance
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -308,7 +310,7 @@ def main() -> int:
         )
         print(f"{'ok  ' if agree else 'DIFF'} {item['label']}: loraforge {ours.valid}, bfcl {theirs['valid']}")
     result = {
-        "command": "benchmarks/crosscheck_bfcl.py",
+        **provenance("crosscheck_bfcl.py"),
         "bfcl_eval_version": metadata.version("bfcl-eval"),
         "cases": len(rows),
         "agree": len(rows) - disagree,
