@@ -285,6 +285,14 @@ def test_fidelity_without_top_logprobs_is_a_clear_error(monkeypatch, tmp_path):
         fidelity.check_fidelity(tmp_path, tmp_path / "base.gguf", tmp_path / "a.gguf", [[5, 6]], eos=0)
     assert "--no-check" in info.value.fix
 
+    # Some positions without them would thin the gate out as silently: also an error, which says how many.
+    async def some_logprobs(*a):
+        return fidelity.LlamaSide([[1, 2]], [[{1: -0.1}, {}]], [[{1: -0.1}, {2: -0.2}]], [[1, 2]])
+
+    monkeypatch.setattr(fidelity, "llama_side", some_logprobs)
+    with pytest.raises(ServerError, match="at 1 of the positions"):
+        fidelity.check_fidelity(tmp_path, tmp_path / "base.gguf", tmp_path / "a.gguf", [[5, 6]], eos=0)
+
 
 def test_a_peft_adapter_made_for_another_hub_model_is_warned_about(adapter_dir, tmp_path):
     """An adapter from outside loraforge has no loraforge.json; PEFT's base_model_name_or_path is compared."""

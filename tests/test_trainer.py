@@ -67,6 +67,28 @@ def test_shared_prefix_path_gives_the_same_loss_and_gradients(kind):
     assert torch.allclose(results[0][2], results[1][2], atol=1e-5)
 
 
+def test_the_loss_covers_exactly_the_supervised_tokens():
+    """supervised_loss against the model's own loss with labels: the same mean over the same positions,
+    prompt and padding masked out, on both paths (plain and shared prefix)."""
+    import torch
+
+    model = tiny_model("llama").eval()
+    rows = examples(4)
+    ids, labels, mask = lora.collate(rows, 0, "cpu")
+    expected_n = sum(1 for e in rows for label in e.labels[1:] if label != IGNORE)
+    hf_labels = labels.masked_fill(mask == 0, -100).masked_fill(labels == IGNORE, -100)
+    with torch.no_grad():
+        reference = model(input_ids=ids, attention_mask=mask, labels=hf_labels).loss.item()  # mean per token
+        for min_prefix in (10_000, 1):
+            loss, n = lora.supervised_loss(model, ids, labels, mask, min_prefix=min_prefix)
+            assert n == expected_n
+            assert loss.item() / n == pytest.approx(reference, rel=1e-5)
+        # Supervising one more token (a prompt token) changes the loss: the mask is what decides.
+        labels[0, 5] = ids[0, 5]
+        loss, n = lora.supervised_loss(model, ids, labels, mask)
+        assert n == expected_n + 1
+
+
 def test_training_lowers_the_loss_and_saves_an_adapter(tmp_path):
     result = lora.train_lora(tiny_model(), 0, examples(), config(epochs=6), tmp_path, log_path=tmp_path / "log.jsonl")
     losses = [json.loads(line)["loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]

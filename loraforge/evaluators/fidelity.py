@@ -200,10 +200,12 @@ def check_fidelity(
     margins = [[ref.margin(k, t) for k, t in enumerate(pred)] for ref, pred in zip(references, side.forced)]
     errors = [e for ref, c in zip(references, side.candidates) for e in logprob_error(c, ref.logprobs)]
     base_errors = [e for ref, c in zip(references, side.base_candidates) for e in logprob_error(c, ref.base_logprobs)]
-    if not errors or not base_errors:
-        # Without them the log-probability gate would silently drop out and top-1 alone would decide.
+    missing = sum(1 for per_prompt in side.candidates + side.base_candidates for found in per_prompt if not found)
+    if not errors or not base_errors or missing:
+        # Without them the log-probability gate would silently drop out (or thin out) and top-1 would decide.
         raise ServerError(
-            "llama.cpp returned no top_logprobs for the fidelity check, so the export cannot be proven.",
+            f"llama.cpp returned no top_logprobs at {missing or 'any'} of the positions of the fidelity check, "
+            "so the export cannot be proven.",
             fix="Use a llama.cpp server that returns completion_probabilities (the embedded one does), or skip "
             "the check with `loraforge export --no-check`.",
         )
