@@ -55,3 +55,37 @@ def write_gguf():
         return path
 
     return write
+
+
+@pytest.fixture(scope="session")
+def adapter_dir(tmp_path_factory):
+    """A PEFT LoRA (rank 4, every projection, random lora_B) on a random llama of tiny_gguf's shape: 2 layers,
+    width 64, 4 heads, 2 KV heads."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=96,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=2,
+        vocab_size=128,
+    )
+    model = get_peft_model(
+        LlamaForCausalLM(config),
+        LoraConfig(
+            r=4,
+            lora_alpha=8,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        ),
+    )
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_()
+    path = tmp_path_factory.mktemp("adapter")
+    model.save_pretrained(path)
+    return path

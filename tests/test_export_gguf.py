@@ -14,38 +14,6 @@ N_HEAD, N_KV, HIDDEN, LAYERS, RANK = 4, 2, 64, 2, 4
 HEAD_DIM = HIDDEN // N_HEAD
 
 
-@pytest.fixture(scope="module")
-def adapter_dir(tmp_path_factory):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=HIDDEN,
-        intermediate_size=96,
-        num_attention_heads=N_HEAD,
-        num_key_value_heads=N_KV,
-        num_hidden_layers=LAYERS,
-        vocab_size=128,
-    )
-    model = get_peft_model(
-        LlamaForCausalLM(config),
-        LoraConfig(
-            r=RANK,
-            lora_alpha=8,
-            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        ),
-    )
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_()
-    path = tmp_path_factory.mktemp("adapter")
-    model.save_pretrained(path)
-    return path
-
-
 def read_back(path):
     import gguf
 

@@ -199,16 +199,22 @@ def test_register_variation_keeps_values():
 
 
 def test_seeds_and_benchmark_sets_are_disjoint():
-    """Built-in shots and no-call seeds steer what the teacher writes: none may come near a request of a
-    benchmark set, or the benchmark would score memorised text (ROUGE-L below 0.7, the dedup threshold)."""
+    """Built-in shots, no-call seeds and the example tools files' own worked examples steer what the teacher
+    writes: none may come near a request of a benchmark set, or the benchmark would score memorised text
+    (ROUGE-L below 0.7, the dedup threshold)."""
     import json
     from pathlib import Path
 
     from loraforge.generators.bank import load_bank
     from loraforge.generators.toolcalls import no_call_seeds
+    from loraforge.tools import load_tools
 
-    seeds = [entry.request for entry in load_bank()] + list(no_call_seeds())
-    data = Path(__file__).resolve().parents[1] / "benchmarks" / "data"
+    root = Path(__file__).resolve().parents[1]
+    examples = [
+        e.request for f in sorted((root / "examples").glob("*tools*")) for t in load_tools(f) for e in t.examples
+    ]
+    seeds = [entry.request for entry in load_bank()] + list(no_call_seeds()) + examples
+    data = root / "benchmarks" / "data"
     checked = 0
     for path in sorted(data.glob("*.jsonl")):
         for line in path.read_text().splitlines():

@@ -11,6 +11,7 @@ import asyncio
 import errno
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -374,6 +375,60 @@ def test_a_failed_export_proof_blocks_promotion_even_when_the_score_rises(tmp_pa
     history = read_jsonl(run / "history.jsonl")
     assert [h["promoted"] for h in history] == [True, False]
     assert "fidelity proof" in history[1]["reason"] and "0.910" in history[1]["reason"]
+    assert active(run) == "iteration_1"
+
+
+class RealExportLoop(FakeLoop):
+    """The real export phase (export_proven: GGUF, proof, report, bundle) on a real tiny PEFT adapter; only
+    the proof's llama.cpp side is replaced, by a verdict per iteration."""
+
+    def __init__(self, config, scores, adapter, verdicts):
+        super().__init__(config, scores)
+        self.adapter, self.verdicts = adapter, verdicts
+
+    def phases(self):
+        return [(name, self._export if name == "export" else action) for name, action in super().phases()]
+
+    def _fake_train(self, iteration, it_dir):
+        super()._fake_train(iteration, it_dir)
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            shutil.copy(self.adapter / name, it_dir / name)
+
+
+def test_the_real_export_phase_writes_the_proof_that_blocks_promotion(tmp_path, tiny_gguf, adapter_dir, monkeypatch):
+    from loraforge.evaluators import fidelity
+    from loraforge.export import proven
+
+    verdicts = {1: True, 2: False}
+
+    def check(folder, base, gguf, prompts, eos):
+        assert gguf.is_file() and gguf.stat().st_size > 0  # the export was written before it is proven
+        passed = verdicts[int(folder.name.split("_")[1])]
+        return {
+            "passed": passed,
+            "top1_agreement": 1.0 if passed else 0.9,
+            "top1_agreement_near_ties": 1.0 if passed else 0.9,
+            "near_ties": [],
+            "greedy_match": 1.0,
+            "threshold": 0.99,
+            "logprob_error": 0.1 if passed else 0.6,
+            "logprob_error_limit": 0.2,
+            "positions": 10,
+        }
+
+    monkeypatch.setattr(proven, "fidelity_prompts", lambda folder, base, count: ([[1, 2, 3]], 2))
+    monkeypatch.setattr(fidelity, "check_fidelity", check)
+    loop = RealExportLoop(loop_config(tmp_path, tiny_gguf, iterations=2), [0.5, 0.9], adapter_dir, verdicts)
+    asyncio.run(loop.run())
+    run = tmp_path / "run"
+    for iteration, passed in verdicts.items():
+        it = run / f"iteration_{iteration}"
+        assert json.loads((it / "export_report.json").read_text())["passed"] is passed
+        assert (it / "adapter.gguf").is_file()
+        assert (it / "serve.sh").is_file() is passed  # the serving bundle only for a proven export
+    history = read_jsonl(run / "history.jsonl")
+    assert [h["promoted"] for h in history] == [True, False]
+    assert "fidelity proof" in history[1]["reason"] and "0.900" in history[1]["reason"]
     assert active(run) == "iteration_1"
 
 
