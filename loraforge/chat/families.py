@@ -8,6 +8,7 @@ tool role, so its template defines one (see gemma3-tools.jinja).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -20,6 +21,12 @@ class Family:
     end_of_turn: str  # the text that ends an assistant turn: trained on, and where generation stops
     markers: tuple[str, ...]  # substrings of a chat template that all appear only in this family's markup
     calls: str  # how an assistant turn writes its calls (for error messages and the README)
+    # What ends an assistant turn for a base model of the family (one that ships no chat template), when
+    # that differs from `end_of_turn`: a pretrained model never saw its chat tokens, and a LoRA cannot teach
+    # it one. Gemma 3's <end_of_turn> sits among six thousand unused tokens of almost the same embedding
+    # (cosine > 0.95) in the 270M base model, so an adapter cannot make it likelier than 1 in 2,000, and
+    # generation never stops; its <eos> is a token it was trained to write.
+    base_end_of_turn: str | None = None
 
 
 # Checked in this order: the first family whose markers all appear in a template is its family.
@@ -44,6 +51,7 @@ FAMILIES: tuple[Family, ...] = (
         "<end_of_turn>",
         ("<start_of_turn>",),
         '<tool_call>{"name", "arguments"}</tool_call>',
+        base_end_of_turn="<eos>",
     ),
     Family("mistral", "mistral-tools.jinja", "</s>", ("[INST]",), '[TOOL_CALLS][{"name", "arguments", "id"}]'),
     Family(
@@ -77,6 +85,24 @@ ARCHITECTURE_FAMILIES = {
     "granite": "granite",
     "granitemoe": "granite",
 }
+
+
+# A family template names what ends a model turn in one line, which a base model's variant rewrites.
+_TURN_END = re.compile(r"\{%-? set model_turn_end = '([^']+)' -?%\}")
+
+
+def declared_end_of_turn(template: str) -> str | None:
+    """The end of an assistant turn that a loraforge family template declares (model_turn_end), if any."""
+    match = _TURN_END.search(template)
+    return match.group(1) if match else None
+
+
+def for_base_model(family: Family, template: str) -> str:
+    """`template` (the family's tool template) as a base model of the family is trained and served with:
+    assistant turns end with the family's base_end_of_turn where it has one."""
+    if family.base_end_of_turn is None or declared_end_of_turn(template) is None:
+        return template
+    return _TURN_END.sub(lambda m: m.group(0).replace(m.group(1), family.base_end_of_turn or ""), template, count=1)
 
 
 def family_for_model(template: str | None, architecture: str | None = None) -> Family | None:

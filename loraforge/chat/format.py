@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from loraforge.chat.families import CHATML, FAMILIES, family_for_model, family_of
+from loraforge.chat.families import CHATML, FAMILIES, declared_end_of_turn, family_for_model, family_of, for_base_model
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 from loraforge.files import read_user_text
@@ -134,7 +134,8 @@ def template_for_model(model_template: str | None, override: str | None = None, 
             f"loraforge has a tool template for ({', '.join(f.name for f in FAMILIES)}).",
             fix="Pass a Jinja chat template that renders tools and tool calls with --chat-template FILE.",
         )
-    return builtin_template(family.template)
+    template = builtin_template(family.template)
+    return template if model_template else for_base_model(family, template)
 
 
 def _written_end_of_turn(template: str) -> str:
@@ -182,6 +183,9 @@ class ChatFormat:
     def of(cls, template: str) -> ChatFormat:
         """A template with the end-of-turn text of its family, or for a template of no known family (a
         user's --chat-template), the markup it writes right after an assistant's words."""
+        declared = declared_end_of_turn(template)
+        if declared:
+            return cls(template, declared)
         family = family_of(template)
         return cls(template, family.end_of_turn if family else _written_end_of_turn(template))
 

@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from loraforge.chat.families import CHATML, family_of
+from loraforge.chat.families import CHATML, declared_end_of_turn, family_of
 from loraforge.constants import ALL_METRICS, Artifact
 from loraforge.files import atomic_write_text, read_json_object
 
@@ -39,8 +39,9 @@ def modelfile(base: Path, template: str | None = None) -> str:
             'TEMPLATE """{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}'
             '{{ if .Prompt }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n{{ end }}<|im_start|>assistant\n"""'
         )
+    stop = (declared_end_of_turn(template) if template else None) or family.end_of_turn
     lines += [
-        f"PARAMETER stop {family.end_of_turn}",
+        f"PARAMETER stop {stop}",
         "# Tool calling needs the Jinja template in chat_template.jinja, which Ollama's Go templates cannot run:",
         "# use llama-server for tools.",
     ]
