@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 
@@ -187,10 +188,35 @@ def test_a_models_own_template_is_used_when_it_renders_tool_calls():
 def test_a_base_model_without_a_template_gets_the_family_of_its_architecture():
     from loraforge.chat.format import template_for_model
 
-    assert template_for_model(None, architecture="gemma3") == builtin_template("gemma3-tools.jinja")
+    gemma_base = template_for_model(None, architecture="gemma3")
+    assert gemma_base != builtin_template("gemma3-tools.jinja")  # the base variant, below
+    assert gemma_base.replace("'<eos>'", "'<end_of_turn>'") == builtin_template("gemma3-tools.jinja")
     assert template_for_model(None, architecture="qwen2") == builtin_template("qwen-tools.jinja")
     assert template_for_model(None, architecture="llama") == builtin_template()  # SmolLM2, Llama, Mistral: ChatML
     assert template_for_model(None) == builtin_template()
+
+
+def test_a_gemma_base_model_ends_its_turns_with_eos_and_an_instruct_model_with_end_of_turn():
+    """A base Gemma never learned <end_of_turn> (an adapter cannot teach it, see chat/families.py): its
+    assistant turns end with <eos>, which is trained and where serving stops; user turns keep Gemma's markup."""
+    from loraforge.chat.format import template_for_model
+    from loraforge.trainers.bundle import modelfile
+
+    messages = [
+        {"role": "user", "content": "weather in Oslo?"},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "get_weather", "arguments": {}}}]},
+        {"role": "tool", "content": "rain"},
+        {"role": "assistant", "content": "It rains."},
+    ]
+    base = ChatFormat.of(template_for_model(None, architecture="gemma3"))
+    instruct = ChatFormat.of(builtin_template("gemma3-tools.jinja"))
+    assert (base.eos_token, instruct.eos_token) == ("<eos>", "<end_of_turn>")
+    trained = [text for text, on in base.segments(messages, TOOLS) if on]
+    assert len(trained) == 2 and all(text.endswith("<eos>") for text in trained)
+    assert "</tool_response><end_of_turn>" in base.render(messages, TOOLS)
+    assert all(text.endswith("<end_of_turn>") for text, on in instruct.segments(messages, TOOLS) if on)
+    assert "PARAMETER stop <eos>" in modelfile(Path("base.gguf"), base.template)
+    assert "PARAMETER stop <end_of_turn>" in modelfile(Path("base.gguf"), instruct.template)
 
 
 PHI_STYLE = """{% for m in messages %}{% if m.role == 'assistant' %}<|assistant|>
