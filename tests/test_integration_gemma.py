@@ -7,6 +7,8 @@ The model is opt-in (`make setup-gemma`); without it these tests skip, unless LO
 import asyncio
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -33,22 +35,24 @@ def gemma():
 
 
 def test_gemma3_student_trains_exports_proves_and_beats_its_base(gemma, tmp_path):
+    """One iteration with Gemma 3 270M as student (and teacher): measured at 40 examples and 4 epochs, its
+    adapter got 0.306 exact match on the 36 human-written requests against 0.167 for the base (README)."""
     out = tmp_path / "run"
     config = RunConfig(
         tools="examples/assistant-tools.yaml",
         model=gemma,
         out=out,
-        examples=24,
+        examples=40,
         iterations=1,
         seed=1,
-        training=TrainConfig(epochs=3, batch_size=4, learning_rate=1e-3),
+        training=TrainConfig(epochs=4, batch_size=4, learning_rate=1e-3),
     )
     asyncio.run(Orchestrator(config, UI(quiet=True)).run())
     it = out / "iteration_1"
     # Gemma 3 has no tool role and the base model no template: loraforge's Gemma template is used, saved
-    # with the adapter and in the run folder, and its turns are Gemma's.
+    # with the adapter, with Gemma's turns; a base model's assistant turns end with <eos> (chat/families.py).
     template = (it / Artifact.CHAT_TEMPLATE.value).read_text()
-    assert "<start_of_turn>" in template and "<tool_call>" in template
+    assert "<start_of_turn>" in template and "<tool_call>" in template and "'<eos>'" in template
     train = read_jsonl(it / Artifact.TRAIN.value)
     assert train and all(row["messages"] for row in train)
 
@@ -64,4 +68,20 @@ def test_gemma3_student_trains_exports_proves_and_beats_its_base(gemma, tmp_path
 
     metrics = json.loads((it / Artifact.METRICS.value).read_text())
     assert metrics["adapter"]["n"] == metrics["base"]["n"] > 0
-    assert metrics["adapter"]["exact_match"] > metrics["base"]["exact_match"], metrics
+
+    # Through llama.cpp, on requests that people wrote for these tools (which no run sees), the adapter
+    # beats the base: the base answers every request in text.
+    scored = tmp_path / "eval"
+    done = subprocess.run(
+        [sys.executable, "-m", "loraforge", "eval", "--data", "benchmarks/data/heldout_human.jsonl"]
+        + ["--tools", "examples/assistant-tools.yaml", "--adapter", str(it), "--model", str(gemma)]
+        + ["--out", str(scored), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    human = json.loads((scored / "metrics.json").read_text())
+    assert human["adapter"]["n"] == human["base"]["n"] == 36
+    assert human["adapter"]["exact_match"] > human["base"]["exact_match"], human
+    assert human["adapter"]["tool_name_accuracy"] > human["base"]["tool_name_accuracy"], human
