@@ -128,6 +128,37 @@ def loop_config(tmp_path, model, **changes) -> RunConfig:
     return RunConfig(**values)
 
 
+class Heard(UI):
+    """A UI that keeps what the run says."""
+
+    def __init__(self) -> None:
+        super().__init__(quiet=True)
+        self.lines: list[str] = []
+
+    def info(self, message: str) -> None:
+        self.lines.append(message)
+
+
+def test_the_run_says_where_it_is_and_how_long_is_left(tmp_path, tiny_gguf):
+    """Each phase starts with one status line; once a phase has run, its time per unit of work makes the
+    estimate, which state.json keeps per phase."""
+    loop = FakeLoop(loop_config(tmp_path, tiny_gguf, iterations=2), scores=[0.5, 0.6])
+    heard = Heard()
+    loop.ui = heard
+    asyncio.run(loop.run())
+    status = [line for line in heard.lines if line.startswith("[iteration ") and "; this iteration" in line]
+    assert len(status) == 2 * len(loop.phases())
+    assert status[0].startswith("[iteration 1 of 2] generate; this iteration unknown yet")
+    second = [line for line in status if line.startswith("[iteration 2 of 2]")]
+    assert second[0].startswith("[iteration 2 of 2] generate; this iteration about ")
+    state = RunState.load(tmp_path / "run")
+    assert set(state.phase_seconds["1"]) == {name for name, _ in loop.phases()}
+    plan = json.loads((tmp_path / "run" / "iteration_1" / "plan.json").read_text())
+    assert state.phase_sizes["1"]["generate"] == plan["examples"]
+    rows = len(read_jsonl(tmp_path / "run" / "iteration_1" / "train.jsonl"))
+    assert state.phase_sizes["1"]["train"] == rows * plan["epochs"] > 0
+
+
 def test_loop_iterates_promotes_only_improvements_and_logs_its_decisions(tmp_path, tiny_gguf):
     loop = FakeLoop(loop_config(tmp_path, tiny_gguf), scores=[0.5, 0.4, 0.7])
     final = asyncio.run(loop.run())

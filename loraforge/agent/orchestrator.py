@@ -109,11 +109,12 @@ class Orchestrator:
                         continue
                     if self.stop.is_set():
                         raise StopRequested(f"before {phase} of iteration {iteration}")
+                    self.ui.info(self._status(iteration, phase))
                     started = time.monotonic()
                     await self._run_phase(iteration, phase, action, it_dir)
                     seconds = time.monotonic() - started
                     self.ui.info(f"[iteration {iteration}] {phase} done in {seconds:.0f} s")
-                    self.state.add_time(iteration, seconds)
+                    self.state.add_time(iteration, seconds, phase, self._phase_size(iteration, phase))
                     self.state.mark(self.run_dir, iteration, phase)
                 if self.state.stop_reason:
                     self.state.finished = True
@@ -122,6 +123,35 @@ class Orchestrator:
                 self.state.save(self.run_dir)
                 self._write_report()
         return self._final_metrics()
+
+    def _phase_size(self, iteration: int, phase: str) -> float:
+        """The work of a phase, for the time estimate (eta.py): examples to generate, rows x epochs to train
+        (the previous iteration's rows until this one's split has run), one unit otherwise."""
+        if phase == "generate":
+            return float(self._plan(iteration).examples)
+        if phase == "train":
+            epochs = self._plan(iteration).epochs
+            train = self.run_dir / f"iteration_{iteration}" / Artifact.TRAIN.value
+            if train.is_file():
+                return float(len(read_jsonl(train)) * epochs)
+            before = self.state.phase_sizes.get(str(iteration - 1), {}).get("train", 0.0)
+            return before / self._plan(iteration - 1).epochs * epochs if before else 0.0
+        return 1.0
+
+    def _status(self, iteration: int, phase: str) -> str:
+        """One line for the whole run: where it is, and how long this iteration and the run have left."""
+        from loraforge.agent import eta
+
+        names = [name for name, _ in self.phases()]
+        pending = [name for name in names[names.index(phase) :] if not self.state.is_done(iteration, name)]
+        sizes = {name: self._phase_size(iteration, name) for name in names}
+        rates = eta.rates(self.state.phase_seconds, self.state.phase_sizes)
+        after = max(0, self.config.iterations - iteration)
+        this, run = eta.run_remaining(rates, {name: sizes[name] for name in pending}, sizes, after)
+        left = f"this iteration {eta.describe(this)} more"
+        if after:
+            left += f", the run {eta.describe(run)} more (at most {after} more iteration{'s' if after > 1 else ''})"
+        return f"[iteration {iteration} of {self.config.iterations}] {phase}; {left}"
 
     def _write_report(self) -> None:
         """report.html after every iteration, so that a long run can be followed; never fatal."""

@@ -42,6 +42,8 @@ class RunState:
     best_iteration: int | None = None
     stop_reason: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)  # iteration -> seconds spent in its phases
+    phase_seconds: dict[str, dict[str, float]] = field(default_factory=dict)  # iteration -> phase -> seconds
+    phase_sizes: dict[str, dict[str, float]] = field(default_factory=dict)  # iteration -> phase -> its work (eta.py)
     history: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     finished: bool = False
@@ -63,8 +65,11 @@ class RunState:
     def save(self, run_dir: Path) -> None:
         atomic_write_json(Path(run_dir) / Artifact.STATE.value, asdict(self))
 
-    def add_time(self, iteration: int, seconds: float) -> None:
+    def add_time(self, iteration: int, seconds: float, phase: str | None = None, size: float = 1.0) -> None:
         self.seconds[str(iteration)] = self.seconds.get(str(iteration), 0.0) + seconds
+        if phase is not None:
+            self.phase_seconds.setdefault(str(iteration), {})[phase] = seconds
+            self.phase_sizes.setdefault(str(iteration), {})[phase] = size
 
     def is_done(self, iteration: int, phase: str) -> bool:
         return phase in self.done.get(str(iteration), [])
