@@ -211,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("--base-model-id", help="the base model's Hub ID (default: known for the default model)")
     upload.add_argument("--dry-run", type=Path, metavar="DIR", help="write the folder that would be uploaded, only")
     upload.add_argument("--yes", action="store_true", help="upload without asking (after printing what goes)")
+    upload.add_argument(
+        "--intrinsic", action="store_true", help="publish as a Mellea intrinsic (loadable by repository ID)"
+    )
+    upload.add_argument("--io-yaml", type=Path, metavar="FILE", help="the intrinsic's io.yaml (with --intrinsic)")
     return parser
 
 
@@ -686,10 +690,16 @@ def cmd_upload(args: argparse.Namespace) -> int:
         raise LoraforgeError(f"{args.adapter_dir}: no such adapter folder.")
     if args.dry_run and args.dry_run.exists():
         raise LoraforgeError(f"--dry-run {args.dry_run} already exists.", fix="Name a new folder.")
+    if args.intrinsic != (args.io_yaml is not None):
+        raise LoraforgeError(
+            "--intrinsic and --io-yaml go together: an intrinsic is published with its io.yaml.",
+            fix="Pass both (--intrinsic --io-yaml FILE), or neither.",
+        )
+    io_yaml = hub.read_io_yaml(args.io_yaml) if args.io_yaml else None
     base_id = hub.base_model_id(args.adapter_dir, args.base_model_id)
     with tempfile.TemporaryDirectory(prefix="loraforge-upload-") as scratch:
         folder = args.dry_run or Path(scratch) / "adapter"
-        files = hub.stage(args.adapter_dir, folder, base_id)
+        files = hub.stage(args.adapter_dir, folder, base_id, io_yaml)
         print(f"{'Would upload' if args.dry_run else 'To upload'} to {args.repo_id or '(no repository)'}:")
         for path in files:
             print(f"  {path.name} ({path.stat().st_size:,} bytes)")

@@ -70,6 +70,47 @@ def test_the_dry_run_folder_is_ready_for_the_hub_and_loads_back_with_peft(adapte
     assert any("lora_A" in name for name, _ in loaded.named_parameters())
 
 
+IO_YAML = """model: null
+response_format: '{"type": "object", "properties": {"score": {"type": "number"}}}'
+instruction: null
+parameters:
+  max_completion_tokens: 6
+"""
+
+
+def test_an_intrinsic_is_published_with_its_io_yaml(adapter, tmp_path):
+    io = tmp_path / "io.yaml"
+    io.write_text(IO_YAML)
+    out = tmp_path / "intrinsic"
+    assert main(["upload", str(adapter), "--dry-run", str(out), "--intrinsic", "--io-yaml", str(io)]) == 0
+    assert (out / "io.yaml").read_text() == IO_YAML
+    card = (out / "README.md").read_text()
+    assert "- intrinsic" in card and "CustomIntrinsicAdapter" in card
+
+
+@pytest.mark.parametrize(
+    "args, text, message",
+    [
+        (["--intrinsic"], None, "go together"),
+        (["--io-yaml", "IO"], IO_YAML, "go together"),
+        (["--intrinsic", "--io-yaml", "IO"], "- a\n- list\n", "not a mapping"),
+        (["--intrinsic", "--io-yaml", "IO"], "a: [1,\n", "line 2"),
+        (["--intrinsic", "--io-yaml", "IO"], "a: &x 1\nb: *x\n", "aliases"),
+        (["--intrinsic", "--io-yaml", "missing.yaml"], None, "no such file"),
+    ],
+)
+def test_a_bad_intrinsic_request_is_one_clean_error_and_writes_nothing(adapter, tmp_path, capsys, args, text, message):
+    io = tmp_path / "io.yaml"
+    if text is not None:
+        io.write_text(text)
+    args = [str(io) if a == "IO" else str(tmp_path / a) if a.endswith(".yaml") else a for a in args]
+    out = tmp_path / "intrinsic"
+    assert main(["upload", str(adapter), "--dry-run", str(out), *args]) != 0
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not out.exists()
+
+
 class FakeHub:
     """The Hub routes an upload uses (create repo, check the card's YAML, preupload, commit), on 127.0.0.1."""
 

@@ -42,8 +42,37 @@ def base_model_id(adapter_dir: Path, given: str | None = None) -> str | None:
     return next((hub_id for start, hub_id in KNOWN_HUB_IDS.items() if name.startswith(start)), None)
 
 
-def stage(adapter_dir: Path, out: Path, base_id: str | None) -> list[Path]:
-    """Write the folder to publish into `out` (which must not exist yet); the files written."""
+IO_YAML = "io.yaml"
+
+
+def read_io_yaml(path: Path) -> str:
+    """A Mellea intrinsic's io.yaml (how the intrinsic's input and output are shaped), checked to be a YAML
+    mapping; its text, as it will be published."""
+    import yaml
+
+    from loraforge.files import read_user_text
+    from loraforge.yaml_safe import load_yaml
+
+    fix = "Pass the intrinsic's io.yaml: a YAML mapping (see Mellea's intrinsics documentation)."
+    if not Path(path).is_file():
+        raise ConfigError(f"--io-yaml {path}: no such file.", fix=fix)
+    text = read_user_text(path, fix)
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(
+            f"--io-yaml {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)}).", fix=fix
+        ) from None
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"--io-yaml {path}: holds {type(data).__name__}, not a mapping of settings.", fix=fix)
+    return text
+
+
+def stage(adapter_dir: Path, out: Path, base_id: str | None, io_yaml: str | None = None) -> list[Path]:
+    """Write the folder to publish into `out` (which must not exist yet); the files written. With `io_yaml`
+    (the text of an intrinsic's io.yaml) the folder is a Mellea intrinsic: io.yaml beside the adapter."""
     adapter_dir = Path(adapter_dir)
     for needed in (Artifact.ADAPTER_WEIGHTS, Artifact.ADAPTER_CONFIG, Artifact.ADAPTER_GGUF):
         if not (adapter_dir / needed.value).is_file():
@@ -62,11 +91,14 @@ def stage(adapter_dir: Path, out: Path, base_id: str | None) -> list[Path]:
     atomic_write_json(out / Artifact.ADAPTER_CONFIG.value, config)
     if meta:
         atomic_write_json(out / Artifact.ADAPTER_META.value, {**meta, "base_model": base_name})
-    atomic_write_text(out / Artifact.MODEL_CARD.value, model_card(adapter_dir, base_id, base_name))
+    if io_yaml is not None:
+        atomic_write_text(out / IO_YAML, io_yaml)
+    card = model_card(adapter_dir, base_id, base_name, intrinsic=io_yaml is not None)
+    atomic_write_text(out / Artifact.MODEL_CARD.value, card)
     return sorted(out.iterdir())
 
 
-def model_card(adapter_dir: Path, base_id: str | None, base_name: str) -> str:
+def model_card(adapter_dir: Path, base_id: str | None, base_name: str, intrinsic: bool = False) -> str:
     """The model card: Hub metadata (base model, library, tags, metrics) and what the adapter does."""
     from huggingface_hub import ModelCard, ModelCardData
 
@@ -78,7 +110,8 @@ def model_card(adapter_dir: Path, base_id: str | None, base_name: str) -> str:
         base_model=base_id,
         library_name="peft",
         pipeline_tag="text-generation",
-        tags=["loraforge", "lora", "gguf", "tool-calling" if meta.get("tools") else "text-classification"],
+        tags=["loraforge", "lora", "gguf", "tool-calling" if meta.get("tools") else "text-classification"]
+        + (["intrinsic"] if intrinsic else []),
     )
     lines = [
         f"# LoRA adapter for {base_name}",
@@ -96,6 +129,12 @@ def model_card(adapter_dir: Path, base_id: str | None, base_name: str) -> str:
         lines += ["", "| held-out metric | base | adapter |", "|---|---|---|"]
         lines += [f"| {k} | {base.get(k, float('nan')):.3f} | {v:.3f} |" for k, v in scores.items()]
         lines.append(f"\nMeasured through llama.cpp on {metrics.get('heldout_examples')} held-out examples.")
+    if intrinsic:
+        lines += [
+            "",
+            "A Mellea intrinsic: `io.yaml` describes its input and output. Load it by this repository's ID "
+            "with Mellea's `CustomIntrinsicAdapter`.",
+        ]
     lines += [
         "",
         "## Serve",
