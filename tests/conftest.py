@@ -63,19 +63,10 @@ def adapter_dir(tmp_path_factory):
     width 64, 4 heads, 2 KV heads."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tiny import tiny_model
 
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=96,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        num_hidden_layers=2,
-        vocab_size=128,
-    )
     model = get_peft_model(
-        LlamaForCausalLM(config),
+        tiny_model("llama", width=64, vocab=128, ffn=96),
         LoraConfig(
             r=4,
             lora_alpha=8,

@@ -1,9 +1,9 @@
 """Tiny random models for tests that need a real transformers model but not a trained one."""
 
 
-def tiny_model(kind: str = "llama"):
-    """A two-layer model of width 32: "llama", "qwen2", or "gemma3" (one sliding-window layer of 8 tokens,
-    shorter than the tests' shared prompts, then one full-attention layer)."""
+def tiny_model(kind: str = "llama", width: int = 32, vocab: int = 64, ffn: int | None = None):
+    """A two-layer model of width 32 (4 heads, 2 KV heads): "llama", "qwen2", or "gemma3" (one sliding-window
+    layer of 8 tokens, shorter than the tests' shared prompts, then one full-attention layer)."""
     import torch
     from transformers import (
         Gemma3ForCausalLM,
@@ -16,12 +16,12 @@ def tiny_model(kind: str = "llama"):
 
     torch.manual_seed(0)
     shape = dict(
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=width,
+        intermediate_size=ffn or width * 2,
         num_attention_heads=4,
         num_key_value_heads=2,
         num_hidden_layers=2,
-        vocab_size=64,
+        vocab_size=vocab,
         pad_token_id=0,
     )
     if kind == "gemma3":
