@@ -17,11 +17,10 @@ import yaml
 from loraforge.agent.strategy import StrategyConfig
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
-from loraforge.files import read_user_text
 from loraforge.generators.plan import GenerationPlan
 from loraforge.settings import build
 from loraforge.trainers.config import TrainConfig
-from loraforge.yaml_safe import load_yaml
+from loraforge.yaml_safe import load_user_yaml
 
 
 @dataclass
@@ -236,16 +235,7 @@ def load_config(path: Path, overrides: dict[str, Any] | None = None) -> RunConfi
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Config file {path} does not exist.", fix="Write one with `loraforge init`.")
-    try:
-        data = load_yaml(read_user_text(path, "Pass a YAML config (`loraforge init` writes one).")) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f", line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)}).") from exc
-    except RecursionError as exc:
-        raise ConfigError(f"{path}: nested too deeply to be a config.") from exc
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text, so not a YAML config.") from None
+    data = load_user_yaml(path, "Pass a YAML config (`loraforge init` writes one).", "a config") or {}
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: a config is a mapping of settings, but this file holds a {type(data).__name__}.",

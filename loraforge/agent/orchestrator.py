@@ -132,8 +132,9 @@ class Orchestrator:
         if phase == "train":
             epochs = self._plan(iteration).epochs
             train = self.run_dir / f"iteration_{iteration}" / Artifact.TRAIN.value
-            if train.is_file():
-                return float(len(read_jsonl(train)) * epochs)
+            if train.is_file():  # counted, not parsed: this runs before every phase
+                with open(train, encoding="utf-8") as rows:
+                    return float(sum(1 for line in rows if line.strip()) * epochs)
             before = self.state.phase_sizes.get(str(iteration - 1), {}).get("train", 0.0)
             return before / self._plan(iteration - 1).epochs * epochs if before else 0.0
         return 1.0

@@ -100,9 +100,10 @@ def declared_end_of_turn(template: str) -> str | None:
 def for_base_model(family: Family, template: str) -> str:
     """`template` (the family's tool template) as a base model of the family is trained and served with:
     assistant turns end with the family's base_end_of_turn where it has one."""
-    if family.base_end_of_turn is None or declared_end_of_turn(template) is None:
+    end = family.base_end_of_turn
+    if end is None or declared_end_of_turn(template) is None:
         return template
-    return _TURN_END.sub(lambda m: m.group(0).replace(m.group(1), family.base_end_of_turn or ""), template, count=1)
+    return _TURN_END.sub(lambda m: m.group(0).replace(m.group(1), end), template, count=1)
 
 
 def family_for_model(template: str | None, architecture: str | None = None) -> Family | None:

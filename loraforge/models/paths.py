@@ -30,6 +30,11 @@ PACKAGED_MODELS = {
 }
 
 
+def packaged_name(model: str | Path) -> str | None:
+    """`model` when it names a packaged model rather than a file that exists (a file of that name wins)."""
+    return str(model) if str(model) in PACKAGED_MODELS and not Path(model).exists() else None
+
+
 def packaged_model(name: str) -> Path:
     """The GGUF file of a model shipped on PyPI (see PACKAGED_MODELS), or a ConfigError saying how to install it.
 
@@ -72,8 +77,9 @@ def resolve_model(path: str | Path | None) -> Path:
                 "or pass --model PATH to a GGUF file.",
             )
         return found
-    if str(path) in PACKAGED_MODELS and not Path(path).exists():
-        return packaged_model(str(path))
+    name = packaged_name(path)
+    if name:
+        return packaged_model(name)
     path = Path(path).expanduser()
     if not path.exists():
         raise ConfigError(

@@ -171,11 +171,12 @@ def check_engine(llama_server: Path | None) -> CheckResult:
 
 def check_model(model: Path | None) -> CheckResult:
     from loraforge.models import DEFAULT_MODEL_PACKAGE, default_model_path, is_gguf
-    from loraforge.models.paths import PACKAGED_MODELS, packaged_model
+    from loraforge.models.paths import packaged_model, packaged_name
 
-    if model is not None and str(model) in PACKAGED_MODELS and not Path(model).exists():
+    name = packaged_name(model) if model is not None else None
+    if name:
         try:
-            model = packaged_model(str(model))
+            model = packaged_model(name)
         except ConfigError as exc:
             return CheckResult("model", "fail", str(exc), exc.fix or "")
     path = model or default_model_path()

@@ -48,23 +48,14 @@ IO_YAML = "io.yaml"
 def read_io_yaml(path: Path) -> str:
     """A Mellea intrinsic's io.yaml (how the intrinsic's input and output are shaped), checked to be a YAML
     mapping; its text, as it will be published."""
-    import yaml
-
     from loraforge.files import read_user_text
-    from loraforge.yaml_safe import load_yaml
+    from loraforge.yaml_safe import parse_user_yaml
 
     fix = "Pass the intrinsic's io.yaml: a YAML mapping (see Mellea's intrinsics documentation)."
     if not Path(path).is_file():
         raise ConfigError(f"--io-yaml {path}: no such file.", fix=fix)
     text = read_user_text(path, fix)
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(
-            f"--io-yaml {path}{where}: not valid YAML ({getattr(exc, 'problem', exc)}).", fix=fix
-        ) from None
+    data = parse_user_yaml(text, path, fix, "an io.yaml")
     if not isinstance(data, dict) or not data:
         raise ConfigError(f"--io-yaml {path}: holds {type(data).__name__}, not a mapping of settings.", fix=fix)
     return text

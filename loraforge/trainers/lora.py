@@ -586,9 +586,9 @@ def train_lora(
                 loss_sum, tokens = loss_sum + loss.item(), tokens + n
         return loss_sum, tokens, positions
 
+    batch_rows = length_batches if config.batching == "shared-prompt" else shuffled_batches
     while at.epoch < config.epochs:
         # The batch order of an epoch depends only on the seed and the epoch: a resume replays it exactly.
-        batch_rows = length_batches if config.batching == "shared-prompt" else shuffled_batches
         batches = batch_rows(train_set, config.batch_size, random.Random(config.seed * 1000 + at.epoch))
         groups = [batches[i : i + per_step] for i in range(0, len(batches), per_step)]
         for group in groups[at.step - at.epoch * steps_per_epoch :]:
