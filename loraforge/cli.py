@@ -43,6 +43,7 @@ def _positive(kind: type, zero: bool = False) -> Callable[[str], Any]:
 def _add_server_flags(parser: argparse.ArgumentParser) -> None:
     add_config_flag(parser, RunConfig, "model")
     add_config_flag(parser, RunConfig, "llama_server")
+    add_config_flag(parser, RunConfig, "engine", default=field_default(RunConfig, "engine"))
 
 
 # `loraforge run` flags that set a config field: (field path, flag; None for --the-field-name). Type,
@@ -59,6 +60,7 @@ RUN_CONFIG_FLAGS: list[tuple[str, str | None]] = [
     ("model", None),
     ("teacher_model", None),
     ("llama_server", None),
+    ("engine", None),
     ("training.device", None),
     ("training.processes", None),
     ("judge", "--no-judge"),
@@ -182,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--chat-template", type=Path, metavar="FILE", help="chat template to prompt with (default: the adapter's)"
     )
+    add_config_flag(ev, RunConfig, "engine", default=field_default(RunConfig, "engine"))
     ev.add_argument("--quiet", action="store_true")
 
     gen = sub.add_parser("generate", help="generate verified synthetic data only")
@@ -228,7 +231,7 @@ def cmd_check(args: argparse.Namespace) -> int:
                 line += f"\n       fix: {result.fix}"
             print(line, flush=True)
 
-    results = run_checks(args.model, args.out, args.llama_server, args.deep, on_result=show)
+    results = run_checks(args.model, args.out, args.llama_server, args.deep, on_result=show, engine=args.engine)
     failed = [r for r in results if r.status == "fail"]
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
@@ -562,6 +565,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         ui=UI(quiet=args.quiet),
         chat_template=load_template_file(args.chat_template) if args.chat_template else None,
+        engine=args.engine,
     )
     table = metrics_table(metrics)
     if table:
@@ -609,6 +613,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
             parallel=args.parallel,
             on_info=ui.info,
             server_model=args.server_model,
+            engine=args.engine,
         ) as client:
             generator = task.generator(client, plan, args.seed)
             bar = ui.progress(args.n, "generate", "ex")

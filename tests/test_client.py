@@ -305,6 +305,28 @@ def recording_app(seen: list, routes=("/v1/completions", "/v1/chat/completions")
     return app
 
 
+def test_a_server_with_one_model_per_adapter_is_asked_for_that_model_by_name():
+    from loraforge.runtime.capabilities import Capabilities
+
+    async def scenario():
+        seen = []
+        runner, url = await start(completion_app(0, seen))
+        caps = Capabilities(engine="llama-cpp-python", model="base", adapter_models=("adapter-0", "adapter-1"))
+        try:
+            async with LlamaClient(url, adapter_count=2, capabilities=caps) as client:
+                await client.complete("a", adapter=1)
+                await client.complete("b")
+                with pytest.raises(ServerError, match="Adapter 2 was requested but the server has 2"):
+                    await client.complete("c", adapter=2)
+        finally:
+            await runner.cleanup()
+        return seen
+
+    first, second = asyncio.run(scenario())
+    assert first["model"] == "adapter-1" and "lora" not in first
+    assert second["model"] == "base" and "lora" not in second
+
+
 def test_the_client_sends_only_what_the_servers_capabilities_allow():
     from loraforge.runtime.capabilities import Capabilities
 

@@ -89,6 +89,56 @@ def test_server_kind_is_chosen_from_the_config(tmp_path, monkeypatch):
     assert isinstance(make_server(ServerConfig(model_path=tmp_path / "m.gguf")), EmbeddedServer)
 
 
+def test_server_kind_for_the_llama_cpp_python_engine(tmp_path, monkeypatch):
+    from loraforge.errors import ConfigError
+    from loraforge.runtime.llama_cpp_python import LlamaCppPythonServer
+
+    monkeypatch.delenv("LLAMA_CPP_PATH", raising=False)
+    config = ServerConfig(model_path=tmp_path / "m.gguf", engine="llama-cpp-python")
+    assert isinstance(make_server(config), LlamaCppPythonServer)
+    with pytest.raises(ConfigError, match="Unknown engine 'vllm'"):
+        ServerConfig(model_path=tmp_path / "m.gguf", engine="vllm")  # type: ignore[arg-type]
+
+
+def test_the_llama_cpp_python_server_config_keeps_the_key_private_and_one_model_per_adapter(tmp_path):
+    import os
+    import stat
+    import tempfile
+
+    from loraforge.runtime.llama_cpp_python import LlamaCppPythonServer
+
+    adapters = [tmp_path / "a.gguf", tmp_path / "b.gguf"]
+    config = ServerConfig(
+        model_path=tmp_path / "m.gguf",
+        engine="llama-cpp-python",
+        chat_template="{{ messages }}",
+        lora_adapters=adapters,
+        n_parallel=4,
+        n_ctx=8192,
+        threads=2,
+    )
+    server = LlamaCppPythonServer(config)
+    server._tmpdir = tempfile.TemporaryDirectory()  # what start() makes before it asks for the command
+    try:
+        command = server.command(port=8123)
+        settings_file = command[command.index("--config_file") + 1]
+        settings = json.loads(open(settings_file).read())
+        template_file = command[command.index("--chat-template-file") + 1]
+        assert open(template_file).read() == "{{ messages }}"
+        assert stat.S_IMODE(os.stat(settings_file).st_mode) == 0o600
+    finally:
+        server._tmpdir.cleanup()
+    assert not any(server.api_key in part for part in command)  # the key is in the private file only
+    assert settings["api_key"] == server.api_key and settings["host"] == "127.0.0.1" and settings["port"] == 8123
+    models = settings["models"]
+    assert [m["model_alias"] for m in models] == ["base", "adapter-0", "adapter-1"]
+    assert [m.get("lora_path") for m in models] == [None, str(adapters[0]), str(adapters[1])]
+    assert {m["n_ctx"] for m in models} == {2048}  # one request at a time: one slot's share of the context
+    assert {m["chat_format"] for m in models} == {"loraforge"}
+    caps = server.capabilities
+    assert caps.model == "base" and caps.adapter_models == ("adapter-0", "adapter-1") and not caps.llama_cpp
+
+
 def test_an_unreachable_outside_server_points_at_the_url_not_the_model():
     from loraforge.errors import ServerError
     from loraforge.runtime.server import free_port

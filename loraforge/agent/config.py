@@ -10,7 +10,7 @@ import dataclasses
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -59,6 +59,14 @@ class RunConfig:
     )
     llama_server: Path | None = field(
         default=None, metadata={"help": "A llama-server binary to start instead of the embedded server."}
+    )
+    engine: Literal["xllamacpp", "llama-cpp-python"] = field(
+        default="xllamacpp",
+        metadata={
+            "help": "The llama.cpp binding of the servers loraforge starts: 'xllamacpp' (llama.cpp's own "
+            "server, the default) or 'llama-cpp-python' (pip install 'loraforge[llama-cpp-python]'; one "
+            "request at a time, adapters fixed at load; the export proof stays on xllamacpp)."
+        },
     )
     examples: int = field(default=80, metadata={"help": "Verified examples generated in the first iteration."})
     heldout_fraction: float = field(

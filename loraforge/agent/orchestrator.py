@@ -223,7 +223,7 @@ class Orchestrator:
         if rate is None and enough and self.config.min_error_rate is not None:
             rows = self.task.seed_rows()
             async with make_server(self._eval_server_config([])) as server:
-                async with LlamaClient(server.base_url, concurrency=1, api_key=server.api_key) as client:
+                async with server.client(concurrency=1) as client:
                     evaluation = await self._scored(client, rows, "measure error rate", None, max_tokens=32)
             rate = 1 - sum(bool(ok) for ok in evaluation.correct) / len(rows)
         return triggers.check(len(raw), rate, self.config.min_samples, self.config.min_error_rate)
@@ -313,6 +313,7 @@ class Orchestrator:
             parallel=cfg.parallel,
             on_info=self.ui.info,
             server_model=cfg.server_model,
+            engine=cfg.engine,
         ) as client:
             generator = self.task.generator(client, plan.generation, cfg.seed)
             for text in self._known_texts(iteration):
@@ -427,6 +428,7 @@ class Orchestrator:
         return ServerConfig(
             model_path=self.model,
             llama_server=self.config.llama_server,
+            engine=self.config.engine,
             chat_template=self.chat_format.template,
             lora_adapters=list(adapters),
             n_parallel=parallel,
@@ -453,9 +455,7 @@ class Orchestrator:
             # Continuous batching changes greedy outputs from run to run; evaluation uses one slot, and runs
             # each model as a separate pass so the shared tools prompt stays cached.
             concurrency = self.config.eval_parallel
-            async with LlamaClient(
-                server.base_url, concurrency=concurrency, adapter_count=len(adapters), api_key=server.api_key
-            ) as client:
+            async with server.client(concurrency=concurrency, adapter_count=len(adapters)) as client:
                 for label, adapter in models:
                     evaluation = await self._scored(client, heldout, f"evaluate {label}", adapter)
                     evaluations[label] = evaluation
@@ -478,6 +478,7 @@ class Orchestrator:
                 parallel=1,
                 on_info=self.ui.info,
                 server_model=cfg.server_model,
+                engine=cfg.engine,
             ) as judge_client:
                 results["judge"] = await self._judge(judge_client, heldout, evaluations)
         write_jsonl(it_dir / Artifact.PREDICTIONS.value, records)

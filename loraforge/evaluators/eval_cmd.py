@@ -16,7 +16,7 @@ from loraforge.evaluators.evaluate import evaluate_labels, evaluate_tool_calls
 from loraforge.files import atomic_write_json, claim_output_folder, read_json_object, read_jsonl, write_jsonl
 from loraforge.gguf_info import adapter_mismatch, read_gguf_info
 from loraforge.models import resolve_model
-from loraforge.runtime import LlamaClient, ServerConfig, make_server
+from loraforge.runtime import ServerConfig, make_server
 from loraforge.runtime.config import context_for
 from loraforge.tools import load_tools
 from loraforge.ui import UI
@@ -144,9 +144,11 @@ def run_eval(
     max_tokens: int,
     ui: UI,
     chat_template: str | None = None,
+    engine: str = "xllamacpp",
 ) -> dict[str, Any]:
     """Score the base model, and the adapter if given, on `data`; `chat_template` (a checked
-    --chat-template) replaces the adapter's own template, or the built-in one for the base alone."""
+    --chat-template) replaces the adapter's own template, or the built-in one for the base alone. `engine`
+    is the llama.cpp binding that serves them."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; eval writes a folder of predictions and metrics.")
@@ -183,6 +185,7 @@ def run_eval(
         model_path=base,
         chat_template=fmt.template,
         lora_adapters=[gguf] if gguf else [],
+        engine=engine,  # type: ignore[arg-type]  # checked by ServerConfig
         n_parallel=1,
         n_ctx=context_for(rows, max_tokens),
     )
@@ -190,9 +193,7 @@ def run_eval(
 
     async def work() -> None:
         async with make_server(config) as server:
-            async with LlamaClient(
-                server.base_url, concurrency=1, adapter_count=1 if gguf else 0, api_key=server.api_key
-            ) as client:
+            async with server.client(concurrency=1, adapter_count=1 if gguf else 0) as client:
                 for label, index in models:
                     bar = ui.progress(len(rows), f"evaluate {label}", "ex")
                     progress = functools.partial(bar.update, 1)

@@ -131,7 +131,7 @@ async def llama_side(base: Path, gguf: Path, prompts: list[list[int]], reference
     config = ServerConfig(model_path=base, lora_adapters=[gguf], n_parallel=1, n_ctx=4096)
     side = LlamaSide([], [], [], [])
     async with make_server(config) as server:
-        async with LlamaClient(server.base_url, concurrency=1, adapter_count=1, api_key=server.api_key) as client:
+        async with server.client(concurrency=1, adapter_count=1) as client:
             for ids, reference in zip(prompts, references):
                 forced, candidates = await forced_predictions(client, ids, reference, adapter=0)
                 side.forced.append(forced)

@@ -137,7 +137,9 @@ def check_disk(out: Path) -> CheckResult:
     return CheckResult("disk", "ok", detail)
 
 
-def check_engine(llama_server: Path | None) -> CheckResult:
+def check_engine(llama_server: Path | None, engine: str = "xllamacpp") -> CheckResult:
+    if engine == "llama-cpp-python" and llama_server is None:
+        return check_llama_cpp_python()
     binary = llama_server or (Path(os.environ["LLAMA_CPP_PATH"]) if os.environ.get("LLAMA_CPP_PATH") else None)
     if binary is not None:
         from loraforge.runtime.config import find_llama_server
@@ -167,6 +169,22 @@ def check_engine(llama_server: Path | None) -> CheckResult:
             "pip install xllamacpp, or pass --llama-server PATH to a llama-server binary.",
         )
     return CheckResult("llama.cpp engine", "ok", f"embedded server (xllamacpp {version})")
+
+
+def check_llama_cpp_python() -> CheckResult:
+    """--engine llama-cpp-python: the binding with its server extra, importable."""
+    try:
+        version = importlib.metadata.version("llama-cpp-python")
+        importlib.import_module("llama_cpp.server.app")
+    except Exception as exc:
+        return CheckResult(
+            "llama.cpp engine",
+            "fail",
+            f"llama-cpp-python's server is unavailable ({exc})",
+            "pip install 'loraforge[llama-cpp-python]' (it compiles llama.cpp: about 10 minutes on 2 cores), "
+            "or leave out --engine to use the embedded server.",
+        )
+    return CheckResult("llama.cpp engine", "ok", f"llama-cpp-python {version} server (one request at a time)")
 
 
 def check_model(model: Path | None) -> CheckResult:
@@ -241,17 +259,23 @@ def check_output(out: Path) -> CheckResult:
     return CheckResult("output folder", "ok", f"{out.resolve()} is writable")
 
 
-def check_deep(model: Path | None, llama_server: Path | None) -> CheckResult:
+def check_deep(model: Path | None, llama_server: Path | None, engine: str = "xllamacpp") -> CheckResult:
     """Start the server and run one short completion."""
     import asyncio
 
     from loraforge.models import resolve_model
-    from loraforge.runtime import LlamaClient, ServerConfig, make_server
+    from loraforge.runtime import ServerConfig, make_server
 
     async def probe() -> str:
-        config = ServerConfig(model_path=resolve_model(model), llama_server=llama_server, n_parallel=1, n_ctx=512)
+        config = ServerConfig(
+            model_path=resolve_model(model),
+            llama_server=llama_server,
+            engine=engine,  # type: ignore[arg-type]  # checked by ServerConfig
+            n_parallel=1,
+            n_ctx=512,
+        )
         async with make_server(config) as server:
-            async with LlamaClient(server.base_url, concurrency=1, api_key=server.api_key) as client:
+            async with server.client(concurrency=1) as client:
                 start = time.perf_counter()
                 text = await client.complete("The capital of France is", max_tokens=8, temperature=0.0)
                 return f"answered {text.strip()[:40]!r} in {time.perf_counter() - start:.2f} s"
@@ -275,6 +299,7 @@ def run_checks(
     llama_server: Path | None = None,
     deep: bool = False,
     on_result: Callable[[CheckResult], None] | None = None,
+    engine: str = "xllamacpp",
 ) -> list[CheckResult]:
     checks: list[Callable[[], CheckResult]] = [check_python]
     checks += [functools.partial(check_package, m, d) for m, d in REQUIRED]
@@ -283,7 +308,7 @@ def run_checks(
         check_bitsandbytes,
         check_ram,
         lambda: check_disk(out),
-        lambda: check_engine(llama_server),
+        lambda: check_engine(llama_server, engine),
         lambda: check_model(model),
         lambda: check_output(out),
     ]
@@ -296,7 +321,7 @@ def run_checks(
     if deep:
         ready = all(r.status != "fail" for r in results if r.name in ("model", "llama.cpp engine"))
         result = (
-            check_deep(model, llama_server)
+            check_deep(model, llama_server, engine)
             if ready
             else CheckResult(
                 "server round trip", "fail", "skipped: the model or the engine check failed", "Fix those first."

@@ -21,11 +21,14 @@ _PROBE_SCHEMA = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "r
 class Capabilities:
     """What one server offers. The default is llama.cpp's server, which offers everything loraforge uses."""
 
-    engine: str = "llama.cpp"  # "llama.cpp", or "openai" for any other OpenAI-compatible server
+    engine: str = "llama.cpp"  # "llama.cpp", "llama-cpp-python", or "openai" for any other OpenAI-compatible server
     slots: int = 0  # llama.cpp's parallel slots (/props), for pinning a prompt family to one; 0: no pinning
     completions: bool = True  # /v1/completions answers; else few-shot prompts go through chat
     response_format: bool = True  # chat takes a JSON-schema `response_format`
     model: str | None = None  # the model id that OpenAI-compatible servers want in every request
+    # The model ids that answer with adapter 0, 1, ...: a server that loads each adapter as a model of its
+    # own (llama-cpp-python's). Empty: adapters are chosen per request by scale, as on llama.cpp's server.
+    adapter_models: tuple[str, ...] = ()
 
     @property
     def llama_cpp(self) -> bool:
@@ -35,8 +38,9 @@ class Capabilities:
         """One line for the log."""
         if self.llama_cpp:
             return f"llama.cpp server, {self.slots} slots (pinned per prompt family), JSON schema and grammars"
+        kind = "llama-cpp-python server" if self.engine == "llama-cpp-python" else "OpenAI-compatible server"
         parts = [
-            f"OpenAI-compatible server (model {self.model or 'unnamed'})",
+            f"{kind} (model {self.model or 'unnamed'})",
             "completions" if self.completions else "chat only (few-shot prompts sent as chat)",
             "JSON-schema output" if self.response_format else "no structured output (answers verified, retried)",
         ]

@@ -218,16 +218,26 @@ class LlamaClient:
         slot = self._families.setdefault(family, len(self._families) % self.affinity_slots)
         return {"id_slot": slot}
 
-    def _lora_field(self, adapter: int | None) -> dict[str, Any]:
-        """Choose the adapter per request; every loaded adapter gets an explicit scale."""
+    def _model_fields(self, adapter: int | None) -> dict[str, Any]:
+        """The fields that choose what answers a request: the base model, or adapter number `adapter`.
+
+        On llama.cpp's server every loaded adapter gets an explicit scale per request. A server that loads
+        each adapter as a model of its own (llama-cpp-python's) is asked for that model by name instead.
+        """
+        caps = self.capabilities
+        if caps.adapter_models:
+            if adapter is not None and not 0 <= adapter < len(caps.adapter_models):
+                raise ServerError(f"Adapter {adapter} was requested but the server has {len(caps.adapter_models)}.")
+            return {"model": caps.model if adapter is None else caps.adapter_models[adapter]}
+        named = {"model": caps.model} if caps.model else {}
         if self.adapter_count == 0:
             if adapter is not None:
                 raise ServerError("An adapter was requested but the server has none loaded.")
-            return {}
+            return named
         scales = [{"id": i, "scale": 1.0 if i == adapter else 0.0} for i in range(self.adapter_count)]
         # The server drops a slot's cached prompt when the adapter scales change, so cached prefixes are
         # safe as long as the RAM prompt cache is off (it gave corrupt outputs here): see ServerConfig.
-        return {"lora": scales}
+        return {**named, "lora": scales}
 
     async def chat(
         self,
@@ -247,10 +257,8 @@ class LlamaClient:
             "temperature": temperature,
             "top_p": top_p,
             "max_tokens": max_tokens,
-            **self._lora_field(adapter),
+            **self._model_fields(adapter),
         }
-        if self.capabilities.model:
-            body["model"] = self.capabilities.model
         if tools:
             body["tools"] = tools
         if json_schema is not None and self.capabilities.response_format:
@@ -309,11 +317,9 @@ class LlamaClient:
             "max_tokens": max_tokens,
             "temperature": temperature,
             "top_p": top_p,
-            **self._lora_field(adapter),
+            **self._model_fields(adapter),
             **self._slot_field(family),
         }
-        if caps.model:
-            body["model"] = caps.model
         if stop:
             body["stop"] = stop
         if seed is not None:
@@ -334,7 +340,7 @@ class LlamaClient:
             "top_k": 1,
             "return_tokens": True,
             **({"n_probs": top} if top else {}),
-            **self._lora_field(adapter),
+            **self._model_fields(adapter),
         }
         return await self._request("POST", "/completion", body)
 

@@ -6,9 +6,11 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from loraforge.errors import ConfigError
+
+ENGINES = ("xllamacpp", "llama-cpp-python")
 
 
 @dataclass
@@ -25,6 +27,15 @@ class ServerConfig:
     llama_server: Path | None = field(
         default=None,
         metadata={"help": "Start this llama-server binary instead of the embedded server ($LLAMA_CPP_PATH too)."},
+    )
+    engine: Literal["xllamacpp", "llama-cpp-python"] = field(
+        default="xllamacpp",
+        metadata={
+            "help": "The llama.cpp binding that serves the model when loraforge starts the server: 'xllamacpp' "
+            "(llama.cpp's own server, in process; the default) or 'llama-cpp-python' (its OpenAI-compatible "
+            "server as a child process; pip install 'loraforge[llama-cpp-python]'). llama-cpp-python serves "
+            "one request at a time and loads each adapter as a model of its own."
+        },
     )
     chat_template: str | None = field(
         default=None, metadata={"help": "Jinja chat template text the server renders prompts with."}
@@ -44,6 +55,8 @@ class ServerConfig:
             self.model_path = Path(self.model_path)
         if self.llama_server is None and os.environ.get("LLAMA_CPP_PATH"):
             self.llama_server = find_llama_server(Path(os.environ["LLAMA_CPP_PATH"]))
+        if self.engine not in ENGINES:
+            raise ConfigError(f"Unknown engine {self.engine!r}.", fix=f"Choose one of: {', '.join(ENGINES)}.")
         if self.n_parallel < 1:
             raise ConfigError(f"n_parallel must be at least 1, got {self.n_parallel}.")
         if self.n_ctx < 256:

@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 from loraforge.constants import Artifact
 from loraforge.errors import ServerError
+from loraforge.runtime.capabilities import LLAMA_CPP, Capabilities
+from loraforge.runtime.client import LlamaClient
 from loraforge.runtime.config import ServerConfig
 
 T = TypeVar("T")
@@ -62,9 +64,17 @@ OWN_SERVER_FIX = "Check the model file with `loraforge check --deep`."
 OUTSIDE_SERVER_FIX = "Check that the server at that URL is running (`curl URL/health`) and that --server-url is right."
 
 
-def wait_healthy(base_url: str, timeout: float, is_alive=lambda: True, fix: str = OWN_SERVER_FIX) -> None:
-    """Poll /health until it answers 200, the process dies, or `timeout` seconds pass."""
+def wait_healthy(
+    base_url: str,
+    timeout: float,
+    is_alive=lambda: True,
+    fix: str = OWN_SERVER_FIX,
+    path: str = "/health",
+    api_key: str | None = None,
+) -> None:
+    """Poll `path` (llama.cpp's /health) until it answers 200, the process dies, or `timeout` seconds pass."""
     deadline = time.monotonic() + timeout
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     last = "no answer"
     while time.monotonic() < deadline:
         if not is_alive():
@@ -73,11 +83,11 @@ def wait_healthy(base_url: str, timeout: float, is_alive=lambda: True, fix: str 
                 fix="Its own messages are in server.log in the run folder (or run it by hand to see them); " + fix,
             )
         try:
-            with urllib.request.urlopen(base_url + "/health", timeout=5) as response:
-                if response.status == 200:
+            with urllib.request.urlopen(urllib.request.Request(base_url + path, headers=headers), timeout=5) as answer:
+                if answer.status == 200:
                     return
         except urllib.error.HTTPError as exc:
-            last = f"/health answered {exc.code}"
+            last = f"{path} answered {exc.code}"
         except OSError as exc:
             last = str(exc)
         time.sleep(0.2)
@@ -115,6 +125,12 @@ class LlamaServer:
 
     base_url: str = ""
     api_key: str | None = None  # servers loraforge starts take a random key that only its clients know
+    capabilities: Capabilities = LLAMA_CPP  # how requests address it; a server behind a URL is probed instead
+
+    def client(self, **options: Any) -> LlamaClient:
+        """A client for this server (not yet entered): its address, key and capabilities, and `options`."""
+        options.setdefault("capabilities", self.capabilities)
+        return LlamaClient(self.base_url, api_key=self.api_key, **options)
 
     def start(self) -> LlamaServer:
         raise NotImplementedError
@@ -214,12 +230,13 @@ class EmbeddedServer(LlamaServer):
         return self._server is not None
 
 
-class BinaryServer(LlamaServer):
-    """A llama-server executable that loraforge starts as a child process and stops."""
+class ChildProcessServer(LlamaServer):
+    """A server that loraforge starts as a child process on a free port, and stops. Subclasses say how to
+    start it (`command`) and how to tell that it is ready (`wait_ready`)."""
 
     def __init__(self, config: ServerConfig, log_path: Path | None = None) -> None:
-        if config.model_path is None or config.llama_server is None:
-            raise ServerError("A llama-server binary and a model path are both needed.")
+        if config.model_path is None:
+            raise ServerError("A server that loraforge starts needs a model path.")
         self.config = config
         self.log_path = log_path
         self.api_key = secrets.token_urlsafe(24)
@@ -227,60 +244,39 @@ class BinaryServer(LlamaServer):
         self._tmpdir: tempfile.TemporaryDirectory | None = None
 
     def command(self, port: int) -> list[str]:
-        cfg = self.config
-        cmd = [
-            str(cfg.llama_server),
-            "-m",
-            str(cfg.model_path),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "-c",
-            str(cfg.n_ctx),
-            "-np",
-            str(cfg.n_parallel),
-            "-t",
-            str(cfg.resolved_threads),
-            "--cache-ram",
-            "0",
-            "--jinja",
-        ]
-        assert self._tmpdir is not None
-        # The key goes in a file only this user can read: a command line is visible to every local user.
-        key_file = Path(self._tmpdir.name) / "api_key"
-        key_file.touch(mode=0o600)
-        key_file.write_text(self.api_key or "", encoding="utf-8")
-        cmd += ["--api-key-file", str(key_file)]
-        if cfg.chat_template:
-            template = Path(self._tmpdir.name) / Artifact.CHAT_TEMPLATE.value
-            template.write_text(cfg.chat_template, encoding="utf-8")
-            cmd += ["--chat-template-file", str(template)]
-        for path in cfg.lora_adapters:
-            cmd += ["--lora", str(path)]
-        if cfg.lora_adapters:
-            cmd.append("--lora-init-without-apply")
-        return cmd
+        raise NotImplementedError
 
-    def start(self) -> BinaryServer:
+    def wait_ready(self) -> None:
+        wait_healthy(self.base_url, self.config.startup_timeout, self.alive)
+
+    def private_file(self, name: str, text: str) -> Path:
+        """`text` in a file of this server's temporary folder that only this user can read."""
+        assert self._tmpdir is not None
+        path = Path(self._tmpdir.name) / name
+        path.touch(mode=0o600)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def start(self) -> ChildProcessServer:
         if self._proc is not None:
             return self
         return on_free_port(self._start_on)
 
-    def _start_on(self, port: int) -> BinaryServer:
+    def _start_on(self, port: int) -> ChildProcessServer:
         self._tmpdir = tempfile.TemporaryDirectory(prefix="loraforge-server-")
         log = open(self.log_path, "ab") if self.log_path else None
         try:
             out = log if log is not None else subprocess.DEVNULL
-            self._proc = subprocess.Popen(self.command(port), stdout=out, stderr=subprocess.STDOUT)
+            command = self.command(port)
+            self._proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         except OSError as exc:
-            raise ServerError(f"Could not run {self.config.llama_server}: {exc}.") from None
+            raise ServerError(f"Could not run {command[0]}: {exc}.") from None
         finally:
             if log is not None:
                 log.close()
         self.base_url = f"http://127.0.0.1:{port}"
         try:
-            wait_healthy(self.base_url, self.config.startup_timeout, self.alive)
+            self.wait_ready()
         except BaseException:
             self.stop()
             raise
@@ -302,6 +298,45 @@ class BinaryServer(LlamaServer):
 
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+
+class BinaryServer(ChildProcessServer):
+    """A llama-server executable that loraforge starts as a child process and stops."""
+
+    def __init__(self, config: ServerConfig, log_path: Path | None = None) -> None:
+        if config.model_path is None or config.llama_server is None:
+            raise ServerError("A llama-server binary and a model path are both needed.")
+        super().__init__(config, log_path)
+
+    def command(self, port: int) -> list[str]:
+        cfg = self.config
+        cmd = [
+            str(cfg.llama_server),
+            "-m",
+            str(cfg.model_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "-c",
+            str(cfg.n_ctx),
+            "-np",
+            str(cfg.n_parallel),
+            "-t",
+            str(cfg.resolved_threads),
+            "--cache-ram",
+            "0",
+            "--jinja",
+        ]
+        # The key goes in a file only this user can read: a command line is visible to every local user.
+        cmd += ["--api-key-file", str(self.private_file("api_key", self.api_key or ""))]
+        if cfg.chat_template:
+            cmd += ["--chat-template-file", str(self.private_file(Artifact.CHAT_TEMPLATE.value, cfg.chat_template))]
+        for path in cfg.lora_adapters:
+            cmd += ["--lora", str(path)]
+        if cfg.lora_adapters:
+            cmd.append("--lora-init-without-apply")
+        return cmd
 
 
 # The environment variable that holds the API key of a server behind --server-url (never written anywhere).
@@ -342,11 +377,15 @@ def _health_status(base_url: str) -> int | None:
 
 
 def make_server(config: ServerConfig, log_path: Path | None = None) -> LlamaServer:
-    """Pick the server kind from the config: a URL, a binary, or the embedded default."""
+    """Pick the server kind from the config: a URL, a binary, llama-cpp-python, or the embedded default."""
     if config.server_url:
         return ExternalServer(config.server_url)
     if config.llama_server:
         return BinaryServer(config, log_path)
+    if config.engine == "llama-cpp-python":
+        from loraforge.runtime.llama_cpp_python import LlamaCppPythonServer
+
+        return LlamaCppPythonServer(config, log_path)
     return EmbeddedServer(config)
 
 

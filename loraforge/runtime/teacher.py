@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 from loraforge.runtime.capabilities import probe
-from loraforge.runtime.client import LlamaClient
 from loraforge.runtime.config import ServerConfig
 from loraforge.runtime.pool import ClientPool
 from loraforge.runtime.server import LlamaServer, make_server
@@ -36,6 +35,7 @@ async def teacher(
     n_ctx_per_slot: int = 1536,
     on_info: Callable[[str], None] | None = None,
     server_model: str | None = None,
+    engine: str = "xllamacpp",
 ) -> AsyncIterator[Any]:
     """A client for the teacher: a pool over `server_urls`, or a server that loraforge starts and owns
     (on `model`, which may be None only with `server_urls`).
@@ -50,31 +50,22 @@ async def teacher(
             clients = []
             for url in server_urls:
                 server = await stack.enter_async_context(make_server(ServerConfig(server_url=url)))
-                async with LlamaClient(server.base_url, concurrency=1, api_key=server.api_key) as asking:
+                async with server.client(concurrency=1) as asking:
                     offers = await probe(asking, server_model)
                 if on_info:
                     on_info(f"teacher {url}: {offers.describe()}")
-                clients.append(
-                    LlamaClient(
-                        server.base_url,
-                        concurrency=parallel,
-                        affinity_slots=offers.slots,
-                        api_key=server.api_key,
-                        capabilities=offers,
-                    )
-                )
+                clients.append(server.client(concurrency=parallel, affinity_slots=offers.slots, capabilities=offers))
             client: Any = ClientPool(clients) if len(clients) > 1 else clients[0]
         else:
             slots = max(slots, parallel)
             config = ServerConfig(
-                model_path=model, llama_server=llama_server, n_parallel=slots, n_ctx=n_ctx_per_slot * slots
+                model_path=model,
+                llama_server=llama_server,
+                engine=engine,  # type: ignore[arg-type]  # checked by ServerConfig
+                n_parallel=slots,
+                n_ctx=n_ctx_per_slot * slots,
             )
             server = await stack.enter_async_context(make_server(config))
-            client = LlamaClient(
-                server.base_url,
-                concurrency=parallel,
-                recover=restarter(server),
-                affinity_slots=slots,
-                api_key=server.api_key,
-            )
+            pinned = slots if server.capabilities.llama_cpp else 0  # llama-cpp-python has no slots
+            client = server.client(concurrency=parallel, recover=restarter(server), affinity_slots=pinned)
         yield await stack.enter_async_context(client)
