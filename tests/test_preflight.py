@@ -101,3 +101,16 @@ def test_run_with_bad_tools_file_names_it(tmp_path, capsys):
     code = main(["run", "--tools", str(bad), "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and str(bad) in err and "'x'" in err and "parameters.properties.a.type" in err
+
+
+def test_the_llama_cpp_python_engine_is_checked_when_chosen(monkeypatch):
+    import importlib.metadata
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    result = checks.check_engine(None, "llama-cpp-python")
+    assert result.status == "fail" and "llama-cpp-python" in result.detail
+    assert "loraforge[llama-cpp-python]" in result.fix and "--engine" in result.fix
+    assert checks.check_engine(None).detail != result.detail  # the default engine is checked as before

@@ -66,6 +66,8 @@ async def teacher(
                 n_ctx=n_ctx_per_slot * slots,
             )
             server = await stack.enter_async_context(make_server(config))
+            if on_info and not server.capabilities.llama_cpp:
+                on_info(f"teacher: {server.capabilities.describe()}")
             pinned = slots if server.capabilities.llama_cpp else 0  # llama-cpp-python has no slots
             client = server.client(concurrency=parallel, recover=restarter(server), affinity_slots=pinned)
         yield await stack.enter_async_context(client)
