@@ -194,3 +194,39 @@ def test_the_loops_training_in_two_processes_matches_one_process(tmp_path):
     gap = max(np.linalg.norm(a[k] - b[k]) / np.linalg.norm(a[k]) for k in a if "lora_B" in k)
     assert gap < 1e-3, gap
     assert json.loads((tmp_path / "two" / "loraforge.json").read_text())["training"]["processes"] == 2
+
+
+def test_a_training_stopped_in_one_process_resumes_in_two(tmp_path):
+    """Checkpoints carry over process counts: one process stops after two steps, two processes take the
+    rest from the same batch, and the step count is re-based on the new steps per epoch."""
+    import math
+
+    from loraforge.agent.tasks import LabelTask
+    from loraforge.errors import StopRequested
+    from loraforge.trainers.config import TrainConfig
+    from loraforge.trainers.job import run_training
+    from loraforge.trainers.launch import launch
+
+    task = LabelTask.from_file(Path("examples/support-tickets.jsonl"))
+    rows = [task.to_chat(row) for row in task.rows]
+    base = default_model_path()
+    same = dict(epochs=2, dropout=0.0, dtype="float32", batch_size=5, val_fraction=0.0)
+    out = tmp_path / "run"
+    steps = []
+    with pytest.raises(StopRequested):
+        run_training(
+            rows,
+            base,
+            TrainConfig(**same),
+            out,
+            on_step=lambda s, t, r: steps.append(s),
+            should_stop=lambda: len(steps) >= 2,
+        )
+    assert (out / "checkpoint.pt").is_file()
+    batches = math.ceil(len(rows) / 5)
+    result = launch(rows, base, TrainConfig(processes=2, **same), out)
+    assert result.resumed_from_step == 1  # two batches done, one two-process step
+    assert result.steps == 2 * math.ceil(batches / 2)
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert {"step": 1, "resumed_with_processes": "1 -> 2"} in log
+    assert (out / "adapter_model.safetensors").is_file() and not (out / "checkpoint.pt").exists()

@@ -319,11 +319,23 @@ def test_a_resume_may_change_runtime_settings_but_not_what_is_trained(tmp_path):
     other_runtime = config(epochs=3, threads=1, max_batch_tokens=4096)
     resumed = lora.train_lora(tiny_model(), 0, examples(), other_runtime, tmp_path)
     assert resumed.resumed_from_step == 3 and resumed.dropped_checkpoint == ""
-    assert lora.checkpoint_mismatch({"r": 8, "device": "cpu"}, {"r": 8, "device": "cuda"}, 1, 1) == ""
-    assert lora.checkpoint_mismatch({"r": 8}, {"r": 8}, 1, 2) == "processes 1 -> 2"
-    assert "learning_rate" in lora.checkpoint_mismatch(
-        {"r": 8, "learning_rate": 1e-3}, {"r": 8, "learning_rate": 5e-4}, 1, 1
-    )
+    assert lora.checkpoint_mismatch({"r": 8, "device": "cpu"}, {"r": 8, "device": "cuda"}) == ""
+    assert lora.checkpoint_mismatch({"r": 8, "processes": 1}, {"r": 8, "processes": 2}) == ""
+    assert "learning_rate" in lora.checkpoint_mismatch({"r": 8, "learning_rate": 1e-3}, {"r": 8, "learning_rate": 5e-4})
+
+
+def test_a_resume_on_another_process_count_keeps_the_batches_done_and_rebases_the_step():
+    # 10 batches an epoch, grad_accum 1. One process stopped in epoch 2 after 3 of its batches (step 13).
+    saved = {"step": 13, "epoch": 1, "batch": 3}
+    same = lora.resumed_position(saved, 1, 1, 1, 10)
+    assert (same.step, same.epoch, same.batch) == (13, 1, 3)
+    two = lora.resumed_position(saved, 1, 2, 1, 10)  # 5 steps an epoch now; 3 batches done is 2 steps in
+    assert (two.step, two.epoch, two.batch) == (7, 1, 3)
+    back = lora.resumed_position({"step": 7, "epoch": 1, "batch": 4}, 2, 1, 1, 10)
+    assert (back.step, back.batch) == (14, 4)
+    # A checkpoint from before batches were counted: its in-epoch steps times the batches a step took.
+    legacy = lora.resumed_position({"step": 7, "epoch": 1}, 2, 1, 1, 10)
+    assert (legacy.batch, legacy.step) == (4, 14)
 
 
 def test_a_checkpoint_for_other_settings_is_dropped_and_said_so(tmp_path):

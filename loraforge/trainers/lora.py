@@ -285,18 +285,32 @@ def _without_dropout(model: Any, active: bool):
 
 
 # Settings that change where and how fast training runs, not what it computes: a resume may change them.
-RUNTIME_SETTINGS = ("device", "threads", "max_batch_tokens", "processes")  # a change of processes is caught by world
+# So may the process count: the checkpoint records how many of the epoch's batches are done, not steps.
+RUNTIME_SETTINGS = ("device", "threads", "max_batch_tokens", "processes")
 
 
-def checkpoint_mismatch(saved: dict[str, Any], current: dict[str, Any], saved_world: int, world: int) -> str:
+def checkpoint_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str:
     """Why a checkpoint cannot be resumed by this training ("" when it can): the settings that define the
-    result and differ, or another process count. Runtime settings may change."""
+    result and differ. Runtime settings may change."""
     keys = sorted((set(saved) | set(current)) - set(RUNTIME_SETTINGS))
     changed = [k for k in keys if saved.get(k) != current.get(k)]
-    reasons = [f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed]
+    return ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
+
+
+def resumed_position(saved: dict[str, Any], saved_world: int, world: int, grad_accum: int, batches: int) -> Position:
+    """The Position of a checkpoint for a training on `world` processes, with `batches` batches an epoch. A
+    step takes grad_accum x world batches, so with another process count the epoch's batches done stay
+    and the step count is re-based: the learning-rate schedule goes on from the same share of training."""
+
+    def steps_per_epoch(processes: int) -> int:
+        return math.ceil(batches / (grad_accum * processes))
+
+    position = Position(**saved)
+    if "batch" not in saved:  # written before batches were counted: steps count them
+        position.batch = (position.step - position.epoch * steps_per_epoch(saved_world)) * grad_accum * saved_world
     if saved_world != world:
-        reasons.append(f"processes {saved_world} -> {world}")
-    return ", ".join(reasons)
+        position.step = position.epoch * steps_per_epoch(world) + math.ceil(position.batch / (grad_accum * world))
+    return position
 
 
 def learning_rate(step: int, total: int, config: TrainConfig) -> float:
@@ -445,6 +459,7 @@ class Position:
 
     step: int = 0
     epoch: int = 0
+    batch: int = 0  # batches of this epoch done, by all processes together
     best_val: float = math.inf
     best_state: dict[str, Any] | None = None
     bad_epochs: int = 0
@@ -537,7 +552,8 @@ def train_lora(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     per_step = config.grad_accum * world  # batches in one optimizer step, across processes
-    steps_per_epoch = math.ceil(math.ceil(len(train_set) / config.batch_size) / per_step)
+    batches_per_epoch = math.ceil(len(train_set) / config.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / per_step)
     total_steps = steps_per_epoch * config.epochs
 
     def log(record: dict[str, Any]) -> None:
@@ -551,7 +567,7 @@ def train_lora(
     if checkpoint is not None and "position" not in checkpoint:
         dropped = "written by an older loraforge"
     elif checkpoint is not None:
-        dropped = checkpoint_mismatch(checkpoint["config"], asdict(config), checkpoint["world"], world)
+        dropped = checkpoint_mismatch(checkpoint["config"], asdict(config))
     if dropped:
         if lead and log_path:
             log_path.unlink(missing_ok=True)  # the dropped training's steps are not this one's
@@ -559,8 +575,11 @@ def train_lora(
     elif checkpoint is not None:
         set_weights(model, checkpoint["lora"])
         optimizer.load_state_dict(checkpoint["optimizer"])
-        at = Position(**checkpoint["position"])
+        saved_world = checkpoint["world"]
+        at = resumed_position(checkpoint["position"], saved_world, world, config.grad_accum, batches_per_epoch)
         torch.set_rng_state(checkpoint["rng"])  # dropout masks continue exactly where they stopped
+        if saved_world != world:
+            log({"step": at.step, "resumed_with_processes": f"{saved_world} -> {world}"})
     resumed_from, sup_tokens, last_loss, run_tokens = at.step, 0, math.nan, 0
     started, last_save = time.perf_counter(), time.perf_counter()
 
@@ -590,8 +609,8 @@ def train_lora(
     while at.epoch < config.epochs:
         # The batch order of an epoch depends only on the seed and the epoch: a resume replays it exactly.
         batches = batch_rows(train_set, config.batch_size, random.Random(config.seed * 1000 + at.epoch))
-        groups = [batches[i : i + per_step] for i in range(0, len(batches), per_step)]
-        for group in groups[at.step - at.epoch * steps_per_epoch :]:
+        groups = [batches[i : i + per_step] for i in range(at.batch, len(batches), per_step)]
+        for group in groups:
             mine = group[rank::world]
             lr = learning_rate(at.step, total_steps, config)
             for param_group in optimizer.param_groups:
@@ -616,6 +635,7 @@ def train_lora(
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             at.step += 1
+            at.batch += len(group)
             sup_tokens, run_tokens = sup_tokens + tokens, run_tokens + positions
             last_loss = loss_sum / max(1, tokens)
             dt = time.perf_counter() - t0
@@ -640,7 +660,7 @@ def train_lora(
                 raise StopRequested(f"training stopped at step {at.step}; checkpoint saved")
 
         # End of an epoch: validate, keep the best adapter so far, stop early when it stopped improving.
-        at.epoch += 1
+        at.epoch, at.batch = at.epoch + 1, 0
         if val:
             val_loss = evaluate_loss(model, val, config, pad_id, device, amp, prefix_cache)
             log({"step": at.step, "epoch": at.epoch, "val_loss": val_loss})
