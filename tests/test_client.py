@@ -405,3 +405,31 @@ def test_the_capability_probe_tells_llama_cpp_from_an_openai_endpoint():
             await runner.cleanup()
 
     assert asyncio.run(named(several(), "chat-7b")).model == "chat-7b"
+
+
+def test_messages_go_to_openai_servers_in_the_strict_wire_form_with_the_same_json():
+    import json
+
+    from loraforge.runtime.client import openai_messages
+
+    arguments = {"city": "Zürich", "days": 2}
+    messages = [
+        {"role": "user", "content": "weather?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"type": "function", "function": {"name": "forecast", "arguments": arguments}},
+                {"name": "now", "arguments": '{"city": "Bern"}'},
+            ],
+        },
+        {"role": "tool", "content": '{"ok": true}'},
+        {"role": "tool", "content": '{"ok": false}'},
+    ]
+    sent = openai_messages(messages)
+    calls = sent[1]["tool_calls"]
+    assert [c["type"] for c in calls] == ["function", "function"] and sent[1]["content"] == ""
+    assert calls[0]["function"]["arguments"] == json.dumps(arguments, ensure_ascii=False)  # as the template prints it
+    assert calls[1]["function"] == {"name": "now", "arguments": '{"city": "Bern"}'}
+    assert [m["tool_call_id"] for m in sent[2:]] == [c["id"] for c in calls] and len({c["id"] for c in calls}) == 2
+    assert messages[1]["tool_calls"][0]["function"]["arguments"] is arguments  # the caller's rows are not changed

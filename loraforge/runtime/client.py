@@ -56,6 +56,30 @@ def retry_after(header: str | None, attempt: int, cap: float = 30.0) -> float:
     return min(cap, wanted)
 
 
+def openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` in OpenAI's strict wire form, which servers other than llama.cpp's validate: every tool call
+    with an id, `type` and its arguments as a JSON string; every tool result with the id of its call, in
+    order. The strings are the JSON that the chat template would print, so the prompt stays the same."""
+    out: list[dict[str, Any]] = []
+    pending: list[str] = []  # ids of the last assistant turn's calls that have no result yet
+    for turn, message in enumerate(messages):
+        message = dict(message)
+        if message.get("role") == "assistant" and message.get("tool_calls"):
+            calls = []
+            for index, call in enumerate(message["tool_calls"]):
+                function = dict(call.get("function") or {k: call[k] for k in ("name", "arguments") if k in call})
+                if not isinstance(function.get("arguments"), str):
+                    function["arguments"] = json.dumps(function.get("arguments") or {}, ensure_ascii=False)
+                calls.append({"id": call.get("id") or f"call_{turn}_{index}", "type": "function", "function": function})
+            message["tool_calls"] = calls
+            message["content"] = message.get("content") or ""
+            pending = [c["id"] for c in calls]
+        elif message.get("role") == "tool" and "tool_call_id" not in message:
+            message["tool_call_id"] = pending.pop(0) if pending else f"call_{turn}"
+        out.append(message)
+    return out
+
+
 class LlamaClient:
     """Talks to one llama.cpp server. `recover` is awaited after a connection failure (e.g. to restart it)."""
 
@@ -253,7 +277,7 @@ class LlamaClient:
         stop: list[str] | None = None,
     ) -> ChatResult:
         body: dict[str, Any] = {
-            "messages": messages,
+            "messages": messages if self.capabilities.llama_cpp else openai_messages(messages),
             "temperature": temperature,
             "top_p": top_p,
             "max_tokens": max_tokens,
