@@ -65,7 +65,7 @@ def openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for turn, message in enumerate(messages):
         message = dict(message)
         if message.get("role") == "assistant" and message.get("tool_calls"):
-            calls = []
+            calls: list[dict[str, Any]] = []
             for index, call in enumerate(message["tool_calls"]):
                 function = dict(call.get("function") or {k: call[k] for k in ("name", "arguments") if k in call})
                 if not isinstance(function.get("arguments"), str):

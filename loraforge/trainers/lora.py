@@ -440,17 +440,32 @@ def agree(flag: bool, world: int, device: str = "cpu") -> bool:
     return bool(vote.item())
 
 
-def average_gradients(params: list[Any], world: int) -> None:
-    """Data parallelism: every process ends the step with the mean gradient. A process that had no
-    batch this step (the epoch's last group can be short) still joins every collective, with zeros."""
-    import torch
-    import torch.distributed as dist
+def loss_module(model: Any, config: TrainConfig, prefix_cache: PrefixCache | None, device: str, world: int) -> Any:
+    """`supervised_loss` of `model` as a module: `module(ids, labels, mask)` -> (summed loss, tokens).
 
-    for param in params:
-        if param.grad is None:
-            param.grad = torch.zeros_like(param)
-        dist.all_reduce(param.grad, op=dist.ReduceOp.SUM)
-        param.grad /= world
+    On several processes it is wrapped in torch's DistributedDataParallel, which averages the adapter's
+    gradients across processes during the backward pass of a step's last micro-batch (in buckets, not
+    tensor by tensor). The loss calls the backbone in pieces (a shared prefix, then the rows' tails), so it
+    is the loss, not the model, that DDP wraps: DDP only synchronises passes through its own forward."""
+    import torch
+
+    class SupervisedLoss(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, ids: Any, labels: Any, mask: Any) -> tuple[Any, int]:
+            return supervised_loss(
+                self.model, ids, labels, mask, prefix_gradients=config.prefix_gradients, prefix_cache=prefix_cache
+            )
+
+    module = SupervisedLoss()
+    if world == 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [torch.device(device).index] if device.startswith("cuda") else None
+    return DistributedDataParallel(module, device_ids=ids)
 
 
 @dataclass
@@ -588,20 +603,30 @@ def train_lora(
         state = {"lora": lora_state(model), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}
         save_checkpoint(out_dir, {"config": asdict(config), "world": world, "position": dict(vars(at)), **state})
 
-    def forward_backward(batches: list[list[Encoded]], group_tokens: int) -> tuple[float, int, int]:
-        """Gradients of this process's batches, accumulated; (summed loss, supervised tokens, positions)."""
+    compute_loss = loss_module(model, config, prefix_cache, device, world)
+
+    def forward_backward(group: list[list[Encoded]]) -> tuple[float, int, int]:
+        """Gradients of this process's share of a step's batches, accumulated and, on several processes,
+        averaged across them in the last backward pass; (summed loss, supervised tokens, positions)."""
+        group_tokens = sum(e.supervised for b in group for e in b)
+        mine = group[rank::world]
+        pieces = [p for b in mine for p in within_budget(split_batch(b, at.split), budget, prefix_cost)]
+        weight = 1.0
+        if not pieces:  # the epoch's last step can leave a process without a batch: it joins with weight 0
+            pieces, weight = [group[0][:1]], 0.0
         loss_sum, tokens, positions = 0.0, 0, 0
-        for batch in batches:
-            for piece in within_budget(split_batch(batch, at.split), budget, prefix_cost):
+        for index, piece in enumerate(pieces):
+            last = index == len(pieces) - 1
+            syncing = contextlib.nullcontext() if last or world == 1 else compute_loss.no_sync()
+            with syncing:
                 with torch.autocast(
                     device_type=device.split(":")[0], dtype=amp or torch.float32, enabled=amp is not None
                 ):
                     ids, labels, mask = collate(piece, pad_id, device)
-                    loss, n = supervised_loss(
-                        model, ids, labels, mask, prefix_gradients=config.prefix_gradients, prefix_cache=prefix_cache
-                    )
+                    loss, n = compute_loss(ids, labels, mask)
+                (loss * (weight / max(1, group_tokens) * world)).backward()
+            if weight:
                 positions += positions_run(ids, mask)
-                (loss / max(1, group_tokens) * world).backward()
                 loss_sum, tokens = loss_sum + loss.item(), tokens + n
         return loss_sum, tokens, positions
 
@@ -611,15 +636,13 @@ def train_lora(
         batches = batch_rows(train_set, config.batch_size, random.Random(config.seed * 1000 + at.epoch))
         groups = [batches[i : i + per_step] for i in range(at.batch, len(batches), per_step)]
         for group in groups:
-            mine = group[rank::world]
             lr = learning_rate(at.step, total_steps, config)
             for param_group in optimizer.param_groups:
                 param_group["lr"] = lr
             t0 = time.perf_counter()
-            group_tokens = sum(e.supervised for b in group for e in b)
             while True:
                 try:
-                    loss_sum, tokens, positions = forward_backward(mine, group_tokens)
+                    loss_sum, tokens, positions = forward_backward(group)
                     break
                 except (RuntimeError, MemoryError) as error:
                     if not is_out_of_memory(error) or at.split >= config.batch_size:
@@ -629,8 +652,6 @@ def train_lora(
                     at.split *= 2
                     if device.startswith("cuda"):
                         torch.cuda.empty_cache()
-            if world > 1:
-                average_gradients(params, world)
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -644,7 +665,7 @@ def train_lora(
                 "epoch": at.epoch + 1,
                 "loss": last_loss,
                 "lr": lr,
-                "tokens_per_s": sum(len(e.input_ids) for b in mine for e in b) / dt,
+                "tokens_per_s": sum(len(e.input_ids) for b in group[rank::world] for e in b) / dt,
                 "supervised_tokens_per_s": tokens / dt,
                 "micro_batch_split": at.split,
                 "total_steps": total_steps,
