@@ -158,33 +158,35 @@ def check_engine(llama_server: Path | None, engine: str = "xllamacpp") -> CheckR
                 "Point --llama-server at a working llama-server binary.",
             )
         return CheckResult("llama.cpp engine", "ok", f"{found}: {version}")
-    try:
-        version = importlib.metadata.version("xllamacpp")
-        importlib.import_module("xllamacpp")
-    except Exception as exc:
-        return CheckResult(
-            "llama.cpp engine",
-            "fail",
-            f"xllamacpp unavailable ({exc})",
-            "pip install xllamacpp, or pass --llama-server PATH to a llama-server binary.",
-        )
-    return CheckResult("llama.cpp engine", "ok", f"embedded server (xllamacpp {version})")
+    return check_binding(
+        "xllamacpp",
+        "xllamacpp",
+        "xllamacpp unavailable",
+        "pip install xllamacpp, or pass --llama-server PATH to a llama-server binary.",
+        "embedded server (xllamacpp {version})",
+    )
 
 
 def check_llama_cpp_python() -> CheckResult:
     """--engine llama-cpp-python: the binding with its server extra, importable."""
+    return check_binding(
+        "llama-cpp-python",
+        "llama_cpp.server.app",
+        "llama-cpp-python's server is unavailable",
+        "pip install 'loraforge[llama-cpp-python]' (it compiles llama.cpp: about 10 minutes on 2 cores), "
+        "or leave out --engine to use the embedded server.",
+        "llama-cpp-python {version} server (one request at a time)",
+    )
+
+
+def check_binding(distribution: str, module: str, missing: str, fix: str, found: str) -> CheckResult:
+    """A llama.cpp binding: installed (its version goes into `found`) and importable."""
     try:
-        version = importlib.metadata.version("llama-cpp-python")
-        importlib.import_module("llama_cpp.server.app")
+        version = importlib.metadata.version(distribution)
+        importlib.import_module(module)
     except Exception as exc:
-        return CheckResult(
-            "llama.cpp engine",
-            "fail",
-            f"llama-cpp-python's server is unavailable ({exc})",
-            "pip install 'loraforge[llama-cpp-python]' (it compiles llama.cpp: about 10 minutes on 2 cores), "
-            "or leave out --engine to use the embedded server.",
-        )
-    return CheckResult("llama.cpp engine", "ok", f"llama-cpp-python {version} server (one request at a time)")
+        return CheckResult("llama.cpp engine", "fail", f"{missing} ({exc})", fix)
+    return CheckResult("llama.cpp engine", "ok", found.format(version=version))
 
 
 def check_model(model: Path | None) -> CheckResult:
