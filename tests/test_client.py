@@ -358,6 +358,26 @@ def test_the_client_sends_only_what_the_servers_capabilities_allow():
     assert sent[0][1]["response_format"]["json_schema"]["schema"] == {"type": "object"}
 
 
+def test_llama_cpp_python_gets_grammars_and_its_own_json_schema_dialect():
+    from loraforge.runtime.capabilities import Capabilities
+
+    async def scenario():
+        seen = []
+        runner, url = await start(recording_app(seen, ("/v1/completions", "/v1/chat/completions")))
+        caps = Capabilities(engine="llama-cpp-python", response_format=True, model="base")
+        try:
+            async with LlamaClient(url, capabilities=caps) as client:
+                await client.complete("p", json_schema={"type": "object"}, grammar='root ::= "a"', family="f")
+                await client.chat([{"role": "user", "content": "hi"}], json_schema={"type": "object"})
+        finally:
+            await runner.cleanup()
+        return seen
+
+    (_, completion), (_, chat) = asyncio.run(scenario())
+    assert completion["grammar"] == 'root ::= "a"' and not {"json_schema", "id_slot"} & set(completion)
+    assert chat["response_format"] == {"type": "json_object", "schema": {"type": "object"}}
+
+
 def test_the_capability_probe_tells_llama_cpp_from_an_openai_endpoint():
     from loraforge.runtime.capabilities import probe
 

@@ -34,6 +34,18 @@ class Capabilities:
     def llama_cpp(self) -> bool:
         return self.engine == "llama.cpp"
 
+    @property
+    def grammars(self) -> bool:
+        """Completions take a GBNF `grammar`: llama.cpp's server and llama-cpp-python's."""
+        return self.engine in ("llama.cpp", "llama-cpp-python")
+
+    def format_for(self, schema: dict[str, Any]) -> dict[str, Any]:
+        """The chat request's `response_format` for output that follows `schema`, in this server's dialect:
+        llama-cpp-python takes the schema inside a `json_object` format, the others OpenAI's `json_schema`."""
+        if self.engine == "llama-cpp-python":
+            return {"type": "json_object", "schema": schema}
+        return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+
     def describe(self) -> str:
         """One line for the log."""
         if self.llama_cpp:
@@ -44,6 +56,8 @@ class Capabilities:
             "completions" if self.completions else "chat only (few-shot prompts sent as chat)",
             "JSON-schema output" if self.response_format else "no structured output (answers verified, retried)",
         ]
+        if self.grammars:
+            parts.append("grammars")
         return ", ".join(parts)
 
 

@@ -286,7 +286,7 @@ class LlamaClient:
         if tools:
             body["tools"] = tools
         if json_schema is not None and self.capabilities.response_format:
-            body["response_format"] = {"type": "json_schema", "json_schema": {"name": "answer", "schema": json_schema}}
+            body["response_format"] = self.capabilities.format_for(json_schema)
         if seed is not None:
             body["seed"] = seed
         if stop:
@@ -318,7 +318,8 @@ class LlamaClient:
         """Raw text completion (OpenAI /v1/completions): what a tiny teacher writes best.
 
         `family` names prompts that share a long prefix (e.g. "request:get_weather"); see `_slot_field`.
-        `json_schema` and `grammar` constrain the output on llama.cpp only; elsewhere the caller's checks
+        `json_schema` constrains the output on llama.cpp only and `grammar` on llama.cpp and llama-cpp-python;
+        elsewhere the caller's checks
         catch a bad answer. A server without completions gets the prompt as one chat message.
         """
         caps = self.capabilities
@@ -350,7 +351,7 @@ class LlamaClient:
             body["seed"] = seed
         if json_schema is not None and caps.llama_cpp:
             body["json_schema"] = json_schema
-        if grammar is not None and caps.llama_cpp:
+        if grammar is not None and caps.grammars:
             body["grammar"] = grammar
         answer = await self._request("POST", "/v1/completions", body)
         return ((answer.get("choices") or [{}])[0]).get("text") or ""

@@ -6,7 +6,8 @@ in a file only this user can read. Its limits, next to llama.cpp's own server (t
 - one request at a time: no continuous batching, so no parallel slots and no slot pinning;
 - an adapter is fixed when a model loads: each adapter is served as a model of its own (`adapter-0`, ...),
   and a request for another one reloads the model, so evaluation runs one model after the other;
-- no JSON-schema `response_format`: answers are parsed, verified and retried, as with any OpenAI server;
+- JSON-schema output in its own dialect (`response_format: {"type": "json_object", "schema": ...}`) and GBNF
+  grammars on completions, but no `json_schema` field on completions: those answers are verified and retried;
 - no native `/completion` route with token ids and log-probabilities: the export proof stays on the
   embedded llama.cpp server.
 """
@@ -57,7 +58,7 @@ class LlamaCppPythonServer(ChildProcessServer):
         self.capabilities = Capabilities(
             engine="llama-cpp-python",
             completions=True,
-            response_format=False,
+            response_format=True,
             model=BASE_MODEL,
             adapter_models=tuple(adapter_model(i) for i in range(len(config.lora_adapters))),
         )
