@@ -335,8 +335,9 @@ def test_the_llama_cpp_python_engine_renders_the_training_template_and_applies_t
     out, _ = tiny_run
     it = out / "iteration_1"
     fmt = ChatFormat.of((it / Artifact.CHAT_TEMPLATE.value).read_text())
-    rows = read_jsonl(it / Artifact.HELDOUT.value)[:4]
-    prompts = [fmt.render(r["messages"][:1], tools=r.get("tools"), add_generation_prompt=True) for r in rows]
+    heldout = read_jsonl(it / Artifact.HELDOUT.value)
+    rows = heldout[:4]
+    prompts = [fmt.render(r["messages"][:1], tools=r.get("tools"), add_generation_prompt=True) for r in heldout]
 
     async def answers(engine):
         config = ServerConfig(
@@ -352,7 +353,7 @@ def test_the_llama_cpp_python_engine_renders_the_training_template_and_applies_t
             async with server.client(concurrency=1, adapter_count=1) as client:
                 for adapter in (None, 0):
                     found[adapter] = [
-                        await client.complete(p, max_tokens=24, temperature=0.0, adapter=adapter) for p in prompts
+                        await client.complete(p, max_tokens=24, temperature=0.0, adapter=adapter) for p in prompts[:4]
                     ]
                     if engine == "llama-cpp-python":
                         found[("chat", adapter)] = [
@@ -369,7 +370,10 @@ def test_the_llama_cpp_python_engine_renders_the_training_template_and_applies_t
     ours, embedded = asyncio.run(answers("llama-cpp-python")), asyncio.run(answers("xllamacpp"))
     assert ours[("chat", None)] == ours[None] and ours[("chat", 0)] == ours[0]
     assert sum(a != b for a, b in zip(ours[0], ours[None])) >= 3
-    assert sum(a == b for a, b in zip(ours["first"], embedded["first"])) >= 3, (ours["first"], embedded["first"])
+    # Measured on one tiny run: 5 of 5 rows alike in their first 10 tokens; at 24 tokens one row parted at
+    # a near tie ("book flights" against "book_flights") and two inside a query. Most rows must agree.
+    agree = sum(a == b for a, b in zip(ours["first"], embedded["first"]))
+    assert agree > len(prompts) / 2, (ours["first"], embedded["first"])
 
 
 def test_eval_command_on_the_llama_cpp_python_engine(tiny_run, tmp_path):
