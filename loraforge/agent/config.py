@@ -10,7 +10,7 @@ import dataclasses
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 
@@ -18,6 +18,7 @@ from loraforge.agent.strategy import StrategyConfig
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
 from loraforge.generators.plan import GenerationPlan
+from loraforge.runtime.config import Engine
 from loraforge.settings import build
 from loraforge.trainers.config import TrainConfig
 from loraforge.yaml_safe import load_user_yaml
@@ -60,7 +61,7 @@ class RunConfig:
     llama_server: Path | None = field(
         default=None, metadata={"help": "A llama-server binary to start instead of the embedded server."}
     )
-    engine: Literal["xllamacpp", "llama-cpp-python"] = field(
+    engine: Engine = field(
         default="xllamacpp",
         metadata={
             "help": "The llama.cpp binding of the servers loraforge starts: 'xllamacpp' (llama.cpp's own "

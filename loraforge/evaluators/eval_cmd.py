@@ -17,7 +17,7 @@ from loraforge.files import atomic_write_json, claim_output_folder, read_json_ob
 from loraforge.gguf_info import adapter_mismatch, read_gguf_info
 from loraforge.models import resolve_model
 from loraforge.runtime import ServerConfig, make_server
-from loraforge.runtime.config import context_for
+from loraforge.runtime.config import Engine, context_for
 from loraforge.tools import load_tools
 from loraforge.ui import UI
 
@@ -144,7 +144,7 @@ def run_eval(
     max_tokens: int,
     ui: UI,
     chat_template: str | None = None,
-    engine: str = "xllamacpp",
+    engine: Engine = "xllamacpp",
 ) -> dict[str, Any]:
     """Score the base model, and the adapter if given, on `data`; `chat_template` (a checked
     --chat-template) replaces the adapter's own template, or the built-in one for the base alone. `engine`
@@ -185,7 +185,7 @@ def run_eval(
         model_path=base,
         chat_template=fmt.template,
         lora_adapters=[gguf] if gguf else [],
-        engine=engine,  # type: ignore[arg-type]  # checked by ServerConfig
+        engine=engine,
         n_parallel=1,
         n_ctx=context_for(rows, max_tokens),
     )

@@ -13,9 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from loraforge.errors import ConfigError, LoraforgeError
+
+if TYPE_CHECKING:
+    from loraforge.runtime.config import Engine
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -137,7 +140,7 @@ def check_disk(out: Path) -> CheckResult:
     return CheckResult("disk", "ok", detail)
 
 
-def check_engine(llama_server: Path | None, engine: str = "xllamacpp") -> CheckResult:
+def check_engine(llama_server: Path | None, engine: Engine = "xllamacpp") -> CheckResult:
     if engine == "llama-cpp-python" and llama_server is None:
         return check_llama_cpp_python()
     binary = llama_server or (Path(os.environ["LLAMA_CPP_PATH"]) if os.environ.get("LLAMA_CPP_PATH") else None)
@@ -261,7 +264,7 @@ def check_output(out: Path) -> CheckResult:
     return CheckResult("output folder", "ok", f"{out.resolve()} is writable")
 
 
-def check_deep(model: Path | None, llama_server: Path | None, engine: str = "xllamacpp") -> CheckResult:
+def check_deep(model: Path | None, llama_server: Path | None, engine: Engine = "xllamacpp") -> CheckResult:
     """Start the server and run one short completion."""
     import asyncio
 
@@ -272,7 +275,7 @@ def check_deep(model: Path | None, llama_server: Path | None, engine: str = "xll
         config = ServerConfig(
             model_path=resolve_model(model),
             llama_server=llama_server,
-            engine=engine,  # type: ignore[arg-type]  # checked by ServerConfig
+            engine=engine,
             n_parallel=1,
             n_ctx=512,
         )
@@ -301,7 +304,7 @@ def run_checks(
     llama_server: Path | None = None,
     deep: bool = False,
     on_result: Callable[[CheckResult], None] | None = None,
-    engine: str = "xllamacpp",
+    engine: Engine = "xllamacpp",
 ) -> list[CheckResult]:
     checks: list[Callable[[], CheckResult]] = [check_python]
     checks += [functools.partial(check_package, m, d) for m, d in REQUIRED]

@@ -235,9 +235,10 @@ class LlamaClient:
         """Pin a prompt family to one server slot, so its shared prefix stays in that slot's cache.
 
         On 2 cores, prompt processing dominates a small teacher's time, and a warm slot skips all but
-        the new tail of the prompt. Families are given slots in order of first use.
+        the new tail of the prompt. Families are given slots in order of first use. Only llama.cpp's server
+        has slots.
         """
-        if not self.affinity_slots or family is None:
+        if not self.affinity_slots or family is None or not self.capabilities.llama_cpp:
             return {}
         slot = self._families.setdefault(family, len(self._families) % self.affinity_slots)
         return {"id_slot": slot}
@@ -319,8 +320,8 @@ class LlamaClient:
 
         `family` names prompts that share a long prefix (e.g. "request:get_weather"); see `_slot_field`.
         `json_schema` constrains the output on llama.cpp only and `grammar` on llama.cpp and llama-cpp-python;
-        elsewhere the caller's checks
-        catch a bad answer. A server without completions gets the prompt as one chat message.
+        elsewhere the caller's checks catch a bad answer. A server without completions gets the prompt as
+        one chat message.
         """
         caps = self.capabilities
         if not caps.completions:

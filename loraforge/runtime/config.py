@@ -6,11 +6,13 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from loraforge.errors import ConfigError
 
-ENGINES = ("xllamacpp", "llama-cpp-python")
+# The llama.cpp bindings that can serve a server loraforge starts.
+Engine = Literal["xllamacpp", "llama-cpp-python"]
+ENGINES: tuple[str, ...] = get_args(Engine)
 
 
 @dataclass
@@ -28,7 +30,7 @@ class ServerConfig:
         default=None,
         metadata={"help": "Start this llama-server binary instead of the embedded server ($LLAMA_CPP_PATH too)."},
     )
-    engine: Literal["xllamacpp", "llama-cpp-python"] = field(
+    engine: Engine = field(
         default="xllamacpp",
         metadata={
             "help": "The llama.cpp binding that serves the model when loraforge starts the server: 'xllamacpp' "

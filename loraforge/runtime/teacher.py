@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loraforge.runtime.capabilities import probe
-from loraforge.runtime.config import ServerConfig
+from loraforge.runtime.config import Engine, ServerConfig
 from loraforge.runtime.pool import ClientPool
 from loraforge.runtime.server import LlamaServer, make_server
 
@@ -35,7 +35,7 @@ async def teacher(
     n_ctx_per_slot: int = 1536,
     on_info: Callable[[str], None] | None = None,
     server_model: str | None = None,
-    engine: str = "xllamacpp",
+    engine: Engine = "xllamacpp",
 ) -> AsyncIterator[Any]:
     """A client for the teacher: a pool over `server_urls`, or a server that loraforge starts and owns
     (on `model`, which may be None only with `server_urls`).
@@ -61,13 +61,12 @@ async def teacher(
             config = ServerConfig(
                 model_path=model,
                 llama_server=llama_server,
-                engine=engine,  # type: ignore[arg-type]  # checked by ServerConfig
+                engine=engine,
                 n_parallel=slots,
                 n_ctx=n_ctx_per_slot * slots,
             )
             server = await stack.enter_async_context(make_server(config))
             if on_info and not server.capabilities.llama_cpp:
                 on_info(f"teacher: {server.capabilities.describe()}")
-            pinned = slots if server.capabilities.llama_cpp else 0  # llama-cpp-python has no slots
-            client = server.client(concurrency=parallel, recover=restarter(server), affinity_slots=pinned)
+            client = server.client(concurrency=parallel, recover=restarter(server), affinity_slots=slots)
         yield await stack.enter_async_context(client)
