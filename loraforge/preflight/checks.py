@@ -176,7 +176,7 @@ def check_llama_cpp_python() -> CheckResult:
         "llama-cpp-python",
         "llama_cpp.server.app",
         "llama-cpp-python's server is unavailable",
-        "pip install 'loraforge[llama-cpp-python]' (it compiles llama.cpp: about 10 minutes on 2 cores), "
+        "pip install 'loraforge[llama-cpp-python]' (pip compiles llama.cpp once), "
         "or leave out --engine to use the embedded server.",
         "llama-cpp-python {version} server (one request at a time)",
     )
