@@ -1,5 +1,5 @@
-"""The `loraforge` command line: check, init, run, generate, train, export, eval, report, rollback, approve,
-upload."""
+"""The `loraforge` command line: check, init, run, generate, train, serve-encoder, export, eval, report,
+rollback, approve, upload."""
 
 from __future__ import annotations
 
@@ -58,6 +58,7 @@ RUN_CONFIG_FLAGS: list[tuple[str, str | None]] = [
     ("heldout_fraction", None),
     ("seed", None),
     ("model", None),
+    ("model_kind", None),
     ("teacher_model", None),
     ("llama_server", None),
     ("engine", None),
@@ -93,6 +94,10 @@ TRAIN_CONFIG_FLAGS: list[tuple[str, str | None]] = [
     ("answer_share", None),
     ("seed", None),
 ]
+
+
+# The encoder tasks of `loraforge train --task` (loraforge/encoders/).
+ENCODER_TASKS = ("sequence-classification", "embedding")
 
 
 # `loraforge generate` flags that set a GenerationPlan field.
@@ -145,6 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("datafile", type=Path, help="JSONL: chat rows, {item,label}, {instruction,input,output}")
     train.add_argument("--basemodel", type=Path, help="GGUF file or Hugging Face folder (default: embedded model)")
     train.add_argument("--outfile", type=Path, required=True, help="folder for the adapter")
+    train.add_argument(
+        "--task",
+        choices=["causal-lm", *ENCODER_TASKS],
+        default="causal-lm",
+        help="causal-lm (a chat model, exported to GGUF; the default), or an encoder adapter on --basemodel "
+        "(default minilm-l6): sequence-classification ({item,label} or {premise,hypothesis,label}; the head "
+        "is saved in the adapter) or embedding ({query,positive[,negative]}; contrastive)",
+    )
     for path, flag in TRAIN_CONFIG_FLAGS:
         add_config_flag(train, TrainConfig, path, flag)
     train.add_argument("--promptfile", type=Path, help='JSON {"invocation_prompt": ...} for --adapter alora')
@@ -159,6 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flag(train, RunConfig, "chat_template")
     train.add_argument("--no-export", action="store_true", help="skip the GGUF export")
     train.add_argument("--quiet", action="store_true")
+
+    serve = sub.add_parser(
+        "serve-encoder",
+        help="serve an encoder adapter (classifier or embeddings) over HTTP, with a hot-load endpoint",
+        description='POST /nli/adapter/load {"adapter_path": ...} swaps adapters without a restart; '
+        'POST /nli/predict {"premise", "hypothesis"} or {"text"}; POST /embed {"texts": [...]}.',
+    )
+    serve.add_argument("--adapter", type=Path, help="adapter folder to load at start (a classifier needs one)")
+    serve.add_argument("--task", choices=ENCODER_TASKS, help="default: the adapter's task, else embedding")
+    serve.add_argument("--basemodel", type=Path, help="Hugging Face folder or minilm-l6 (default)")
+    serve.add_argument(
+        "--adapters-root", type=Path, default=Path("."), help="adapters may be loaded only from under it (default: .)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    serve.add_argument("--port", type=_positive(int), default=8001)
 
     export = sub.add_parser("export", help="PEFT adapter -> GGUF adapter, proven against PEFT, with a serving bundle")
     export.add_argument("adapter_dir", type=Path)
@@ -274,6 +302,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = build(RunConfig, overrides, "config")
     ui = UI(quiet=args.quiet)
     config = feedback.prepare(config)  # a feedback run's snapshot of the database, before anything else
+    if config.model_kind == "encoder":
+        return run_encoder_command(config, ui)
     orchestrator = Orchestrator(config, ui)
     ui.info(f"loraforge run -> {config.out} (model {orchestrator.model.name}, {orchestrator.task.describe()})")
     try:
@@ -289,6 +319,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"Not training: {final['skipped']}")
         return 0
     print_summary(config.out, final, orchestrator.state, ui)
+    if done:
+        print(done)
+    return 0
+
+
+def run_encoder_command(config: RunConfig, ui: Any) -> int:
+    """`loraforge run --model-kind encoder`: the encoder loop, then its table (agent/encoder_run.py)."""
+    from loraforge.agent import feedback
+    from loraforge.agent.encoder_run import run_encoder
+
+    ui.info(f"loraforge run -> {config.out} (encoder {config.model or 'minilm-l6'}, labels {config.labels})")
+    final = run_encoder(config, ui)
+    done = feedback.finish(config, final)
+    if "skipped" in final:
+        print(f"Not training: {final['skipped']}")
+        return 0
+    base = final["base"]
+    print(f"\n{'':<22}{'accuracy':>10}{'macro-F1':>10}")
+    print(f"{'base (head only)':<22}{base['accuracy']:>10.3f}{base['macro_f1']:>10.3f}")
+    for row in final["iterations"]:
+        mark = " *" if row["iteration"] == final["best_iteration"] else ""
+        print(f"{'iteration ' + str(row['iteration']) + mark:<22}{row['accuracy']:>10.3f}{row['macro_f1']:>10.3f}")
+    print(f"held-out rows: {final['heldout_rows']} ({final['heldout_source']})")
+    if final["best_iteration"] is None:
+        print("No adapter beat the base; nothing promoted.")
+    else:
+        print(
+            f"Best adapter: {config.out / Artifact.FINAL_ADAPTER.value} "
+            f"(serve it: loraforge serve-encoder --adapter {config.out / Artifact.FINAL_ADAPTER.value})"
+        )
     if done:
         print(done)
     return 0
@@ -386,6 +446,14 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
 
 # What `train` writes into its --outfile folder (PEFT's save_pretrained writes README.md too).
+ENCODER_OUTPUTS = (
+    Artifact.ADAPTER_WEIGHTS.value,
+    Artifact.ADAPTER_CONFIG.value,
+    Artifact.ADAPTER_META.value,
+    Artifact.METRICS.value,
+    Artifact.MODEL_CARD.value,
+)
+
 TRAIN_OUTPUTS = [
     Artifact.ADAPTER_WEIGHTS.value,
     Artifact.ADAPTER_CONFIG.value,
@@ -401,7 +469,101 @@ TRAIN_OUTPUTS = [
 ]
 
 
+def cmd_train_encoder(args: argparse.Namespace) -> int:
+    """`loraforge train --task sequence-classification|embedding`: an encoder adapter, scored against the base
+    on a held-out share of the rows (--val-fraction, default 0.2)."""
+    from loraforge.encoders import adapters
+    from loraforge.encoders.config import EncoderConfig
+    from loraforge.encoders.data import load_labeled_texts, load_pairs, split_labeled, split_pairs
+    from loraforge.encoders.evaluate import classifier_scores, corpus_of, retrieval_scores
+    from loraforge.encoders.model import load_embedder, load_tokenizer, resolve_encoder
+    from loraforge.encoders.train import train_classifier, train_embedder
+    from loraforge.files import atomic_write_json, claim_output_folder
+    from loraforge.ui import UI
+
+    ui = UI(quiet=args.quiet)
+    flags = {"r": "r", "alpha": "alpha", "dropout": "dropout", "epochs": "epochs", "learning_rate": "learning_rate"}
+    flags.update(batch_size="batch_size", max_length="max_length", seed="seed")
+    settings = {flags[k]: v for k, v in given(args, list(flags)).items()}
+    config = build(EncoderConfig, {**settings, "task": args.task}, "train")
+    fraction = args.val_fraction if args.val_fraction is not None else 0.2
+    model_dir = resolve_encoder(args.basemodel)
+    bar = ui.progress(None, "train", "step")
+
+    def tick(step: int, total: int, loss: float) -> None:
+        bar.total = total
+        bar.set_postfix(loss=f"{loss:.3f}")
+        bar.update(step - bar.n)
+
+    claim_output_folder(args.outfile, "--outfile", [*ENCODER_OUTPUTS], owned_by=[Artifact.ADAPTER_META.value])
+    if config.task == "sequence-classification":
+        rows = load_labeled_texts(args.datafile)
+        train, heldout = split_labeled(rows, fraction, config.seed)
+        labels = sorted({row.label for row in rows})
+        try:
+            trained = train_classifier(train, model_dir, config, labels=labels, on_step=tick)
+        finally:
+            bar.close()
+        probe = train_classifier(train, model_dir, config, labels=labels, lora=False)
+        scores = {
+            "adapter": classifier_scores(trained.model, trained.tokenizer, heldout, config.max_length),
+            "base (frozen, head trained)": classifier_scores(probe.model, probe.tokenizer, heldout, config.max_length),
+        }
+        names: tuple[str, ...] = ("accuracy", "macro_f1")
+        meta: dict[str, Any] = {"task": config.task, "labels": labels}
+    else:
+        pairs = load_pairs(args.datafile)
+        train_pairs, held_pairs = split_pairs(pairs, fraction, config.seed)
+        documents, _ = corpus_of(pairs)
+        try:
+            trained = train_embedder(train_pairs, model_dir, config, on_step=tick)
+        finally:
+            bar.close()
+        base = load_embedder(model_dir)
+        scores = {
+            "adapter": retrieval_scores(trained.model, trained.tokenizer, held_pairs, documents, config.max_length),
+            "base": retrieval_scores(base, load_tokenizer(model_dir), held_pairs, documents, config.max_length),
+        }
+        names = ("recall@1", "recall@5", "recall@10")
+        meta = {"task": config.task}
+    adapters.save(trained.model, args.outfile, {**meta, "settings": config.__dict__}, model_dir)
+    clean = {side: {k: v for k, v in values.items() if k != "predicted"} for side, values in scores.items()}
+    atomic_write_json(args.outfile / Artifact.METRICS.value, {"heldout": clean, "train_seconds": trained.seconds})
+    print(f"trained {len(trained.losses)} steps in {trained.seconds:.0f} s; final loss {trained.losses[-1]:.4f}")
+    held = next(iter(clean.values()))
+    print(f"held-out ({held.get('rows', held.get('queries'))} rows):")
+    for side, values in clean.items():
+        print(f"  {side:<28}" + "  ".join(f"{name} {values[name]:.3f}" for name in names))
+    print(f"adapter: {args.outfile} (serve it: loraforge serve-encoder --adapter {args.outfile} --task {config.task})")
+    return 0
+
+
+def cmd_serve_encoder(args: argparse.Namespace) -> int:
+    from loraforge.encoders.model import resolve_encoder
+    from loraforge.encoders.server import EncoderServer, serve
+    from loraforge.files import read_json_object
+
+    task = args.task
+    if task is None:
+        meta = read_json_object(args.adapter / Artifact.ADAPTER_META.value) if args.adapter else {}
+        task = meta.get("task", "embedding")
+    if task not in ENCODER_TASKS:
+        raise LoraforgeError(
+            f"{args.adapter} is a {task} adapter, not an encoder's.", fix="Serve it with llama-server."
+        )
+    if task == "sequence-classification" and args.adapter is None:
+        raise LoraforgeError("A classifier's head is in its adapter.", fix="Pass --adapter DIR.")
+    server = EncoderServer(resolve_encoder(args.basemodel), task, args.adapters_root)
+    if args.adapter is not None:
+        server.served = server.load_adapter(str(args.adapter.resolve()))
+    print(f"serving {task} on http://{args.host}:{args.port} (adapter: {server.served.adapter or 'none'})")
+    serve(server, args.host, args.port)
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.task in ENCODER_TASKS:
+        return cmd_train_encoder(args)
     from loraforge.chat.format import load_template_file
     from loraforge.files import claim_output_folder, read_json
     from loraforge.models import resolve_model
@@ -736,6 +898,7 @@ def main(argv: list[str] | None = None) -> int:
         "run": cmd_run,
         "generate": cmd_generate,
         "train": cmd_train,
+        "serve-encoder": cmd_serve_encoder,
         "export": cmd_export,
         "eval": cmd_eval,
         "report": cmd_report,

@@ -29,6 +29,8 @@ def labeled_row(raw: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(item, str) or not item.strip() or isinstance(label, (dict, list)) or label is None:
         return None
     row = {"item": item, "label": str(label)}
+    if "premise" in raw and "hypothesis" in raw:  # kept for cross-encoders, which read the two apart
+        row["premise"], row["hypothesis"] = raw["premise"], raw["hypothesis"]
     if meta is not None:
         row["meta"] = meta
     return row

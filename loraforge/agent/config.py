@@ -10,12 +10,13 @@ import dataclasses
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
 from loraforge.agent.strategy import StrategyConfig
 from loraforge.constants import Artifact
+from loraforge.encoders.config import EncoderConfig
 from loraforge.errors import ConfigError
 from loraforge.generators.plan import GenerationPlan
 from loraforge.runtime.config import Engine
@@ -67,6 +68,14 @@ class RunConfig:
             "help": "The llama.cpp binding of the servers loraforge starts: 'xllamacpp' (llama.cpp's own "
             "server, the default) or 'llama-cpp-python' (pip install 'loraforge[llama-cpp-python]'; one "
             "request at a time, adapters fixed at load; the export proof stays on xllamacpp)."
+        },
+    )
+    model_kind: Literal["decoder", "encoder"] = field(
+        default="decoder",
+        metadata={
+            "help": "'decoder': a GGUF chat model, served by llama.cpp (tools or labels). 'encoder': a "
+            "classifier adapter on an encoder (model: a Hugging Face folder, or minilm-l6, the default) "
+            "trained on the labeled rows themselves, with no teacher; served by `loraforge serve-encoder`."
         },
     )
     examples: int = field(default=80, metadata={"help": "Verified examples generated in the first iteration."})
@@ -147,6 +156,9 @@ class RunConfig:
     generation: GenerationPlan = field(default_factory=GenerationPlan, metadata={"help": "Synthetic data."})
     training: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "LoRA training."})
     strategy: StrategyConfig = field(default_factory=StrategyConfig, metadata={"help": "Stopping and steering."})
+    encoder: EncoderConfig = field(
+        default_factory=EncoderConfig, metadata={"help": "Encoder adapter training (model_kind: encoder)."}
+    )
 
     def __post_init__(self) -> None:
         paths = ("tools", "labels", "model", "teacher_model", "judge_model", "llama_server", "eval_data", "feedback_db")
@@ -167,6 +179,11 @@ class RunConfig:
             raise ConfigError(
                 "feedback_db is the run's labeled data, so it goes without tools or labels.",
                 fix="Pass --feedback-db DB alone, or --tools / --labels without it.",
+            )
+        if self.model_kind == "encoder" and self.tools is not None:
+            raise ConfigError(
+                "An encoder learns to classify, not to call tools.",
+                fix="Pass --labels FILE (or --feedback-db DB) with --model-kind encoder, or drop --model-kind.",
             )
         if self.examples < 10:
             raise ConfigError(f"examples must be at least 10, got {self.examples}.", fix="Use --examples 10 or more.")
