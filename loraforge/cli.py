@@ -555,7 +555,7 @@ def cmd_serve_encoder(args: argparse.Namespace) -> int:
         raise LoraforgeError("A classifier's head is in its adapter.", fix="Pass --adapter DIR.")
     server = EncoderServer(resolve_encoder(args.basemodel), task, args.adapters_root)
     if args.adapter is not None:
-        server.served = server.load_adapter(str(args.adapter.resolve()))
+        server.served = server.load_adapter(str(args.adapter), over_http=False)
     print(f"serving {task} on http://{args.host}:{args.port} (adapter: {server.served.adapter or 'none'})")
     serve(server, args.host, args.port)
     return 0

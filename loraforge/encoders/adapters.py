@@ -45,6 +45,7 @@ def save(model: Any, out: Path, meta: dict[str, Any], model_dir: Path) -> Path:
             scratch / Artifact.ADAPTER_META.value,
             {**meta, "model_kind": "encoder", "base_fingerprint": base_fingerprint(model_dir), "base_hub_id": known},
         )
+        (scratch / Artifact.MODEL_CARD.value).write_text(card(meta, known or str(model_dir)), encoding="utf-8")
         # each file renamed into place; the meta file last, so a folder with it holds a whole adapter
         names = sorted(p.name for p in scratch.iterdir() if p.is_file())
         for name in sorted(names, key=lambda n: n == Artifact.ADAPTER_META.value):
@@ -52,6 +53,24 @@ def save(model: Any, out: Path, meta: dict[str, Any], model_dir: Path) -> Path:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return out
+
+
+def card(meta: dict[str, Any], base: str) -> str:
+    """A short model card: what the adapter is, on which base, and how to serve it."""
+    task = meta.get("task", "sequence-classification")
+    labels = f"Labels: {', '.join(meta['labels'])}.\n\n" if meta.get("labels") else ""
+    route = (
+        'curl -X POST http://127.0.0.1:8001/nli/predict -d \'{"premise": "...", "hypothesis": "..."}\''
+        if task == "sequence-classification"
+        else 'curl -X POST http://127.0.0.1:8001/embed -d \'{"texts": ["..."]}\''
+    )
+    return (
+        f"# Encoder LoRA adapter ({task})\n\nBase model: {base}. Trained by loraforge; PEFT format "
+        f"(the classification head, where there is one, is saved in the adapter).\n\n{labels}"
+        f"Serve it:\n\n    loraforge serve-encoder --adapter . --task {task}\n    {route}\n\n"
+        "Swap in another adapter without a restart:\n\n"
+        '    curl -X POST http://127.0.0.1:8001/nli/adapter/load -d \'{"adapter_path": "path/to/adapter"}\'\n'
+    )
 
 
 def check(adapter_dir: Path, model_dir: Path, task: EncoderTask) -> dict[str, Any]:

@@ -61,9 +61,10 @@ class EncoderServer:
             )
         return candidate
 
-    def load_adapter(self, path: str) -> Served:
-        """Build, check and probe the adapter at `path`; the caller swaps it in only if this returns."""
-        folder = self._within_root(path)
+    def load_adapter(self, path: str, *, over_http: bool = True) -> Served:
+        """Build, check and probe the adapter at `path`; the caller swaps it in only if this returns. A path
+        sent over HTTP must lie under the adapters root; the one given on the command line need not."""
+        folder = self._within_root(path) if over_http else Path(path).resolve()
         model = adapters.load(folder, self.model_dir, self.task)
         labels = list(model.config.id2label.values()) if self.task == "sequence-classification" else []
         with torch.no_grad():  # one forward pass: a broken adapter fails here, not on a user's request
