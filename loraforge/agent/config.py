@@ -185,6 +185,11 @@ class RunConfig:
                 "An encoder learns to classify, not to call tools.",
                 fix="Pass --labels FILE (or --feedback-db DB) with --model-kind encoder, or drop --model-kind.",
             )
+        if self.model_kind == "encoder" and self.encoder.task != "sequence-classification":
+            raise ConfigError(
+                f"encoder.task is {self.encoder.task!r}, but a run trains a classifier from labeled rows.",
+                fix="Train an embedding adapter with `loraforge train DATA --task embedding --outfile DIR`.",
+            )
         if self.examples < 10:
             raise ConfigError(f"examples must be at least 10, got {self.examples}.", fix="Use --examples 10 or more.")
         if not 0.05 <= self.heldout_fraction <= 0.5:

@@ -153,6 +153,9 @@ def run_encoder(config: RunConfig, ui: UI) -> dict[str, Any]:
             adapters.save(trained.model, it_dir, {"task": "sequence-classification", "labels": labels}, model_dir)
             atomic_write_json(metrics_path, metrics)
         promoted = rank(metrics) > rank(base) and (best is None or rank(metrics) > rank(best))
+        against = f"base {base['accuracy']:.3f}" + (f", best so far {best['accuracy']:.3f}" if best else "")
+        verdict = "beats " if promoted else "does not beat "
+        reason = f"held-out accuracy {metrics['accuracy']:.3f} {verdict}{against}"
         if promoted:
             best = {**metrics, "iteration": iteration}
             if config.require_approval:
@@ -166,6 +169,7 @@ def run_encoder(config: RunConfig, ui: UI) -> dict[str, Any]:
                 "accuracy": metrics["accuracy"],
                 "macro_f1": metrics["macro_f1"],
                 "promoted": promoted,
+                "reason": reason,
             },
         )
         ui.info(

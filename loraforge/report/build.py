@@ -18,9 +18,10 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict[str, Path]:
     """Write report.html (self-contained) and report.md (+ report_files/*.png) for a run folder."""
     run = collect(Path(run_dir))
     out_dir = Path(out_dir or run_dir)
-    plots = draw_all(run, out_dir / FILES_DIR)
+    encoder = run.task == "encoder-labels"
+    plots = {} if encoder else draw_all(run, out_dir / FILES_DIR)
     title = f"loraforge report: {run.run_dir.name}"
-    blocks = layout(run, plots)
+    blocks = encoder_layout(run) if encoder else layout(run, plots)
     html_path, md_path = out_dir / Artifact.REPORT_HTML.value, out_dir / Artifact.REPORT_MD.value
     atomic_write_text(html_path, to_html(title, blocks))
     atomic_write_text(md_path, to_markdown(title, blocks, out_dir))
@@ -37,6 +38,64 @@ def layout(run: RunData, plots: dict[str, Path]) -> list[Block]:
     blocks += judge_section(run)
     blocks += data_section(run)
     return blocks
+
+
+def encoder_layout(run: RunData) -> list[Block]:
+    """An encoder run (agent/encoder_run.py): the base and each iteration on the held-out rows, the
+    decisions, and the held-out confusions of the active adapter."""
+    cfg = run.config
+    base = _read(run.run_dir / "base_metrics.json") or {}
+    split = _read(run.run_dir / "split.json") or {}
+    heldout = split.get("heldout", [])
+    source = (
+        f"{cfg['eval_data']} (your rows)"
+        if cfg.get("eval_data")
+        else "a split of the labeled rows (by premise for NLI pairs)"
+    )
+    summary: list[list[Any]] = [
+        ["task", "encoder classifier (labels)"],
+        ["labeled rows", cfg.get("labels") or cfg.get("feedback_db")],
+        ["base model", cfg.get("model") or "all-MiniLM-L6-v2 (default)"],
+        ["held-out rows", f"{len(heldout)}: {source}"],
+        ["active adapter", run.active or "none (no adapter beat the base)"],
+    ]
+    rows: list[list[Any]] = []
+    if base:
+        rows.append(["base (frozen encoder, trained head)", base["accuracy"], base["macro_f1"], base["train_accuracy"]])
+    for it in run.evaluated:
+        m = it.scores
+        settings = m.get("settings", {})
+        name = f"iteration {it.number} (epochs {settings.get('epochs')}, dropout {settings.get('dropout')})"
+        rows.append([name, m["accuracy"], m["macro_f1"], m["train_accuracy"]])
+    blocks: list[Block] = [
+        Heading("Summary"),
+        Table(["", "value"], summary),
+        Para(
+            "Scores are on held-out labeled rows, never trained on. The base has no classification head of its "
+            "own, so it is measured with a head trained on the same rows while the encoder stays frozen."
+        ),
+        Heading("Base against adapter"),
+        Table(["", "accuracy", "macro-F1", "train accuracy"], rows),
+    ]
+    blocks += decisions_section(run)
+    focus = run.focus
+    if focus is not None and heldout and len(focus.scores.get("predicted", [])) == len(heldout):
+        pairs: dict[tuple[str, str], int] = {}
+        for row, answer in zip(heldout, focus.scores["predicted"], strict=True):
+            pairs[(row["label"], answer)] = pairs.get((row["label"], answer), 0) + 1
+        labels = sorted({gold for gold, _ in pairs} | {answer for _, answer in pairs})
+        table = [[gold] + [pairs.get((gold, answer), 0) for answer in labels] for gold in labels]
+        blocks += [
+            Heading(f"Held-out confusions of iteration {focus.number}"),
+            Table(["gold \\ predicted", *labels], table),
+        ]
+    return blocks
+
+
+def _read(path: Path) -> Any:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _primary(run: RunData) -> str:
