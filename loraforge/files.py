@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from loraforge.errors import ConfigError
+
+T = TypeVar("T")
 
 
 def _file_mode() -> int:
@@ -101,6 +103,18 @@ def iter_jsonl(path: Path, *, tolerant: bool = False) -> Iterator[tuple[int, dic
                 fix="Each line must hold one JSON object.",
             )
         yield number, row
+
+
+def parse_jsonl(path: Path, parse: Callable[[dict], T | None], problem: str, fix: str) -> list[T]:
+    """Every row of a JSONL file through `parse`; a row it refuses (None) is named with its line and keys:
+    "{path}, line {n}: a row with keys [...] {problem}", with `fix`."""
+    parsed = []
+    for number, raw in iter_jsonl(Path(path)):
+        row = parse(raw)
+        if row is None:
+            raise ConfigError(f"{path}, line {number}: a row with keys {sorted(raw)} {problem}", fix=fix)
+        parsed.append(row)
+    return parsed
 
 
 def read_jsonl(path: Path, *, tolerant: bool = False) -> list[dict]:

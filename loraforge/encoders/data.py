@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from loraforge.errors import ConfigError
-from loraforge.files import iter_jsonl
+from loraforge.files import parse_jsonl
 from loraforge.rows import FORMATS, labeled_row
 
 
@@ -55,33 +56,31 @@ def pair_row(raw: dict[str, Any]) -> Pair | None:
 
 def load_labeled_texts(path: Path) -> list[LabeledText]:
     """Every row of a labeled JSONL file; a bad line is named with its number and the accepted formats."""
-    rows = []
-    for number, raw in iter_jsonl(Path(path)):
-        row = labeled_text(raw)
-        if row is None:
-            raise ConfigError(
-                f"{path}, line {number}: a row with keys {sorted(raw)} fits no labeled format.",
-                fix="Use one of: " + "; ".join(FORMATS) + ".",
-            )
-        rows.append(row)
+    rows = parse_jsonl(path, labeled_text, "fits no labeled format.", "Use one of: " + "; ".join(FORMATS) + ".")
     if len({row.label for row in rows}) < 2:
         raise ConfigError(f"{path} needs rows of at least two labels.", fix="Add rows of each label.")
     return rows
 
 
 def load_pairs(path: Path) -> list[Pair]:
-    rows = []
-    for number, raw in iter_jsonl(Path(path)):
-        row = pair_row(raw)
-        if row is None:
-            raise ConfigError(
-                f"{path}, line {number}: a row with keys {sorted(raw)} is not an embedding pair.",
-                fix='Write {"query": ..., "positive": ...}, optionally with "negative" (or "anchor" for query).',
-            )
-        rows.append(row)
+    fix = 'Write {"query": ..., "positive": ...}, optionally with "negative" (or "anchor" for query).'
+    rows = parse_jsonl(path, pair_row, "is not an embedding pair.", fix)
     if len(rows) < 4:
         raise ConfigError(f"{path} holds {len(rows)} pairs; an embedding adapter needs a few dozen.")
     return rows
+
+
+def tokenize(tokenizer: Any, rows: Sequence[LabeledText], max_length: int) -> Any:
+    """A padded batch of classifier rows: pairs as the tokenizer's text pairs, single texts alone."""
+    pairs = [row.pair for row in rows]
+    return tokenizer(
+        [row.text for row in rows],
+        pairs if all(p is not None for p in pairs) else None,
+        padding=True,
+        truncation=True,
+        max_length=max_length,
+        return_tensors="pt",
+    )
 
 
 def split_labeled(rows: list[LabeledText], fraction: float, seed: int) -> tuple[list[LabeledText], list[LabeledText]]:

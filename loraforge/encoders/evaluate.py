@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from loraforge.encoders.data import LabeledText, Pair
+from loraforge.encoders.data import LabeledText, Pair, tokenize
 from loraforge.encoders.embed import embed
 
 
@@ -34,24 +34,23 @@ def recall_at_k(rankings: Sequence[Sequence[int]], relevant: Sequence[int], k: i
 
 
 @torch.no_grad()
-def predict(model: Any, tokenizer: Any, rows: Sequence[LabeledText], max_length: int = 256) -> list[str]:
-    """The classifier's label for each row, in batches of 32."""
+def probabilities(
+    model: Any, tokenizer: Any, rows: Sequence[LabeledText], max_length: int = 256
+) -> tuple[list[str], list[list[float]]]:
+    """The classifier's label for each row and its probability per label (in id order), in batches of 32."""
     model.eval()
     id2label = model.config.id2label
     answers: list[str] = []
+    scores: list[list[float]] = []
     for start in range(0, len(rows), 32):
-        chunk = rows[start : start + 32]
-        pairs = [row.pair for row in chunk]
-        batch = tokenizer(
-            [row.text for row in chunk],
-            pairs if all(p is not None for p in pairs) else None,
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        )
-        answers += [id2label[int(i)] for i in model(**batch).logits.argmax(dim=-1)]
-    return answers
+        logits = model(**tokenize(tokenizer, rows[start : start + 32], max_length)).logits
+        answers += [id2label[int(i)] for i in logits.argmax(dim=-1)]
+        scores += logits.softmax(dim=-1).tolist()
+    return answers, scores
+
+
+def predict(model: Any, tokenizer: Any, rows: Sequence[LabeledText], max_length: int = 256) -> list[str]:
+    return probabilities(model, tokenizer, rows, max_length)[0]
 
 
 def classifier_scores(model: Any, tokenizer: Any, rows: Sequence[LabeledText], max_length: int) -> dict[str, Any]:

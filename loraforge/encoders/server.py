@@ -29,7 +29,7 @@ from loraforge.encoders import adapters
 from loraforge.encoders.config import EncoderTask
 from loraforge.encoders.data import LabeledText
 from loraforge.encoders.embed import embed
-from loraforge.encoders.evaluate import predict
+from loraforge.encoders.evaluate import probabilities as classifier_probabilities
 from loraforge.encoders.model import load_embedder, load_tokenizer
 from loraforge.errors import ConfigError
 
@@ -76,21 +76,9 @@ class EncoderServer:
         return Served(model, str(folder), labels)
 
     def classify(self, served: Served, rows: list[LabeledText]) -> list[dict[str, Any]]:
-        model = served.model
-        with torch.no_grad():
-            labels = predict(model, self.tokenizer, rows, self.max_length)
-            pairs = [row.pair for row in rows]
-            batch = self.tokenizer(
-                [row.text for row in rows],
-                pairs if all(p is not None for p in pairs) else None,
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            )
-            probabilities = model(**batch).logits.softmax(dim=-1).tolist()
+        labels, probabilities = classifier_probabilities(served.model, self.tokenizer, rows, self.max_length)
         return [
-            {"label": label, "scores": dict(zip(served.labels, map(float, p), strict=True))}
+            {"label": label, "scores": dict(zip(served.labels, p, strict=True))}
             for label, p in zip(labels, probabilities, strict=True)
         ]
 

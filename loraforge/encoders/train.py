@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from loraforge.encoders.config import EncoderConfig
-from loraforge.encoders.data import LabeledText, Pair
+from loraforge.encoders.data import LabeledText, Pair, tokenize
 from loraforge.encoders.embed import encode
 from loraforge.encoders.model import load_classifier, load_embedder, load_tokenizer
 
@@ -33,10 +33,10 @@ class Trained:
     seconds: float
 
 
-def with_lora(model: Any, config: EncoderConfig) -> Any:
+def with_lora(model: Any, config: EncoderConfig, *, classifier: bool) -> Any:
+    """`model` wrapped for LoRA training; a classifier's head trains in full and is saved in the adapter."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    classifier = config.task == "sequence-classification"
     lora = LoraConfig(
         task_type=TaskType.SEQ_CLS if classifier else TaskType.FEATURE_EXTRACTION,
         r=config.r,
@@ -57,15 +57,7 @@ def head_only(model: Any) -> Any:
 
 def classification_loss(model: Any, tokenizer: Any, rows: Sequence[LabeledText], max_length: int) -> torch.Tensor:
     label2id = model.config.label2id
-    pairs = [row.pair for row in rows]
-    batch = tokenizer(
-        [row.text for row in rows],
-        pairs if all(p is not None for p in pairs) else None,
-        padding=True,
-        truncation=True,
-        max_length=max_length,
-        return_tensors="pt",
-    )
+    batch = tokenize(tokenizer, rows, max_length)
     targets = torch.tensor([label2id[row.label] for row in rows])
     return model(**batch, labels=targets).loss
 
@@ -123,7 +115,7 @@ def train_classifier(
     torch.manual_seed(config.seed)  # the head's initialisation
     tokenizer = load_tokenizer(model_dir)
     model = load_classifier(model_dir, labels or sorted({row.label for row in rows}))
-    model = with_lora(model, config) if lora else head_only(model)
+    model = with_lora(model, config, classifier=True) if lora else head_only(model)
     losses = fit(
         model, rows, lambda m, batch: classification_loss(m, tokenizer, batch, config.max_length), config, on_step
     )
@@ -134,6 +126,6 @@ def train_embedder(rows: list[Pair], model_dir: Any, config: EncoderConfig, on_s
     started = time.monotonic()
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(model_dir)
-    model = with_lora(load_embedder(model_dir), config)
+    model = with_lora(load_embedder(model_dir), config, classifier=False)
     losses = fit(model, rows, lambda m, batch: contrastive_loss(m, tokenizer, batch, config), config, on_step)
     return Trained(model, tokenizer, losses, time.monotonic() - started)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from loraforge.concurrency import examples_by_index
 from loraforge.errors import ConfigError
-from loraforge.files import iter_jsonl
+from loraforge.files import parse_jsonl
 from loraforge.generators import prompts, verify
 from loraforge.generators.dedup import NearDuplicateIndex
 from loraforge.generators.plan import GenerationPlan
@@ -23,15 +23,7 @@ if TYPE_CHECKING:
 
 def load_labeled(path: str | Path) -> list[dict[str, Any]]:
     """Read labeled JSONL in any accepted format; a bad line is named with its number and the fix."""
-    rows = []
-    for number, raw in iter_jsonl(Path(path)):
-        row = labeled_row(raw)
-        if row is None:
-            raise ConfigError(
-                f"{path}, line {number}: a row with keys {sorted(raw)} fits no labeled format.",
-                fix="Use one of: " + "; ".join(FORMATS) + ".",
-            )
-        rows.append(row)
+    rows = parse_jsonl(Path(path), labeled_row, "fits no labeled format.", "Use one of: " + "; ".join(FORMATS) + ".")
     if not rows:
         raise ConfigError(f"{path} holds no rows.", fix="Add a few examples per label.")
     return rows
