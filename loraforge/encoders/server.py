@@ -158,4 +158,4 @@ def _error(message: str, status: int = 400) -> web.Response:
 
 
 def serve(server: EncoderServer, host: str = "127.0.0.1", port: int = 8001) -> None:
-    web.run_app(server.app(), host=host, port=port, print=lambda text: print(text.replace("======== ", "")))
+    web.run_app(server.app(), host=host, port=port, print=lambda text: print(text.replace("=", "").strip()))
