@@ -344,6 +344,8 @@ def run_encoder_command(config: RunConfig, ui: Any) -> int:
     print(f"held-out rows: {final['heldout_rows']} ({final['heldout_source']})")
     if final["best_iteration"] is None:
         print("No adapter beat the base; nothing promoted.")
+    elif final.get("waits_for_approval"):
+        print(f"Best adapter (iteration_{final['best_iteration']}) waits for approval: loraforge approve {config.out}")
     else:
         print(
             f"Best adapter: {config.out / Artifact.FINAL_ADAPTER.value} "
@@ -433,6 +435,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
         if shown:
             print(f"  {key}: {shown}")
     where = f"{metrics['real']['rows']} real requests" if metrics.get("real") else "the synthetic held-out set"
+    where = metrics.get("measured_on") or where  # an encoder run's held-out rows are the user's own
     print(f"  (measured on {where}; 'best' is the best adapter before it)")
     if not args.yes:
         if not sys.stdin.isatty():
@@ -474,7 +477,7 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     on a held-out share of the rows (--val-fraction, default 0.2)."""
     from loraforge.encoders import adapters
     from loraforge.encoders.config import EncoderConfig
-    from loraforge.encoders.data import load_labeled_texts, load_pairs, split_labeled, split_pairs
+    from loraforge.encoders.data import check_split, load_labeled_texts, load_pairs, split_labeled, split_pairs
     from loraforge.encoders.evaluate import classifier_scores, corpus_of, retrieval_scores
     from loraforge.encoders.model import load_embedder, load_tokenizer, resolve_encoder
     from loraforge.encoders.train import train_classifier, train_embedder
@@ -485,8 +488,20 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     flags = {"r": "r", "alpha": "alpha", "dropout": "dropout", "epochs": "epochs", "learning_rate": "learning_rate"}
     flags.update(batch_size="batch_size", max_length="max_length", seed="seed")
     settings = {flags[k]: v for k, v in given(args, list(flags)).items()}
+    chat_only = [*given(args, ["adapter", "device", "grad_accum", "gradient_checkpointing", "dtype", "answer_share"])]
+    chat_only += [name for name in ("promptfile", "chat_template", "no_export") if getattr(args, name)]
+    if chat_only:
+        flags_given = ", ".join("--" + name.replace("_", "-") for name in chat_only)
+        raise LoraforgeError(
+            f"{flags_given} apply to chat models, not to --task {args.task}.", fix="Leave them out for an encoder."
+        )
     config = build(EncoderConfig, {**settings, "task": args.task}, "train")
     fraction = args.val_fraction if args.val_fraction is not None else 0.2
+    if not 0 < fraction <= 0.5:
+        raise LoraforgeError(
+            f"--val-fraction {fraction}: an encoder adapter is scored against its base on held-out rows.",
+            fix="Hold out between 0.05 and 0.5 (default 0.2).",
+        )
     model_dir = resolve_encoder(args.basemodel)
     bar = ui.progress(None, "train", "step")
 
@@ -499,6 +514,7 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     if config.task == "sequence-classification":
         rows = load_labeled_texts(args.datafile)
         train, heldout = split_labeled(rows, fraction, config.seed)
+        check_split(train, heldout, args.datafile)
         labels = sorted({row.label for row in rows})
         try:
             trained = train_classifier(train, model_dir, config, labels=labels, on_step=tick)
@@ -514,6 +530,7 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     else:
         pairs = load_pairs(args.datafile)
         train_pairs, held_pairs = split_pairs(pairs, fraction, config.seed)
+        check_split(train_pairs, held_pairs, args.datafile)
         documents, _ = corpus_of(pairs)
         try:
             trained = train_embedder(train_pairs, model_dir, config, on_step=tick)

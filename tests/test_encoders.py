@@ -9,7 +9,14 @@ from loraforge.agent.config import RunConfig
 from loraforge.agent.encoder_run import next_settings
 from loraforge.encoders import adapters
 from loraforge.encoders.config import EncoderConfig
-from loraforge.encoders.data import LabeledText, labeled_text, load_labeled_texts, load_pairs, split_labeled
+from loraforge.encoders.data import (
+    LabeledText,
+    check_split,
+    labeled_text,
+    load_labeled_texts,
+    load_pairs,
+    split_labeled,
+)
 from loraforge.encoders.evaluate import accuracy, corpus_of, macro_f1, recall_at_k
 from loraforge.encoders.model import unpack
 from loraforge.errors import ConfigError
@@ -41,6 +48,38 @@ def test_nli_rows_keep_premise_and_hypothesis_apart_and_corrections_win():
     snap = {"item": "Premise: P.\nHypothesis: H.", "label": "refutes", "premise": "P.", "hypothesis": "H."}
     assert labeled_text(snap) == LabeledText("P.", "H.", "refutes")
     assert labeled_text({"premise": "P.", "label": "x"}) is None
+    # a row that carries both: the correction wins, as it does in the feedback database
+    assert labeled_text({"item": "t", "label": "neutral", "correct_label": "refutes"}).label == "refutes"
+
+
+def test_a_split_with_nothing_to_train_or_score_is_refused():
+    one_premise = [LabeledText("same premise", f"h{i}", "ab"[i % 2]) for i in range(6)]
+    train, heldout = split_labeled(one_premise, 0.2, seed=0)
+    with pytest.raises(ConfigError, match="too little to train on"):
+        check_split(train, heldout, "nli.jsonl")
+    with pytest.raises(ConfigError, match="nothing can be scored"):
+        check_split(one_premise, [], "nli.jsonl")
+    check_split(one_premise[:4], one_premise[4:], "nli.jsonl")  # two labels to train on, rows to score
+
+
+def test_an_encoder_iteration_can_wait_for_approval_and_be_rolled_back_to(tmp_path):
+    from loraforge.agent.registry import approve, hold, pending, rollback
+
+    run = tmp_path / "run"
+    for number in (1, 2):
+        folder = run / f"iteration_{number}"
+        folder.mkdir(parents=True)
+        (folder / "adapter_model.safetensors").write_bytes(b"w%d" % number)
+        (folder / "loraforge.json").write_text(json.dumps({"model_kind": "encoder", "labels": ["a", "b"]}))
+    hold(run, run / "iteration_2")
+    assert pending(run) == "iteration_2"
+    assert approve(run) == "iteration_2"
+    assert (run / "final_adapter" / "adapter_model.safetensors").read_bytes() == b"w2"
+    assert rollback(run, 1) == "iteration_1"
+    assert (run / "final_adapter" / "adapter_model.safetensors").read_bytes() == b"w1"
+    (run / "iteration_1" / "loraforge.json").write_text(json.dumps({"labels": ["a"]}))  # not an encoder's
+    with pytest.raises(ConfigError, match="no exported adapter"):
+        rollback(run, 1)
 
 
 def test_a_bad_labeled_line_is_named(tmp_path):
@@ -150,13 +189,32 @@ def test_adapter_check_names_each_problem(tmp_path):
         ({"peft_type": "IA3"}, "sequence-classification", "only LoRA"),
         ({"task_type": "FEATURE_EXTRACTION"}, "sequence-classification", "runs the sequence-classification task"),
         ({"meta": {"base_fingerprint": "0000"}, "task_type": "FEATURE_EXTRACTION"}, "embedding", "another base"),
-        ({"meta": {}}, "sequence-classification", "labels"),
+        ({"meta": {"base_fingerprint": "THIS"}}, "sequence-classification", "labels"),
+        ({"meta": {}, "task_type": "FEATURE_EXTRACTION"}, "embedding", "not trained by loraforge"),
     ],
 )
 def test_a_mismatched_adapter_is_refused(tmp_path, kwargs, task, message):
     base = _base(tmp_path)
+    if kwargs.get("meta", {}).get("base_fingerprint") == "THIS":
+        kwargs["meta"]["base_fingerprint"] = adapters.base_fingerprint(base)
     with pytest.raises(ConfigError, match=message):
         adapters.check(_adapter(tmp_path, **kwargs), base, task)
+
+
+def test_the_fingerprint_tells_two_fine_tunes_of_one_architecture_apart(tmp_path):
+    base = _base(tmp_path)
+    (base / "model.safetensors").write_bytes(b"a" * 4096)
+    first = adapters.base_fingerprint(base)
+    (base / "model.safetensors").write_bytes(b"b" * 4096)
+    assert adapters.base_fingerprint(base) != first
+
+
+def test_an_outside_adapter_that_names_this_base_passes(tmp_path):
+    base = _base(tmp_path)
+    folder = _adapter(tmp_path, task_type="FEATURE_EXTRACTION")
+    config = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": str(base)}))
+    assert adapters.check(folder, base, "embedding") == {}
 
 
 def test_an_adapter_of_this_base_passes_the_check(tmp_path):

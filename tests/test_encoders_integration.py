@@ -98,6 +98,8 @@ def test_hot_load_swaps_adapters_without_a_restart_and_refuses_a_mismatch(minilm
     async def scenario():
         async with TestClient(TestServer(server.app(), host="127.0.0.1")) as client:
             assert (await client.post("/nli/predict", json=question)).status == 409  # no adapter yet
+            plain = await client.post("/nli/adapter/load", data=json.dumps({"adapter_path": "seed0"}))
+            assert plain.status == 415  # not JSON: what a web page could send without a preflight
             loaded = await client.post("/nli/adapter/load", json={"adapter_path": "seed0"})
             assert loaded.status == 200, await loaded.text()
             first = await (await client.post("/nli/predict", json=question)).json()
@@ -122,6 +124,25 @@ def test_hot_load_swaps_adapters_without_a_restart_and_refuses_a_mismatch(minilm
     assert status == 400 and "FEATURE_EXTRACTION" in refused["error"]
     assert outside_status == 400 and "outside the adapters root" in outside["error"]
     assert health["adapter"].endswith("seed1") and after == second  # the refused loads changed nothing
+
+
+def test_a_server_on_a_loopback_address_answers_only_requests_addressed_to_it(minilm, two_classifiers):
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from loraforge.encoders.server import EncoderServer
+
+    server = EncoderServer(minilm, "embedding", two_classifiers)
+
+    async def scenario():
+        test_server = TestServer(server.app(allowed_hosts={"127.0.0.1:1"}), host="127.0.0.1")
+        async with TestClient(test_server) as client:
+            rebound = await client.get("/health", headers={"Host": "attacker.example:8001"})
+            mine = await client.get("/health", headers={"Host": "127.0.0.1:1"})
+            return rebound.status, mine.status
+
+    assert asyncio.run(scenario()) == (403, 200)
 
 
 def test_an_embedding_server_serves_the_base_then_the_adapter(minilm, two_classifiers):
@@ -169,6 +190,9 @@ def test_an_encoder_run_promotes_scores_and_resumes_without_redoing_work(minilm,
         assert (it["accuracy"], it["macro_f1"]) > (final["base"]["accuracy"], final["base"]["macro_f1"])
         assert (run / "final_adapter" / "SOURCE").read_text().strip() == f"iteration_{best}"
         adapters.load(run / "final_adapter", minilm, "sequence-classification")
+    else:
+        assert not (run / "final_adapter").exists()
+    assert [entry["promoted"] for entry in history] == [it["iteration"] == best for it in final["iterations"]]
     # an interruption after iteration 1: the base and iteration 1 are kept, iteration 2 is redone
     kept = {
         p: p.stat().st_mtime_ns for p in (run / "base_metrics.json", run / "iteration_1" / "adapter_model.safetensors")

@@ -26,7 +26,7 @@ from loraforge.agent.state import claim_run_folder
 from loraforge.constants import Artifact
 from loraforge.encoders import adapters
 from loraforge.encoders.config import EncoderConfig
-from loraforge.encoders.data import LabeledText, load_labeled_texts, split_labeled
+from loraforge.encoders.data import LabeledText, check_split, load_labeled_texts, split_labeled
 from loraforge.encoders.evaluate import classifier_scores
 from loraforge.encoders.model import resolve_encoder
 from loraforge.encoders.train import OnStep, train_classifier
@@ -72,6 +72,7 @@ def _split(config: RunConfig, run_dir: Path) -> tuple[list[LabeledText], list[La
             raise ConfigError(f"{config.eval_data} has labels that no training row has: {unknown}.")
     else:
         train, heldout = split_labeled(rows, config.heldout_fraction, config.seed)
+    check_split(train, heldout, config.labels)
     atomic_write_json(path, {"train": [asdict(r) for r in train], "heldout": [asdict(r) for r in heldout]})
     return train, heldout
 
@@ -81,7 +82,10 @@ def _trigger(config: RunConfig) -> triggers.TriggerResult:
     the model answered (original_label), as an encoder without an adapter has no answers of its own."""
     assert config.labels is not None
     raw = read_jsonl(config.labels)
-    rows = [{**r, "predicted": r.get("predicted", r.get("original_label"))} for r in raw]
+    rows = [
+        {"label": r.get("correct_label", r.get("label")), "predicted": r.get("predicted", r.get("original_label"))}
+        for r in raw
+    ]
     rate = triggers.recorded_error_rate([r for r in rows if r["predicted"] is not None])
     if config.min_error_rate is not None and rate is None:
         raise ConfigError(
@@ -95,6 +99,10 @@ def _scores(trained: Any, train: list[LabeledText], heldout: list[LabeledText], 
     held = classifier_scores(trained.model, trained.tokenizer, heldout, max_length)
     fit = classifier_scores(trained.model, trained.tokenizer, train, max_length)
     return {**held, "train_accuracy": fit["accuracy"], "seconds": round(trained.seconds, 1)}
+
+
+def _brief(scores: dict[str, Any] | None) -> dict[str, float] | None:
+    return None if scores is None else {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
 
 
 def run_encoder(config: RunConfig, ui: UI) -> dict[str, Any]:
@@ -150,6 +158,9 @@ def run_encoder(config: RunConfig, ui: UI) -> dict[str, Any]:
             )
             trained = train_classifier(train, model_dir, settings, labels=labels, on_step=bar(f"iteration {iteration}"))
             metrics = {**_scores(trained, train, heldout, settings.max_length), "settings": asdict(settings)}
+            # the comparison that `loraforge approve` shows: base, the best adapter before this one, and this one
+            metrics |= {name: _brief(scores) for name, scores in (("base", base), ("best", best), ("adapter", metrics))}
+            metrics["measured_on"] = f"{len(heldout)} held-out labeled rows"
             adapters.save(trained.model, it_dir, {"task": "sequence-classification", "labels": labels}, model_dir)
             atomic_write_json(metrics_path, metrics)
         promoted = rank(metrics) > rank(base) and (best is None or rank(metrics) > rank(best))
@@ -169,6 +180,7 @@ def run_encoder(config: RunConfig, ui: UI) -> dict[str, Any]:
                 "accuracy": metrics["accuracy"],
                 "macro_f1": metrics["macro_f1"],
                 "promoted": promoted,
+                "held": promoted and config.require_approval,
                 "reason": reason,
             },
         )
@@ -186,6 +198,7 @@ def run_encoder(config: RunConfig, ui: UI) -> dict[str, Any]:
         "base": {k: v for k, v in base.items() if k != "predicted"},
         "iterations": results,
         "best_iteration": best["iteration"] if best else None,
+        "waits_for_approval": bool(best) and config.require_approval,
         "heldout_rows": len(heldout),
         "heldout_source": str(config.eval_data) if config.eval_data else "split",
     }

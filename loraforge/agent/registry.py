@@ -17,7 +17,7 @@ from typing import Any
 
 from loraforge.constants import Artifact
 from loraforge.errors import ConfigError
-from loraforge.files import append_jsonl, atomic_write_text, inside, read_jsonl, write_jsonl
+from loraforge.files import append_jsonl, atomic_write_text, inside, read_json_object, read_jsonl, write_jsonl
 
 PROMOTED_FILES = (
     Artifact.ADAPTER_WEIGHTS,
@@ -64,6 +64,16 @@ def promote(run_dir: Path, iteration_dir: Path) -> Path:
 
 
 ACTIVE = Artifact.ACTIVE.value
+
+
+def servable(folder: Path) -> bool:
+    """Whether an iteration folder holds an adapter to serve: an exported GGUF, or an encoder adapter (PEFT
+    weights whose loraforge.json says model_kind encoder; encoders are served with PEFT, not llama.cpp)."""
+    folder = Path(folder)
+    if (folder / Artifact.ADAPTER_GGUF.value).is_file():
+        return True
+    meta = read_json_object(folder / Artifact.ADAPTER_META.value)
+    return meta.get("model_kind") == "encoder" and (folder / Artifact.ADAPTER_WEIGHTS.value).is_file()
 
 
 def active(run_dir: Path) -> str | None:
@@ -124,9 +134,9 @@ def rollback(run_dir: Path, to: str | int | None = None) -> str:
         atomic_write_text(run_dir / ACTIVE, "base\n")
     else:
         folder = run_dir / target
-        if not (folder / Artifact.ADAPTER_GGUF.value).is_file():
+        if not servable(folder):
             raise ConfigError(
-                f"{folder} holds no exported adapter ({Artifact.ADAPTER_GGUF.value}).",
+                f"{folder} holds no exported adapter ({Artifact.ADAPTER_GGUF.value}, or an encoder's weights).",
                 fix="Pick an iteration that finished its export phase; see history.jsonl.",
             )
         promote(run_dir, folder)
@@ -147,7 +157,7 @@ def pending(run_dir: Path) -> str | None:
     if not path.is_file():
         return None
     name = path.read_text(encoding="utf-8", errors="replace").strip()
-    if not re.fullmatch(r"iteration_\d+", name) or not (Path(run_dir) / name / Artifact.ADAPTER_GGUF.value).is_file():
+    if not re.fullmatch(r"iteration_\d+", name) or not servable(Path(run_dir) / name):
         raise ConfigError(f"{path} names {name[:60]!r}, which is not an exported adapter of this run.")
     return name
 

@@ -22,10 +22,20 @@ PEFT_TASK = {"sequence-classification": "SEQ_CLS", "embedding": "FEATURE_EXTRACT
 
 
 def base_fingerprint(model_dir: Path) -> str:
-    """What identifies a base encoder: a hash of its config.json (architecture, sizes, vocabulary)."""
-    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    """What identifies a base encoder: its config.json (architecture, sizes, vocabulary) and its weights (the
+    size and the first and last MiB of each weights file, so that two fine-tunes of one architecture differ)."""
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
     config.pop("_name_or_path", None)
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    for weights in sorted([*model_dir.glob("*.safetensors"), *model_dir.glob("*.bin")]):
+        size = weights.stat().st_size
+        digest.update(f"{weights.name}:{size}".encode())
+        with open(weights, "rb") as handle:
+            digest.update(handle.read(1 << 20))
+            handle.seek(max(0, size - (1 << 20)))
+            digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:16]
 
 
 def save(model: Any, out: Path, meta: dict[str, Any], model_dir: Path) -> Path:
@@ -59,17 +69,17 @@ def card(meta: dict[str, Any], base: str) -> str:
     """A short model card: what the adapter is, on which base, and how to serve it."""
     task = meta.get("task", "sequence-classification")
     labels = f"Labels: {', '.join(meta['labels'])}.\n\n" if meta.get("labels") else ""
-    route = (
-        'curl -X POST http://127.0.0.1:8001/nli/predict -d \'{"premise": "...", "hypothesis": "..."}\''
-        if task == "sequence-classification"
-        else 'curl -X POST http://127.0.0.1:8001/embed -d \'{"texts": ["..."]}\''
-    )
+    post = 'curl -X POST -H "Content-Type: application/json" http://127.0.0.1:8001'
+    if task == "sequence-classification":
+        route = f"""{post}/nli/predict -d '{{"premise": "...", "hypothesis": "..."}}'"""
+    else:
+        route = f"""{post}/embed -d '{{"texts": ["..."]}}'"""
+    load = f"""{post}/nli/adapter/load -d '{{"adapter_path": "path/to/adapter"}}'"""
     return (
         f"# Encoder LoRA adapter ({task})\n\nBase model: {base}. Trained by loraforge; PEFT format "
         f"(the classification head, where there is one, is saved in the adapter).\n\n{labels}"
         f"Serve it:\n\n    loraforge serve-encoder --adapter . --task {task}\n    {route}\n\n"
-        "Swap in another adapter without a restart:\n\n"
-        '    curl -X POST http://127.0.0.1:8001/nli/adapter/load -d \'{"adapter_path": "path/to/adapter"}\'\n'
+        f"Swap in another adapter without a restart:\n\n    {load}\n"
     )
 
 
@@ -95,7 +105,15 @@ def check(adapter_dir: Path, model_dir: Path, task: EncoderTask) -> dict[str, An
         )
     meta = read_json_object(path / Artifact.ADAPTER_META.value)
     expected = base_fingerprint(model_dir)
-    if meta.get("base_fingerprint") not in (None, expected):
+    if meta.get("base_fingerprint") is None:  # an adapter from elsewhere: its config must name this base
+        named = config.get("base_model_name_or_path")
+        if named not in {hub_id(model_dir), str(model_dir), str(Path(model_dir).resolve())} - {None}:
+            raise ConfigError(
+                f"{path} was not trained by loraforge and names the base {named!r}, so it cannot be checked "
+                f"against this server's base ({hub_id(model_dir) or model_dir}).",
+                fix="Train it with `loraforge train --task ...`, or serve it on the base it names.",
+            )
+    elif meta["base_fingerprint"] != expected:
         raise ConfigError(
             f"{path} was trained on another base model (fingerprint {meta['base_fingerprint']}, "
             f"this server's base is {expected}).",
@@ -118,7 +136,7 @@ def load(adapter_dir: Path, model_dir: Path, task: EncoderTask) -> Any:
     )
     try:
         model = PeftModel.from_pretrained(base, str(adapter_dir))
-    except (RuntimeError, ValueError, KeyError) as exc:  # sizes or module names that do not fit this base
+    except Exception as exc:  # sizes or module names that do not fit this base, a corrupt weights file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"{adapter_dir} does not fit the base model: {first[:300]}") from None
     model.eval()

@@ -33,7 +33,7 @@ class Pair:
 
 def labeled_text(raw: dict[str, Any]) -> LabeledText | None:
     """A classifier row from any labeled format; NLI rows keep premise and hypothesis apart."""
-    if "correct_label" in raw and "label" not in raw:
+    if "correct_label" in raw:  # the user's correction wins, as in the feedback database
         raw = {**raw, "label": raw["correct_label"]}
     if {"premise", "hypothesis", "label"} <= set(raw):
         premise, hypothesis, label = raw["premise"], raw["hypothesis"], raw["label"]
@@ -108,6 +108,17 @@ def split_labeled(rows: list[LabeledText], fraction: float, seed: int) -> tuple[
             train += group[cut:]
     rng.shuffle(train)
     return train, heldout
+
+
+def check_split(train: Sequence[Any], heldout: Sequence[Any], source: Any) -> None:
+    """Refuse a split that leaves nothing to train on or nothing to score on, naming the data."""
+    if not heldout:
+        raise ConfigError(f"No row of {source} is held out, so nothing can be scored.", fix="Hold out 0.1 to 0.5.")
+    if not train or len({getattr(row, "label", None) for row in train}) < (2 if hasattr(train[0], "label") else 1):
+        raise ConfigError(
+            f"After holding out rows, {source} leaves too little to train on ({len(train)} rows).",
+            fix="Add rows (NLI rows are held out by premise: give several premises), or hold out less.",
+        )
 
 
 def split_pairs(rows: list[Pair], fraction: float, seed: int) -> tuple[list[Pair], list[Pair]]:

@@ -95,6 +95,7 @@ def load_classifier(model_dir: Path, labels: list[str]) -> Any:
     return AutoModelForSequenceClassification.from_pretrained(
         str(model_dir),
         trust_remote_code=False,
+        ignore_mismatched_sizes=True,  # a cross-encoder's own head may have another number of labels
         num_labels=len(labels),
         id2label=dict(enumerate(labels)),
         label2id={label: i for i, label in enumerate(labels)},

@@ -10,8 +10,9 @@ llama.cpp has no sequence-classification heads nor BERT LoRA adapters, so encode
 - `POST /nli/predict {"premise", "hypothesis"}` or `{"text"}` (also `/classify`): label and probabilities.
 - `POST /embed {"texts": [...]}`: unit-length embeddings.
 
-It binds to 127.0.0.1 by default. The model runs in one worker thread, so requests never compute in parallel
-on a small CPU, and the event loop stays free.
+It binds to 127.0.0.1 by default, answers only requests addressed to that address, and takes POSTs only
+as JSON, so that a web page open in the user's browser cannot swap the adapter. The model runs in one
+worker thread, so requests never compute in parallel on a small CPU, and the event loop stays free.
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ class EncoderServer:
         self.served = Served(base, None)  # a classifier needs an adapter: its head is in it
 
     def _within_root(self, path: str) -> Path:
-        candidate = (self.root / path).resolve()
+        try:
+            candidate = (self.root / path).resolve()
+        except (ValueError, OSError) as exc:  # a NUL byte, a loop of links
+            raise ConfigError(f"The adapter path {path!r} is not a usable path ({exc}).") from None
         if not candidate.is_relative_to(self.root):
             raise ConfigError(
                 f"The adapter path {path} is outside the adapters root {self.root}.",
@@ -130,8 +134,19 @@ class EncoderServer:
         vectors = await self._run(lambda: embed(served.model, self.tokenizer, texts, self.max_length).tolist())
         return web.json_response({"embeddings": vectors, "adapter": served.adapter})
 
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=4 * 1024 * 1024)
+    def app(self, allowed_hosts: set[str] | None = None) -> web.Application:
+        """The routes. POSTs must be JSON (a web page cannot send that without a CORS preflight, so it cannot
+        swap the adapter), and with `allowed_hosts` the Host header must be one of them (DNS rebinding)."""
+
+        @web.middleware
+        async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+            if allowed_hosts is not None and request.host not in allowed_hosts:
+                return _error(f"Host {request.host!r} is not this server's address.", 403)
+            if request.method == "POST" and request.content_type != "application/json":
+                return _error("Send JSON, with the header Content-Type: application/json.", 415)
+            return await handler(request)
+
+        app = web.Application(client_max_size=4 * 1024 * 1024, middlewares=[guard])
         app.add_routes(
             [
                 web.get("/health", self.health),
@@ -157,5 +172,11 @@ def _error(message: str, status: int = 400) -> web.Response:
     return web.json_response({"error": message}, status=status)
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
 def serve(server: EncoderServer, host: str = "127.0.0.1", port: int = 8001) -> None:
-    web.run_app(server.app(), host=host, port=port, print=lambda text: print(text.replace("=", "").strip()))
+    """Run until Ctrl-C. On a loopback address only requests addressed to it are answered."""
+    allowed = {f"{name}:{port}" for name in LOOPBACK} if host in (*LOOPBACK, "::1") else None
+    app = server.app(allowed)
+    web.run_app(app, host=host, port=port, print=lambda text: print(text.replace("=", "").strip()))

@@ -21,6 +21,7 @@ from loraforge.encoders.config import EncoderConfig
 from loraforge.encoders.data import LabeledText, Pair, tokenize
 from loraforge.encoders.embed import encode
 from loraforge.encoders.model import load_classifier, load_embedder, load_tokenizer
+from loraforge.errors import ConfigError
 
 OnStep = Callable[[int, int, float], None]  # (step, total steps, loss)
 
@@ -45,7 +46,16 @@ def with_lora(model: Any, config: EncoderConfig, *, classifier: bool) -> Any:
         target_modules=list(config.target_modules),
         modules_to_save=["classifier"] if classifier else None,
     )
-    return get_peft_model(model, lora)
+    try:
+        return get_peft_model(model, lora)
+    except ValueError as exc:  # PEFT: no module of the model matches target_modules
+        linear = sorted(
+            {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+        )
+        raise ConfigError(
+            f"encoder.target_modules {config.target_modules} fit no layer of this encoder ({exc}).",
+            fix=f"Name some of its linear layers, e.g. {', '.join(linear[:8])}.",
+        ) from None
 
 
 def head_only(model: Any) -> Any:
