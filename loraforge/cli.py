@@ -493,7 +493,8 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
     if chat_only:
         flags_given = ", ".join("--" + name.replace("_", "-") for name in chat_only)
         raise LoraforgeError(
-            f"{flags_given} apply to chat models, not to --task {args.task}.", fix="Leave them out for an encoder."
+            f"{flags_given} {'applies' if len(chat_only) == 1 else 'apply'} to chat models, not to --task {args.task}.",
+            fix="Leave them out for an encoder.",
         )
     config = build(EncoderConfig, {**settings, "task": args.task}, "train")
     fraction = args.val_fraction if args.val_fraction is not None else 0.2
