@@ -71,21 +71,25 @@ def peft_references(adapter_dir: Path, base: Path, prompts: list[list[int]], new
     out = []
     with torch.no_grad():
         for ids in prompts:
+            # The scores of the greedy steps are the adapter's log-probabilities along the continuation, so
+            # only the adapter-off side needs a second pass (and only the continuation's logits from it).
             generated = model.generate(
                 torch.tensor([ids]),
                 max_new_tokens=new_tokens,
                 do_sample=False,
                 eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id,
+                return_dict_in_generate=True,
+                output_logits=True,
             )
-            new = generated[0, len(ids) :].tolist()
+            new = generated.sequences[0, len(ids) :].tolist()
             if tokenizer.eos_token_id in new:
                 new = new[: new.index(tokenizer.eos_token_id) + 1]
-            full = torch.tensor([ids + new])
-            window = slice(len(ids) - 1, len(ids) - 1 + len(new))
-            with_adapter = model(full).logits[0, window].float().log_softmax(-1)
+            with_adapter = torch.cat(generated.logits[: len(new)]).float().log_softmax(-1)
             with model.disable_adapter():
-                without = model(full).logits[0, window].float().log_softmax(-1)
+                # The last len(new) + 1 positions predict the continuation's tokens (and one past it).
+                logits = model(torch.tensor([ids + new]), logits_to_keep=len(new) + 1).logits
+            without = logits[0, :-1].float().log_softmax(-1)
             out.append(Reference(new, with_adapter, without))
     return out
 
