@@ -36,7 +36,11 @@ def gemma():
 
 def test_gemma3_student_trains_exports_proves_and_beats_its_base(gemma, tmp_path):
     """One iteration with Gemma 3 270M as student (and teacher): measured at 40 examples and 4 epochs, its
-    adapter got 0.306 exact match on the 36 human-written requests against 0.167 for the base (README)."""
+    adapter got 0.306 exact match on the 36 human-written requests against 0.167 for the base (README), and
+    9 of the first 20 (the requests that need a tool) against 0 for the base.
+
+    The judge is off: it is covered with the default model (tests/test_integration.py), and here it cost
+    time in the evaluation for nothing this test asserts."""
     out = tmp_path / "run"
     config = RunConfig(
         tools="examples/assistant-tools.yaml",
@@ -45,6 +49,7 @@ def test_gemma3_student_trains_exports_proves_and_beats_its_base(gemma, tmp_path
         examples=40,
         iterations=1,
         seed=1,
+        judge=False,
         training=TrainConfig(epochs=4, batch_size=4, learning_rate=1e-3),
     )
     asyncio.run(Orchestrator(config, UI(quiet=True)).run())
@@ -71,9 +76,13 @@ def test_gemma3_student_trains_exports_proves_and_beats_its_base(gemma, tmp_path
 
     # Through llama.cpp, on requests that people wrote for these tools (which no run sees), the adapter
     # beats the base: the base answers every request in text.
+    # The first 20, as in test_eval_command_on_a_twenty_row_file: each generation of the base (which answers in
+    # text, up to the token limit) costs seconds with this model.
     scored = tmp_path / "eval"
+    data = tmp_path / "human20.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in read_jsonl("benchmarks/data/heldout_human.jsonl")[:20]))
     done = subprocess.run(
-        [sys.executable, "-m", "loraforge", "eval", "--data", "benchmarks/data/heldout_human.jsonl"]
+        [sys.executable, "-m", "loraforge", "eval", "--data", str(data)]
         + ["--tools", "examples/assistant-tools.yaml", "--adapter", str(it), "--model", str(gemma)]
         + ["--out", str(scored), "--quiet"],
         capture_output=True,
@@ -82,6 +91,6 @@ def test_gemma3_student_trains_exports_proves_and_beats_its_base(gemma, tmp_path
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     human = json.loads((scored / "metrics.json").read_text())
-    assert human["adapter"]["n"] == human["base"]["n"] == 36
+    assert human["adapter"]["n"] == human["base"]["n"] == 20
     assert human["adapter"]["exact_match"] > human["base"]["exact_match"], human
     assert human["adapter"]["tool_name_accuracy"] > human["base"]["tool_name_accuracy"], human
