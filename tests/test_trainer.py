@@ -463,3 +463,40 @@ def test_shuffled_batches_mix_prompts_and_keep_every_row_once():
     assert len(batches) == len(lora.length_batches(rows, 4, random.Random(0))) == 8
     assert any(len({e.input_ids[0] for e in batch}) == 2 for batch in batches)
     assert lora.shuffled_batches(rows, 4, random.Random(0)) == batches  # the seed decides the order
+
+
+def test_a_warm_start_begins_from_the_given_adapter_and_refuses_another_shape(tmp_path):
+    from safetensors.numpy import load_file
+
+    def losses(name):
+        return [json.loads(line)["loss"] for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+
+    lora.train_lora(
+        tiny_model(), 0, examples(), config(epochs=6), tmp_path / "first", log_path=tmp_path / "first.jsonl"
+    )
+    for name, init in (("fresh", None), ("warm", tmp_path / "first")):
+        log = tmp_path / f"{name}.jsonl"
+        lora.train_lora(tiny_model(), 0, examples(), config(epochs=1), tmp_path / name, log_path=log, init_adapter=init)
+    # The warm start's first step is where the first training ended, not where a fresh LoRA begins.
+    fresh, warm, first = losses("fresh")[0], losses("warm")[0], losses("first")
+    assert abs(warm - first[-1]) < abs(warm - fresh) / 2, (fresh, warm, first)
+
+    # At a learning rate too small to move them, the weights it saves are the ones it started from.
+    lora.train_lora(
+        tiny_model(),
+        0,
+        examples(),
+        config(epochs=1, learning_rate=1e-12),
+        tmp_path / "still",
+        init_adapter=tmp_path / "first",
+    )
+    before = load_file(str(tmp_path / "first" / "adapter_model.safetensors"))
+    after = load_file(str(tmp_path / "still" / "adapter_model.safetensors"))
+    assert set(before) == set(after)
+    assert all(abs(before[k] - after[k]).max() < 1e-6 for k in before)
+
+    for other, fragment in ((config(r=8), "rank 4"), (config(target_modules=["q_proj"]), "other layers")):
+        with pytest.raises(ConfigError, match=fragment):
+            lora.train_lora(tiny_model(), 0, examples(), other, tmp_path / "other", init_adapter=tmp_path / "first")
+    with pytest.raises(ConfigError, match="no trained adapter"):
+        lora.train_lora(tiny_model(), 0, examples(), config(), tmp_path / "other", init_adapter=tmp_path / "none")

@@ -77,9 +77,11 @@ def run_training(
     checkpoint_every: float = 60.0,
     should_stop: Any = None,
     chat_template: str | None = None,
+    init_adapter: Path | None = None,
 ) -> TrainResult:
     """Train on chat rows and write the adapter folder: PEFT files, chat template and loraforge.json.
-    `chat_template` (a checked --chat-template) replaces the template of the base model's family."""
+    `chat_template` (a checked --chat-template) replaces the template of the base model's family;
+    `init_adapter` (an adapter folder of the same shape) is where the weights start (a warm start)."""
     out_dir = Path(out_dir)
     model, tokenizer = load_for_training(base, config, progress)
     fmt = chat_format_for(base, tokenizer, chat_template)
@@ -114,6 +116,7 @@ def run_training(
         adapter_extra=adapter_extra,
         checkpoint_every=checkpoint_every,
         should_stop=should_stop,
+        init_adapter=init_adapter,
     )
     if not lead:
         return result
@@ -124,6 +127,7 @@ def run_training(
         "chat_template": Artifact.CHAT_TEMPLATE.value,
         "invocation_prompt": invocation,
         "training": asdict(config),
+        "warm_start_from": str(init_adapter) if init_adapter else None,
         **(extra_meta or {}),
     }
     atomic_write_json(out_dir / Artifact.ADAPTER_META.value, meta)

@@ -39,6 +39,7 @@ def launch(
     chat_template: str | None = None,
     on_step: Callable[[int, int, dict[str, Any]], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    init_adapter: Path | None = None,
 ) -> TrainResult:
     """Train in `config.processes` processes on this machine and return the first process's result."""
     out_dir = Path(out_dir)
@@ -46,6 +47,7 @@ def launch(
     (out_dir / STOP).unlink(missing_ok=True)
     write_jsonl(out_dir / ROWS, rows)
     job = {"rows": ROWS, "base": str(base), "config": asdict(config), "meta": extra_meta, "template": chat_template}
+    job["init"] = str(init_adapter) if init_adapter else None
     atomic_write_json(out_dir / JOB, job)
     command = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={config.processes}"]
     command += ["--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
@@ -116,6 +118,7 @@ def main(job_file: str) -> None:
         extra_meta=job.get("meta"),
         chat_template=job.get("template"),
         should_stop=stop.exists,
+        init_adapter=Path(job["init"]) if job.get("init") else None,
     )
 
 

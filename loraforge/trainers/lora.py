@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import math
 import os
 import random
@@ -22,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from loraforge.errors import StopRequested
+from loraforge.errors import ConfigError, StopRequested
 from loraforge.files import append_jsonl
 from loraforge.trainers.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from loraforge.trainers.config import DEFAULT_TARGETS, TrainConfig
@@ -523,6 +524,33 @@ def with_lora(model: Any, config: TrainConfig, device: str, adapter_extra: dict[
     return get_peft_model(model.to(device), peft_config)
 
 
+def start_from(model: Any, folder: Path, config: TrainConfig) -> None:
+    """Load a trained adapter's LoRA weights into `model` (a warm start). It must have this training's rank,
+    alpha and adapted modules; anything else is a ConfigError that names the difference."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    weights, settings = folder / "adapter_model.safetensors", folder / "adapter_config.json"
+    if not weights.is_file() or not settings.is_file():
+        raise ConfigError(f"{folder} holds no trained adapter (adapter_model.safetensors and adapter_config.json).")
+    saved = json.loads(settings.read_text(encoding="utf-8"))
+    if (saved.get("r"), float(saved.get("lora_alpha") or 0)) != (config.r, float(config.alpha)):
+        raise ConfigError(
+            f"{folder} is a LoRA of rank {saved.get('r')} and alpha {saved.get('lora_alpha')}; this training "
+            f"has rank {config.r} and alpha {config.alpha}, so it cannot start from it."
+        )
+    state = load_file(str(weights))
+    ours = get_peft_model_state_dict(model)
+    differ = sorted(set(state) ^ set(ours)) or sorted(k for k in ours if ours[k].shape != state[k].shape)
+    if differ:
+        raise ConfigError(
+            f"{folder} adapts other layers than this training ({len(differ)} tensors differ, e.g. {differ[0]}), "
+            "so it cannot start from it."
+        )
+    set_peft_model_state_dict(model, state)
+
+
 def set_weights(model: Any, state: dict[str, Any]) -> None:
     import torch
 
@@ -544,11 +572,13 @@ def train_lora(
     adapter_extra: dict[str, Any] | None = None,
     checkpoint_every: float = 60.0,
     should_stop: Callable[[], bool] | None = None,
+    init_adapter: Path | None = None,
 ) -> TrainResult:
     """Train a LoRA on `model` (a plain causal LM) and save the best adapter to `out_dir`.
 
     `should_stop` is polled after every step; when it turns true a checkpoint is saved and
-    StopRequested is raised, so that a resumed run continues from that step."""
+    StopRequested is raised, so that a resumed run continues from that step. `init_adapter`, a trained
+    adapter folder of the same shape, starts the training from its weights instead of a fresh LoRA."""
     import torch
 
     rank, world = distributed()
@@ -559,6 +589,8 @@ def train_lora(
     out_dir.mkdir(parents=True, exist_ok=True)
     val, train_set, skipped = split_rows(train, config)
     model = with_lora(model, config, device, adapter_extra)
+    if init_adapter is not None:
+        start_from(model, init_adapter, config)  # a checkpoint of this training, if any, overrides it below
     budget = token_budget(model, config, device)
     # Before an aLoRA's invocation the adapter is off: shared prompts are base computation, kept across steps.
     prefix_cache = PrefixCache() if config.adapter == "alora" else None
