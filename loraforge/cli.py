@@ -52,6 +52,7 @@ RUN_CONFIG_FLAGS: list[tuple[str, str | None]] = [
     ("out", None),
     ("examples", None),
     ("iterations", None),
+    ("warm_start", None),
     ("training.epochs", None),
     ("strategy.target", None),
     ("time_budget_minutes", "--time-budget"),

@@ -31,6 +31,7 @@ class Artifact(str, Enum):
     HISTORY = "history.jsonl"  # one line per decision of the loop (promoted or not, and why)
     TRAIN_RESULT = "train_result.json"
     PLAN = "plan.json"  # what an iteration does: examples, generation plan, training settings
+    WARM_START = "warm_start.json"  # the adapter an iteration's training starts from, and the rows it replays
     EXPORT_REPORT = "export_report.json"
     ACTIVE = "ACTIVE"  # names the adapter in final_adapter/ ("iteration_N" or "base")
     PENDING = "PENDING_APPROVAL"  # names the adapter that waits for `loraforge approve` (--require-approval)

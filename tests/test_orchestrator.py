@@ -489,3 +489,62 @@ def test_a_hand_edited_state_file_is_refused_by_name(tmp_path, state, said):
     with pytest.raises(ConfigError, match=said) as info:
         RunState.load(tmp_path)
     assert "state.json" in str(info.value)
+
+
+def test_a_warm_start_trains_from_the_best_adapter_on_new_rows_and_a_replay(tmp_path, tiny_gguf, monkeypatch):
+    """With warm_start, iteration 2 and 3 start from the best adapter (iteration 1: iteration 2 is not
+    promoted) and train on their new rows, the task's own rows (labeled tasks have them) and half as many
+    earlier rows; the real train phase hands that adapter to the trainer."""
+    import loraforge.trainers.job as job
+
+    started_from = {}
+
+    def fake_training(rows, base, config, out_dir, **kwargs):
+        started_from[Path(out_dir).name] = kwargs.get("init_adapter")
+        result = {"steps": 1, "best_val_loss": None, "final_train_loss": 0.5, "seconds": 1.0}
+        result["config"] = {"r": config.r, "alpha": config.alpha, "adapter": config.adapter, "epochs": config.epochs}
+        result["config"].update(learning_rate=config.learning_rate, dropout=config.dropout)
+        (Path(out_dir) / "train_result.json").write_text(json.dumps(result))
+        write_jsonl(Path(out_dir) / "train_log.jsonl", [{"step": 1, "loss": 0.5}])
+
+    monkeypatch.setattr(job, "run_training", fake_training)
+
+    class RealTrain(FakeLoop):
+        def phases(self):
+            real = dict(Orchestrator.phases(self))
+            return [(name, real["train"] if name == "train" else action) for name, action in super().phases()]
+
+    loop = RealTrain(loop_config(tmp_path, tiny_gguf, warm_start=True), scores=[0.5, 0.4, 0.7])
+    asyncio.run(loop.run())
+    run = tmp_path / "run"
+    assert [h["promoted"] for h in read_jsonl(run / "history.jsonl")] == [True, False, True]
+    assert started_from == {"iteration_1": None, "iteration_2": run / "iteration_1", "iteration_3": run / "iteration_1"}
+    seeds = [json.dumps(r, sort_keys=True) for r in loop.task.seed_rows()]  # none for tools; labeled rows have them
+    heldout = {json.dumps(r, sort_keys=True) for r in read_jsonl(run / "heldout.jsonl")}
+    pool = [json.dumps(r, sort_keys=True) for r in read_jsonl(run / "iteration_1" / "train.jsonl")]
+    for n in (2, 3):
+        it = run / f"iteration_{n}"
+        new = [json.dumps(r, sort_keys=True) for r in read_jsonl(it / "data.jsonl")]
+        train = [json.dumps(r, sort_keys=True) for r in read_jsonl(it / "train.jsonl")]
+        record = json.loads((it / "warm_start.json").read_text())
+        others = round(0.5 * len(new))
+        assert record == {"from": "iteration_1", "new": len(new), "replayed": len(seeds) + others, "earlier": len(pool)}
+        assert train[-len(new) :] == new and train[: len(seeds)] == seeds and others > 0
+        replayed = train[len(seeds) : -len(new)]
+        assert len(replayed) == others and set(replayed) <= set(pool) - set(seeds)
+        assert not heldout & set(train)
+        pool += new  # iteration 3 may replay iteration 2's rows
+
+
+def test_a_warm_start_needs_an_adapter_of_the_same_shape(tmp_path):
+    from loraforge.agent.warm_start import mismatch, replay
+
+    assert "missing" in mismatch(tmp_path, 16, 32.0, "lora")
+    (tmp_path / "train_result.json").write_text(json.dumps({"config": {"r": 16, "alpha": 32.0, "adapter": "lora"}}))
+    assert mismatch(tmp_path, 16, 32, "lora") == ""
+    assert "rank 16" in mismatch(tmp_path, 8, 16.0, "lora") and mismatch(tmp_path, 16, 32.0, "alora")
+    rows = [{"i": i} for i in range(10)]
+    assert replay(rows, rows[:2], new=4, share=0.5, seed=1)[:2] == rows[:2]
+    assert len(replay(rows, rows[:2], new=4, share=0.5, seed=1)) == 4
+    assert len(replay(rows, [], new=100, share=1.0, seed=1)) == 10  # never more than there are
+    assert replay(rows, [], new=4, share=0.5, seed=1) == replay(rows, [], new=4, share=0.5, seed=1)

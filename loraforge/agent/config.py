@@ -83,6 +83,21 @@ class RunConfig:
         default=0.2, metadata={"help": "Share of the first iteration's examples kept as the held-out set."}
     )
     iterations: int = field(default=3, metadata={"help": "Most generate-train-evaluate rounds."})
+    warm_start: bool = field(
+        default=False,
+        metadata={
+            "help": "Train each iteration after the first from the best adapter so far, on its new examples plus "
+            "a replay of earlier ones (replay_share), instead of from scratch on every example so far: less "
+            "training per iteration. Off by default until its quality is measured against retraining."
+        },
+    )
+    replay_share: float = field(
+        default=0.5,
+        metadata={
+            "help": "With warm_start: earlier training rows replayed per new row, drawn at random (0.5: one for "
+            "every two new rows); the task's own worked examples are always replayed."
+        },
+    )
     time_budget_minutes: float | None = field(
         default=None, metadata={"help": "Stop before an iteration that would end past this; empty: no limit."}
     )
@@ -196,6 +211,8 @@ class RunConfig:
             raise ConfigError(f"heldout_fraction must be between 0.05 and 0.5, got {self.heldout_fraction}.")
         if self.iterations < 1:
             raise ConfigError(f"iterations must be at least 1, got {self.iterations}.")
+        if not 0 <= self.replay_share <= 10:
+            raise ConfigError(f"replay_share must be between 0 and 10, got {self.replay_share}.")
         if self.fidelity_prompts < 0:
             raise ConfigError(f"fidelity_prompts must be 0 or more, got {self.fidelity_prompts}.", fix="0 skips it.")
         positive: list[tuple[str, float | None]] = [("phase_timeout_minutes", self.phase_timeout_minutes)]

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loraforge.agent import strategy, triggers
+from loraforge.agent import strategy, triggers, warm_start
 from loraforge.agent.config import RunConfig
 from loraforge.agent.registry import hold, promote, record_history
 from loraforge.agent.state import RunState, claim_run_folder
@@ -296,9 +296,29 @@ class Orchestrator:
         """Held-out and earlier training texts: new data must not come near them (LLM2LLM's rule)."""
         if iteration == 1:
             return []
-        rows = read_jsonl(self.run_dir / Artifact.HELDOUT.value)
-        rows += read_jsonl(self.run_dir / f"iteration_{iteration - 1}" / Artifact.TRAIN.value)
+        rows = read_jsonl(self.run_dir / Artifact.HELDOUT.value) + self._earlier_rows(iteration)
         return [self.task.text_of(r) for r in rows]
+
+    def _earlier_rows(self, iteration: int) -> list[dict[str, Any]]:
+        """Every training row of the iterations before `iteration`: the first one's training set (with the
+        task's worked examples) and each later one's new rows."""
+        rows = read_jsonl(self.run_dir / "iteration_1" / Artifact.TRAIN.value)
+        for earlier in range(2, iteration):
+            rows += read_jsonl(self.run_dir / f"iteration_{earlier}" / Artifact.DATA.value, tolerant=True)
+        return rows
+
+    def _warm_start_from(self, iteration: int) -> Path | None:
+        """The adapter this iteration's training starts from: the best so far, with warm_start on and when it
+        has this iteration's shape; None trains from scratch."""
+        best = self.state.best_iteration
+        if not self.config.warm_start or best is None or iteration == 1:
+            return None
+        plan, folder = self._plan(iteration), self.run_dir / f"iteration_{best}"
+        why = warm_start.mismatch(folder, plan.r, plan.alpha, self.config.training.adapter)
+        if why:
+            self.ui.info(f"[iteration {iteration}] no warm start from iteration_{best}: {why}; training from scratch")
+            return None
+        return folder
 
     async def _generate(self, iteration: int, it_dir: Path) -> None:
         from loraforge.generators.runner import generate_to_file
@@ -348,8 +368,20 @@ class Orchestrator:
             write_jsonl(heldout_path, rows[:n_held])
             train = self.task.seed_rows() + rows[n_held:]
         else:
-            previous = read_jsonl(self.run_dir / f"iteration_{iteration - 1}" / Artifact.TRAIN.value)
-            train = previous + rows
+            earlier = self._earlier_rows(iteration)
+            start = self._warm_start_from(iteration)
+            if start is None:
+                train = earlier + rows
+            else:
+                seed = self.config.seed * 1000 + iteration
+                replayed = warm_start.replay(earlier, self.task.seed_rows(), len(rows), self.config.replay_share, seed)
+                train = replayed + rows
+                record = {"from": start.name, "new": len(rows), "replayed": len(replayed), "earlier": len(earlier)}
+                atomic_write_json(it_dir / Artifact.WARM_START.value, record)
+                self.ui.info(
+                    f"[iteration {iteration}] warm start from {start.name}: {len(rows)} new rows and "
+                    f"{len(replayed)} of {len(earlier)} earlier ones"
+                )
         if len(train) < 4:
             raise ConfigError(
                 f"Only {len(train)} training examples were verified; that is too few to train.",
@@ -380,6 +412,8 @@ class Orchestrator:
         rows = [self.task.to_chat(row) for row in read_jsonl(it_dir / Artifact.TRAIN.value)]
         config = self._training_config(iteration)
         template = self.chat_format.template  # what the loop serves is what it trains
+        warm = it_dir / Artifact.WARM_START.value
+        init = self.run_dir / read_json(warm)["from"] if warm.is_file() else None
         try:
             if config.processes > 1:  # data parallel, in processes of their own
                 launch(
@@ -391,6 +425,7 @@ class Orchestrator:
                     chat_template=template,
                     on_step=tick,
                     should_stop=self.stop.is_set,
+                    init_adapter=init,
                 )
             else:
                 run_training(
@@ -403,6 +438,7 @@ class Orchestrator:
                     extra_meta=meta,
                     should_stop=self.stop.is_set,
                     chat_template=template,
+                    init_adapter=init,
                 )
         finally:
             bar.close()
