@@ -16,7 +16,9 @@ The same work on both sides:
   The held-out rows use worked examples that no training row uses, so their calls never appear in training.
 
 A third side, loraforge-shuffled, is loraforge with batches drawn at random as TRL draws them, instead of
-rows that share a tools list batched together: it shows what that batching costs in held-out loss.
+rows that share a tools list batched together: it shows what that batching costs in held-out loss. A fourth,
+loraforge-frozen-prompt, is loraforge with `prefix_gradients: false`: the tools list that a batch shares runs
+once without gradients, and the adapter learns from the positions after it only.
 
 Trials alternate the order of the sides (TRL, loraforge, shuffled; then the reverse), each in its own process
 so that peak memory is its own. Trial i seeds every side with i (the LoRA initialisation and the data
@@ -49,7 +51,8 @@ TOOLS = ROOT / "examples" / "assistant-tools.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "train.json"
 # loraforge-shuffled is loraforge with batches drawn at random (`batching: shuffled`), as TRL draws them: it
 # separates what batching rows by shared prompt costs in held-out loss from the rest of the trainer.
-SIDES = ("trl", "loraforge", "loraforge-shuffled")
+# loraforge-frozen-prompt runs the shared prompt without gradients (`prefix_gradients: false`).
+SIDES = ("trl", "loraforge", "loraforge-shuffled", "loraforge-frozen-prompt")
 
 
 def split_examples(tools) -> tuple[list, list]:
@@ -131,7 +134,7 @@ def heldout_loss(peft_model, tokenizer, heldout, args) -> float:
     return evaluate_loss(peft_model, encode(tokenizer, heldout), config, tokenizer.pad_token_id, "cpu", None)
 
 
-def side_loraforge(args, batching: str = "shared-prompt") -> dict:
+def side_loraforge(args, batching: str = "shared-prompt", prefix_gradients: bool = True) -> dict:
     from peft import PeftModel
 
     from loraforge.trainers.config import TrainConfig
@@ -154,6 +157,7 @@ def side_loraforge(args, batching: str = "shared-prompt") -> dict:
         threads=args.threads,
         seed=args.seed,
         batching=batching,
+        prefix_gradients=prefix_gradients,
     )
     out = Path(args.work) / "loraforge"
     start = time.perf_counter()
@@ -301,7 +305,8 @@ def main() -> None:
         if args.side == "trl":
             result = side_trl(args)
         else:
-            result = side_loraforge(args, "shuffled" if args.side == "loraforge-shuffled" else "shared-prompt")
+            batching = "shuffled" if args.side == "loraforge-shuffled" else "shared-prompt"
+            result = side_loraforge(args, batching, prefix_gradients=args.side != "loraforge-frozen-prompt")
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print("RESULT " + json.dumps(result))
         return
@@ -330,6 +335,10 @@ def main() -> None:
         "speedup_min_seconds": sides["trl"]["seconds_min"] / sides["loraforge"]["seconds_min"],
         "speedup_shuffled_median": sides["loraforge-shuffled"]["supervised_tokens_per_s_median"]
         / sides["trl"]["supervised_tokens_per_s_median"],
+        "speedup_frozen_prompt_median": sides["loraforge-frozen-prompt"]["supervised_tokens_per_s_median"]
+        / sides["trl"]["supervised_tokens_per_s_median"],
+        "frozen_prompt_over_default_median": sides["loraforge-frozen-prompt"]["supervised_tokens_per_s_median"]
+        / sides["loraforge"]["supervised_tokens_per_s_median"],
         "matmul_peak_gflops": peak,
         "loraforge_effective_gflops": achieved,
         "loraforge_fraction_of_peak": achieved / peak,
