@@ -204,10 +204,11 @@ def test_export_fidelity_passes_and_catches_a_missing_permutation(tiny_run, tmp_
     out, _ = tiny_run
     folder = tmp_path / "adapter"
     shutil.copytree(out / "iteration_1", folder)
-    done = subprocess.run(CLI + ["export", str(folder), "--prompts", "4"], capture_output=True, text=True, timeout=900)
+    # Two prompts: the flag reaches the proof (the run's own proof, with four, passed for this adapter already).
+    done = subprocess.run(CLI + ["export", str(folder), "--prompts", "2"], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads((folder / "export_report.json").read_text())
-    assert report["passed"] and report["top1_agreement_near_ties"] >= 0.99 and report["prompts"] == 4
+    assert report["passed"] and report["top1_agreement_near_ties"] >= 0.99 and report["prompts"] == 2
     assert report["logprob_error"] <= report["logprob_error_limit"]
     for name in ("serve.sh", "Modelfile", "README.md", "chat_template.jinja"):
         assert (folder / name).is_file()

@@ -47,6 +47,7 @@ def test_ctrl_c_and_kill_then_resume_repeat_nothing(tmp_path):
     out = tmp_path / "run"
     args = ["run", "--tools", str(TOOLS), "--out", str(out), "--examples", "16", "--iterations", "2"]
     args += ["--no-judge", "--seed", "5", "--quiet", "--epochs", "1"]  # the resume logic, not quality: one epoch
+    args += ["--warm-start"]  # iteration 2 starts from iteration 1's adapter when that one was promoted
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     it1 = out / "iteration_1"
 
@@ -99,6 +100,17 @@ def test_ctrl_c_and_kill_then_resume_repeat_nothing(tmp_path):
     assert metrics2.get("best_iteration_compared") == (1 if history[0]["promoted"] else None)
     assert metrics2.get("best", {}).get("n") == (metrics2["adapter"]["n"] if history[0]["promoted"] else None)
     assert (out / "report.html").is_file() and (out / "report.md").is_file()
+    # With --warm-start, iteration 2 trained from iteration 1's adapter exactly when that one was the best, on
+    # its own new rows and half as many of iteration 1's.
+    warm = it2 / "warm_start.json"
+    assert warm.is_file() == history[0]["promoted"]
+    if history[0]["promoted"]:
+        record = json.loads(warm.read_text())
+        assert record["from"] == "iteration_1" and record["new"] == len(indices)
+        assert record["replayed"] == round(0.5 * len(indices))
+        assert len(read_jsonl(it2 / "train.jsonl")) == record["new"] + record["replayed"]
+        meta = json.loads((it2 / "loraforge.json").read_text())
+        assert Path(meta["warm_start_from"]).resolve() == it1.resolve()
     promoted = any(h["promoted"] for h in history)
     assert (out / "final_adapter" / "adapter.gguf").is_file() == promoted
     best = max((h["iteration"] for h in history if h["promoted"]), default=None)
