@@ -147,6 +147,25 @@ def test_gguf_adapter_in_llama_cpp_matches_peft_and_differs_from_base(tiny_run, 
     assert all(a != b for a, b in zip(served_tokens["adapter"], served_tokens["base"]))
 
 
+def test_a_warm_start_begins_from_the_runs_adapter_on_the_real_model(tiny_run):
+    """The key names and shapes of an adapter the loop saved fit a fresh LoRA on the real model exactly."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from loraforge.models.loading import load_base_model
+    from loraforge.trainers.lora import start_from, with_lora
+
+    out, _ = tiny_run
+    it = out / "iteration_1"
+    trained = json.loads((it / Artifact.TRAIN_RESULT.value).read_text())["config"]
+    config = TrainConfig(r=trained["r"], alpha=trained["alpha"])
+    model = with_lora(load_base_model(default_model_path())[0], config, "cpu", None)
+    start_from(model, it, config)
+    saved, ours = load_file(str(it / Artifact.ADAPTER_WEIGHTS.value)), get_peft_model_state_dict(model)
+    assert set(saved) == set(ours) and len(saved) > 0
+    assert all(bool((saved[k] == ours[k]).all()) for k in saved)
+
+
 def test_token_parity_with_llama_cpp(tiny_run, base_model):
     """The ids the trainer builds equal the ids llama.cpp makes from the template it serves."""
     from loraforge.trainers.formatting import encode_row, prompt_ids
