@@ -505,7 +505,6 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
             fix="Hold out between 0.05 and 0.5 (default 0.2).",
         )
     model_dir = resolve_encoder(args.basemodel)
-    bar = ui.progress(None, "train", "step")
 
     def tick(step: int, total: int, loss: float) -> None:
         bar.total = total
@@ -518,6 +517,7 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
         train, heldout = split_labeled(rows, fraction, config.seed)
         check_split(train, heldout, args.datafile)
         labels = sorted({row.label for row in rows})
+        bar = ui.progress(None, "train", "step")  # once the rows are read: a bad file leaves no empty bar
         try:
             trained = train_classifier(train, model_dir, config, labels=labels, on_step=tick)
         finally:
@@ -534,6 +534,7 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
         train_pairs, held_pairs = split_pairs(pairs, fraction, config.seed)
         check_split(train_pairs, held_pairs, args.datafile)
         documents, _ = corpus_of(pairs)
+        bar = ui.progress(None, "train", "step")
         try:
             trained = train_embedder(train_pairs, model_dir, config, on_step=tick)
         finally:
