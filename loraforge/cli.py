@@ -511,13 +511,14 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
         bar.set_postfix(loss=f"{loss:.3f}")
         bar.update(step - bar.n)
 
-    claim_output_folder(args.outfile, "--outfile", [*ENCODER_OUTPUTS], owned_by=[Artifact.ADAPTER_META.value])
     if config.task == "sequence-classification":
         rows = load_labeled_texts(args.datafile)
         train, heldout = split_labeled(rows, fraction, config.seed)
         check_split(train, heldout, args.datafile)
+        # Once the rows are known good: a bad file leaves neither an output folder nor an empty progress bar.
+        claim_output_folder(args.outfile, "--outfile", [*ENCODER_OUTPUTS], owned_by=[Artifact.ADAPTER_META.value])
         labels = sorted({row.label for row in rows})
-        bar = ui.progress(None, "train", "step")  # once the rows are read: a bad file leaves no empty bar
+        bar = ui.progress(None, "train", "step")
         try:
             trained = train_classifier(train, model_dir, config, labels=labels, on_step=tick)
         finally:
@@ -533,6 +534,7 @@ def cmd_train_encoder(args: argparse.Namespace) -> int:
         pairs = load_pairs(args.datafile)
         train_pairs, held_pairs = split_pairs(pairs, fraction, config.seed)
         check_split(train_pairs, held_pairs, args.datafile)
+        claim_output_folder(args.outfile, "--outfile", [*ENCODER_OUTPUTS], owned_by=[Artifact.ADAPTER_META.value])
         documents, _ = corpus_of(pairs)
         bar = ui.progress(None, "train", "step")
         try:
