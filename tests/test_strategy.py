@@ -137,3 +137,36 @@ def test_uncovered_tools_are_the_first_thing_fixed():
     assert weights["ship_package"] == 3.0 and weights["send_email"] == 2.0
     untouched, decisions = strategy.next_plan(plan(), evidence(), strategy.StrategyConfig())
     assert "uncovered_tools" not in rules(decisions) and not untouched.generation.tool_weights
+
+
+RATES = {"generate": 3.0, "train": 2.0, "split": 0.0, "export": 40.0, "evaluate": 60.0}
+
+
+def test_the_next_iteration_is_sized_to_the_time_left():
+    """Measured rates: 3 s per example generated, 2 s per row-epoch, 100 s for the rest. 80 new examples on
+    top of 100 earlier rows at 3 epochs cost 240 + 1080 + 100 = 1420 s."""
+    from loraforge.agent.budget import NextRows, iteration_seconds, largest_fitting
+
+    rows = NextRows(fixed=100)
+    assert iteration_seconds(RATES, 80, 3, rows) == 1420
+    assert largest_fitting(RATES, 1420, 3, rows) == 80 and largest_fitting(RATES, 600, 3, rows) == 0
+    assert iteration_seconds({"generate": 1.0}, 80, 3, rows) is None  # a phase without a rate: unknown
+
+    fits = evidence(elapsed_s=1000, time_budget_s=1000 + 1500, phase_rates=RATES, next_rows=rows)
+    planned, decisions = strategy.next_plan(plan(examples=80), fits, strategy.StrategyConfig())
+    grown = planned.examples  # low_accuracy grows the plan to 120, which costs 1900 s: cut to what fits
+    assert [d.rule for d in decisions][-1] == "time_budget_fit" and "-> " + str(grown) in decisions[-1].action
+    assert iteration_seconds(RATES, grown, 3, rows) <= 1500 < iteration_seconds(RATES, grown + 1, 3, rows)
+
+    roomy = evidence(elapsed_s=0, time_budget_s=10_000, phase_rates=RATES, next_rows=rows)
+    planned, decisions = strategy.next_plan(plan(examples=80), roomy, strategy.StrategyConfig())
+    assert planned.examples == 120 and "time_budget_fit" not in [d.rule for d in decisions]
+
+    # A warm start trains on the new rows and their replay only: the same time holds more new examples.
+    warm = evidence(elapsed_s=1000, time_budget_s=2500, phase_rates=RATES, next_rows=NextRows(0, 1.5))
+    assert strategy.next_plan(plan(examples=80), warm, strategy.StrategyConfig())[0].examples > grown
+
+    # Too little left for a quarter of the plan: the run stops, and says why.
+    tight = evidence(elapsed_s=1000, time_budget_s=1000 + 800, phase_rates=RATES, next_rows=rows)
+    planned, decisions = strategy.next_plan(plan(examples=80), tight, strategy.StrategyConfig())
+    assert planned is None and decisions[0].rule == "time_budget" and "min are left" in decisions[0].evidence

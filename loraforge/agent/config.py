@@ -99,7 +99,11 @@ class RunConfig:
         },
     )
     time_budget_minutes: float | None = field(
-        default=None, metadata={"help": "Stop before an iteration that would end past this; empty: no limit."}
+        default=None,
+        metadata={
+            "help": "Minutes for the whole run: each later iteration is sized from the measured phase times to "
+            "end within it, and the run stops when too little is left; empty: no limit."
+        },
     )
     phase_timeout_minutes: float = field(
         default=240.0, metadata={"help": "A phase running longer than this stops the run (state is kept)."}

@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loraforge.agent import strategy, triggers, warm_start
+from loraforge.agent import eta, strategy, triggers, warm_start
+from loraforge.agent.budget import NextRows
 from loraforge.agent.config import RunConfig
 from loraforge.agent.registry import hold, promote, record_history
 from loraforge.agent.state import RunState, claim_run_folder
@@ -141,8 +142,6 @@ class Orchestrator:
 
     def _status(self, iteration: int, phase: str) -> str:
         """One line for the whole run: where it is, and how long this iteration and the run have left."""
-        from loraforge.agent import eta
-
         names = [name for name, _ in self.phases()]
         pending = [name for name in names[names.index(phase) :] if not self.state.is_done(iteration, name)]
         sizes = {name: self._phase_size(iteration, name) for name in names}
@@ -664,7 +663,16 @@ class Orchestrator:
             elapsed_s=sum(self.state.seconds.values()),
             iteration_seconds=[self.state.seconds[k] for k in sorted(self.state.seconds)],
             time_budget_s=budget * 60 if budget else None,
+            phase_rates=eta.rates(self.state.phase_seconds, self.state.phase_sizes),
+            next_rows=self._next_rows(iteration),
         )
+
+    def _next_rows(self, iteration: int) -> NextRows:
+        """What iteration + 1 would train on besides its new rows, and per new row: with a warm start (once an
+        adapter has been promoted) the task's own rows and the replay share, else every earlier row."""
+        if self.config.warm_start and self.state.best_iteration is not None:
+            return NextRows(len(self.task.seed_rows()), 1 + self.config.replay_share)
+        return NextRows(len(self._earlier_rows(iteration + 1)))
 
     def _final_metrics(self) -> dict[str, Any]:
         if self.state.best_iteration is None:

@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from loraforge.agent import budget
 from loraforge.errors import ConfigError
 from loraforge.generators.plan import GenerationPlan
 
@@ -97,6 +98,10 @@ class Evidence:
     elapsed_s: float = 0.0
     iteration_seconds: list[float] = field(default_factory=list)
     time_budget_s: float | None = None
+    # seconds per unit of each phase so far (eta.rates), and what the next iteration would train on: with
+    # both, the next plan is sized to the time left (budget.py) instead of stopping on an average iteration
+    phase_rates: dict[str, float] = field(default_factory=dict)
+    next_rows: budget.NextRows | None = None
 
 
 def first_plan(examples: int, generation: GenerationPlan, training: Any) -> IterationPlan:
@@ -118,7 +123,7 @@ def stop_reason(ev: Evidence, cfg: StrategyConfig) -> Decision | None:
         return Decision("target_reached", "stop", f"best score {best:.3f} >= target {cfg.target:.3f}")
     if ev.iteration >= ev.max_iterations:
         return Decision("iteration_budget", "stop", f"{ev.iteration} of {ev.max_iterations} iterations done")
-    if ev.time_budget_s is not None and ev.iteration_seconds:
+    if ev.time_budget_s is not None and ev.iteration_seconds and not _sized_by_rates(ev):
         expected = sum(ev.iteration_seconds) / len(ev.iteration_seconds)
         if ev.elapsed_s + expected > ev.time_budget_s:
             return Decision(
@@ -138,6 +143,29 @@ def stop_reason(ev: Evidence, cfg: StrategyConfig) -> Decision | None:
                 f"best of the last {k} iterations {recent:.3f} is not {cfg.min_improvement:.3f} above {before:.3f}",
             )
     return None
+
+
+def _sized_by_rates(ev: Evidence) -> bool:
+    """Whether the next iteration can be sized to the time budget from the phase rates."""
+    return ev.next_rows is not None and budget.iteration_seconds(ev.phase_rates, 1, 1, ev.next_rows) is not None
+
+
+def fit_to_budget(plan: IterationPlan, ev: Evidence) -> Decision | None:
+    """Fewer new examples when the planned iteration would end past the time budget (the plan is changed in
+    place), or a stop decision when even the smallest useful one would; None when it fits."""
+    if ev.time_budget_s is None or ev.next_rows is None or not _sized_by_rates(ev):
+        return None
+    left = ev.time_budget_s - ev.elapsed_s
+    planned = budget.iteration_seconds(ev.phase_rates, plan.examples, plan.epochs, ev.next_rows)
+    if planned is None or planned <= left:
+        return None
+    fits = budget.largest_fitting(ev.phase_rates, left, plan.epochs, ev.next_rows)
+    smallest = budget.smallest_useful(plan.examples)
+    evidence = f"{plan.examples} new examples take about {planned / 60:.1f} min; {max(0.0, left) / 60:.1f} min are left"
+    if fits < smallest:
+        return Decision("time_budget", "stop", f"{evidence}, too little for {smallest} (the smallest useful)")
+    old, plan.examples = plan.examples, fits
+    return Decision("time_budget_fit", f"new examples {old} -> {fits}", evidence)
 
 
 def _trend(values: list[float]) -> float:
@@ -283,4 +311,9 @@ def next_plan(current: IterationPlan, ev: Evidence, cfg: StrategyConfig) -> tupl
                 f"score {ev.scores[-1]:.3f} vs best before {max(ev.scores[:-1]):.3f}",
             )
         )
+    fitted = fit_to_budget(plan, ev)  # last: the size every other rule chose, cut to the time left
+    if fitted is not None and fitted.action == "stop":
+        return None, [fitted]
+    if fitted is not None:
+        decisions.append(fitted)
     return plan, decisions
