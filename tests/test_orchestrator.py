@@ -548,3 +548,32 @@ def test_a_warm_start_needs_an_adapter_of_the_same_shape(tmp_path):
     assert len(replay(rows, rows[:2], new=4, share=0.5, seed=1)) == 4
     assert len(replay(rows, [], new=100, share=1.0, seed=1)) == 10  # never more than there are
     assert replay(rows, [], new=4, share=0.5, seed=1) == replay(rows, [], new=4, share=0.5, seed=1)
+
+
+def test_the_time_budget_sizes_the_next_iteration_then_stops_the_run(tmp_path, tiny_gguf, monkeypatch):
+    """Every phase takes 50 s on the run's clock. After iteration 1 (250 s timed before its decision) 300 s
+    are left, too few for the 30 examples the strategy wants: iteration 2 gets fewer, and then the run stops
+    on the budget instead of running out of iterations."""
+    import time as real_time
+
+    import loraforge.agent.orchestrator as module
+
+    class Clock:
+        now = 0.0
+
+        def monotonic(self):
+            self.now += 50.0  # read at the start and at the end of each phase: 50 s a phase
+            return self.now
+
+        def time(self):
+            return real_time.time()
+
+    monkeypatch.setattr(module, "time", Clock())
+    loop = FakeLoop(loop_config(tmp_path, tiny_gguf, time_budget_minutes=550 / 60), scores=[0.5, 0.6, 0.7])
+    asyncio.run(loop.run())
+    history = read_jsonl(tmp_path / "run" / "history.jsonl")
+    fitted = [d for d in history[0]["decisions"] if d["rule"] == "time_budget_fit"]
+    assert fitted and fitted[0]["action"].startswith("new examples 30 -> ")
+    plan2 = json.loads((tmp_path / "run" / "iteration_2" / "plan.json").read_text())
+    assert 10 <= plan2["examples"] < 30 and fitted[0]["action"].endswith(f"-> {plan2['examples']}")
+    assert len(history) == 2 and RunState.load(tmp_path / "run").stop_reason.startswith("time_budget")
