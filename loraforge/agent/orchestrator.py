@@ -664,7 +664,7 @@ class Orchestrator:
             iteration_seconds=[self.state.seconds[k] for k in sorted(self.state.seconds)],
             time_budget_s=budget * 60 if budget else None,
             phase_rates=eta.rates(self.state.phase_seconds, self.state.phase_sizes),
-            next_rows=self._next_rows(iteration),
+            next_rows=self._next_rows(iteration) if budget else None,  # read only when a budget needs it
         )
 
     def _next_rows(self, iteration: int) -> NextRows:

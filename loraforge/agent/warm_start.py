@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loraforge.constants import Artifact
+from loraforge.files import read_json
 
 
 def replay(
@@ -31,7 +32,7 @@ def mismatch(adapter_dir: Path, r: int, alpha: float, adapter: str) -> str:
     path = Path(adapter_dir) / Artifact.TRAIN_RESULT.value
     if not path.is_file():
         return f"{path} is missing"
-    trained = json.loads(path.read_text(encoding="utf-8")).get("config", {})
+    trained = read_json(path).get("config", {})
     theirs = (trained.get("r"), float(trained.get("alpha") or 0), trained.get("adapter", "lora"))
     if theirs != (r, float(alpha), adapter):
         return f"it is a {theirs[2]} of rank {theirs[0]} and alpha {theirs[1]}, this one a {adapter} of {r} and {alpha}"
