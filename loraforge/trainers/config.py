@@ -95,6 +95,15 @@ class TrainConfig:
             "x processes."
         },
     )
+    fsdp: bool = field(
+        default=False,
+        metadata={
+            "help": "Shard the base model's decoder layers across the training processes (torch FSDP2) "
+            "instead of a whole copy in each: for a model that does not fit on one device. Each micro-batch "
+            "then runs its whole prompt (no shared-prompt saving). A checkpoint resumes on any process count, "
+            "not across this setting. No effect with one process."
+        },
+    )
     max_batch_tokens: int = field(
         default=0,
         metadata={
@@ -115,6 +124,11 @@ class TrainConfig:
             raise ConfigError(
                 f"{name} cannot be exported to a llama.cpp GGUF adapter, so loraforge refuses to train it.",
                 fix="Use a plain LoRA (drop the option).",
+            )
+        if self.fsdp and self.adapter == "qlora":
+            raise ConfigError(
+                "fsdp cannot shard a 4-bit (qlora) base model.",
+                fix="Use adapter 'lora' with fsdp, or qlora without it.",
             )
         for bad in ("embed_tokens", "lm_head", "wte", "embed_out"):
             if self.target_modules and any(bad in m for m in self.target_modules):

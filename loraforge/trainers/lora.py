@@ -25,6 +25,7 @@ from typing import Any
 
 from loraforge.errors import ConfigError, StopRequested
 from loraforge.files import append_jsonl
+from loraforge.trainers import fsdp
 from loraforge.trainers.checkpoint import load_checkpoint, remove_checkpoint, save_checkpoint
 from loraforge.trainers.config import DEFAULT_TARGETS, TrainConfig
 from loraforge.trainers.formatting import IGNORE, Encoded
@@ -398,14 +399,17 @@ def evaluate_loss(
     device: str,
     amp,
     prefix_cache: PrefixCache | None = None,
+    budget: int | None = None,
 ) -> float:
+    """Mean loss per supervised position; `budget` caps a forward pass (default: `token_budget`)."""
     import torch
 
     model.eval()
     total, count = 0.0, 0
+    budget = budget or token_budget(model, config, device)
     with torch.no_grad(), torch.autocast(device_type=device, dtype=amp or torch.float32, enabled=amp is not None):
         batches = length_batches(examples, config.batch_size, random.Random(0))
-        for batch in within_budget(batches, token_budget(model, config, device), FROZEN_PREFIX_COST):
+        for batch in within_budget(batches, budget, FROZEN_PREFIX_COST):
             ids, labels, mask = collate(batch, pad_id, device)
             loss, n = supervised_loss(model, ids, labels, mask, prefix_cache=prefix_cache)
             total, count = total + loss.item(), count + n
@@ -428,17 +432,23 @@ def distributed() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def agree(flag: bool, world: int, device: str = "cpu") -> bool:
-    """True on every process when it is true on any: processes stop at the same step, or none would finish
-    the collective that the others wait in. `device` is this process's training device."""
+def across(value: float, world: int, device: str = "cpu", op: str = "max") -> float:
+    """`value`'s maximum (or, with op "min", minimum) over the processes. `device` is this process's
+    training device."""
     if world == 1:
-        return flag
+        return value
     import torch
     import torch.distributed as dist
 
-    vote = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(vote, op=dist.ReduceOp.MAX)
-    return bool(vote.item())
+    vote = torch.tensor([float(value)], device=device)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.MIN)
+    return float(vote.item())
+
+
+def agree(flag: bool, world: int, device: str = "cpu") -> bool:
+    """True on every process when it is true on any: processes stop at the same step, or none would finish
+    the collective that the others wait in."""
+    return bool(across(1.0 if flag else 0.0, world, device))
 
 
 def loss_module(model: Any, config: TrainConfig, prefix_cache: PrefixCache | None, device: str, world: int) -> Any:
@@ -447,8 +457,15 @@ def loss_module(model: Any, config: TrainConfig, prefix_cache: PrefixCache | Non
     On several processes it is wrapped in torch's DistributedDataParallel, which averages the adapter's
     gradients across processes during the backward pass of a step's last micro-batch (in buckets, not
     tensor by tensor). The loss calls the backbone in pieces (a shared prefix, then the rows' tails), so it
-    is the loss, not the model, that DDP wraps: DDP only synchronises passes through its own forward."""
+    is the loss, not the model, that DDP wraps: DDP only synchronises passes through its own forward.
+
+    With `config.fsdp` the sharded layers exchange gradients themselves (trainers/fsdp.py), and every row
+    runs whole: a shared prefix would make a process's count of layer passes depend on its own rows."""
+    import sys
+
     import torch
+
+    sharded = config.fsdp and world > 1
 
     class SupervisedLoss(torch.nn.Module):
         def __init__(self) -> None:
@@ -457,11 +474,17 @@ def loss_module(model: Any, config: TrainConfig, prefix_cache: PrefixCache | Non
 
         def forward(self, ids: Any, labels: Any, mask: Any) -> tuple[Any, int]:
             return supervised_loss(
-                self.model, ids, labels, mask, prefix_gradients=config.prefix_gradients, prefix_cache=prefix_cache
+                self.model,
+                ids,
+                labels,
+                mask,
+                min_prefix=sys.maxsize if sharded else 16,
+                prefix_gradients=config.prefix_gradients,
+                prefix_cache=prefix_cache,
             )
 
     module = SupervisedLoss()
-    if world == 1:
+    if world == 1 or sharded:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
@@ -588,10 +611,14 @@ def train_lora(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     val, train_set, skipped = split_rows(train, config)
-    model = with_lora(model, config, device, adapter_extra)
+    # A model to shard stays on the CPU until its layers are cut up: whole, it may not fit on the device.
+    model = with_lora(model, config, "cpu" if config.fsdp and world > 1 else device, adapter_extra)
     if init_adapter is not None:
         start_from(model, init_adapter, config)  # a checkpoint of this training, if any, overrides it below
+    shards = fsdp.shard(model, device, world) if config.fsdp else None
     budget = token_budget(model, config, device)
+    if shards is not None:  # the same micro-batches on every process, so the same collectives
+        budget = int(across(budget, world, device, op="min"))
     # Before an aLoRA's invocation the adapter is off: shared prompts are base computation, kept across steps.
     prefix_cache = PrefixCache() if config.adapter == "alora" else None
     prefix_cost = 1.0 if config.prefix_gradients else FROZEN_PREFIX_COST
@@ -619,9 +646,13 @@ def train_lora(
         if lead and log_path:
             log_path.unlink(missing_ok=True)  # the dropped training's steps are not this one's
         log({"dropped_checkpoint": dropped})
+    elif checkpoint is not None and shards is not None:
+        shards.load_weights(checkpoint["lora"])
+        shards.load_optimizer_state(optimizer, checkpoint["optimizer"])
     elif checkpoint is not None:
         set_weights(model, checkpoint["lora"])
         optimizer.load_state_dict(checkpoint["optimizer"])
+    if checkpoint is not None and not dropped:
         saved_world = checkpoint["world"]
         at = resumed_position(checkpoint["position"], saved_world, world, config.grad_accum, batches_per_epoch)
         torch.set_rng_state(checkpoint["rng"])  # dropout masks continue exactly where they stopped
@@ -631,9 +662,16 @@ def train_lora(
     started, last_save = time.perf_counter(), time.perf_counter()
 
     def checkpoint_now() -> None:
-        """Everything a resume needs: config, adapter, optimizer, position, RNG."""
-        state = {"lora": lora_state(model), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}
-        save_checkpoint(out_dir, {"config": asdict(config), "world": world, "position": dict(vars(at)), **state})
+        """Everything a resume needs: config, adapter, optimizer, position, RNG. The first process writes it;
+        sharded, every process takes part in gathering the weights and optimizer state."""
+        if shards is None and not lead:
+            return
+        weights = shards.weights() if shards is not None else lora_state(model)
+        moments = shards.optimizer_state(optimizer) if shards is not None else optimizer.state_dict()
+        if lead:
+            state = {"lora": weights, "optimizer": moments, "rng": torch.get_rng_state()}
+            position = dict(vars(at))
+            save_checkpoint(out_dir, {"config": asdict(config), "world": world, "position": position, **state})
 
     compute_loss = loss_module(model, config, prefix_cache, device, world)
 
@@ -643,14 +681,18 @@ def train_lora(
         group_tokens = sum(e.supervised for b in group for e in b)
         mine = group[rank::world]
         pieces = [p for b in mine for p in within_budget(split_batch(b, at.split), budget, prefix_cost)]
-        weight = 1.0
-        if not pieces:  # the epoch's last step can leave a process without a batch: it joins with weight 0
-            pieces, weight = [group[0][:1]], 0.0
+        # The epoch's last step can leave a process without a batch: it joins with weight 0. Sharded, every
+        # process runs as many micro-batches as the busiest one, since each layer pass is a collective.
+        work = [(piece, 1.0) for piece in pieces] or [(group[0][:1], 0.0)]
+        if shards is not None:
+            work += [(group[0][:1], 0.0)] * (int(across(len(work), world, device)) - len(work))
         loss_sum, tokens, positions = 0.0, 0, 0
-        for index, piece in enumerate(pieces):
-            last = index == len(pieces) - 1
-            syncing = contextlib.nullcontext() if last or world == 1 else compute_loss.no_sync()
-            with syncing:
+        for index, (piece, weight) in enumerate(work):
+            last = index == len(work) - 1
+            if shards is not None:
+                shards.gradient_sync(last)
+            plain = last or world == 1 or shards is not None
+            with contextlib.nullcontext() if plain else compute_loss.no_sync():
                 with torch.autocast(
                     device_type=device.split(":")[0], dtype=amp or torch.float32, enabled=amp is not None
                 ):
@@ -658,7 +700,7 @@ def train_lora(
                     loss, n = compute_loss(ids, labels, mask)
                 (loss * (weight / max(1, group_tokens) * world)).backward()
             if weight:
-                positions += positions_run(ids, mask)
+                positions += positions_run(ids, mask) if shards is None else ids.numel()
                 loss_sum, tokens = loss_sum + loss.item(), tokens + n
         return loss_sum, tokens, positions
 
@@ -706,7 +748,10 @@ def train_lora(
             if lead and progress:
                 progress(at.step, total_steps, record)
             stopping = agree(should_stop is not None and should_stop(), world, device)
-            if lead and (stopping or time.perf_counter() - last_save > checkpoint_every):
+            due = stopping or time.perf_counter() - last_save > checkpoint_every
+            if shards is not None:
+                due = agree(due, world, device)  # every process takes part in a sharded checkpoint
+            if due:
                 checkpoint_now()
                 last_save = time.perf_counter()
             if stopping:
@@ -715,21 +760,24 @@ def train_lora(
         # End of an epoch: validate, keep the best adapter so far, stop early when it stopped improving.
         at.epoch, at.batch = at.epoch + 1, 0
         if val:
-            val_loss = evaluate_loss(model, val, config, pad_id, device, amp, prefix_cache)
+            val_loss = evaluate_loss(model, val, config, pad_id, device, amp, prefix_cache, budget)
             log({"step": at.step, "epoch": at.epoch, "val_loss": val_loss})
             if val_loss < at.best_val:
-                at.best_val, at.best_state, at.bad_epochs = val_loss, lora_state(model), 0
+                best = shards.weights() if shards is not None else lora_state(model)
+                at.best_val, at.best_state, at.bad_epochs = val_loss, best, 0
             else:
                 at.bad_epochs += 1
-        if lead:
-            checkpoint_now()
+        checkpoint_now()
         if at.bad_epochs >= config.patience:
             break
 
-    if at.best_state is not None:
+    if at.best_state is not None and shards is not None:
+        shards.load_weights(at.best_state)
+    elif at.best_state is not None:
         set_weights(model, at.best_state)
+    whole = shards.weights() if shards is not None else None
     if lead:
-        save_adapter(model, out_dir)
+        save_adapter(model, out_dir, whole)
         remove_checkpoint(out_dir)
     if world > 1:
         import torch.distributed as dist
@@ -749,8 +797,9 @@ def train_lora(
     )
 
 
-def save_adapter(model: Any, out_dir: Path) -> None:
-    """Save the PEFT adapter files atomically: into a temporary folder, then renamed into place."""
+def save_adapter(model: Any, out_dir: Path, weights: dict[str, Any] | None = None) -> None:
+    """Save the PEFT adapter files atomically: into a temporary folder, then renamed into place. `weights`,
+    the whole LoRA weights by parameter name, stand in for the model's own (sharded ones)."""
     import shutil
     import tempfile
 
@@ -758,7 +807,7 @@ def save_adapter(model: Any, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".adapter.", dir=out_dir))
     try:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=weights)
         (tmp / "README.md").unlink(missing_ok=True)  # PEFT's stub card; the serving bundle writes loraforge's
         for item in tmp.iterdir():
             os.replace(item, out_dir / item.name)
