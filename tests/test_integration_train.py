@@ -169,9 +169,12 @@ def test_eval_labeled_rows_with_the_adapter_label_set(tmp_path):
     assert metrics["base"]["n"] == metrics["adapter"]["n"] == 12
 
 
-def test_the_loops_training_in_two_processes_matches_one_process(tmp_path):
+@pytest.mark.parametrize("fsdp", [False, True], ids=["ddp", "fsdp"])
+def test_the_loops_training_in_two_processes_matches_one_process(tmp_path, fsdp):
     """training.processes 2 (the loop's launcher, torch.distributed.run over gloo): the same optimizer steps
-    and, up to float rounding, the same adapter as one process accumulating both halves of each step."""
+    and, up to float rounding, the same adapter as one process accumulating both halves of each step; with
+    training.fsdp the two processes each hold half of every decoder layer (SmolLM2 ties its head to the
+    embeddings, which stay whole)."""
     import numpy as np
     from safetensors.numpy import load_file
 
@@ -187,13 +190,18 @@ def test_the_loops_training_in_two_processes_matches_one_process(tmp_path):
     one = run_training(rows, base, TrainConfig(grad_accum=2, **same), tmp_path / "one")
     seen = []
     two = launch(
-        rows, base, TrainConfig(processes=2, **same), tmp_path / "two", on_step=lambda s, t, r: seen.append((s, t))
+        rows,
+        base,
+        TrainConfig(processes=2, fsdp=fsdp, **same),
+        tmp_path / "two",
+        on_step=lambda s, t, r: seen.append((s, t)),
     )
     assert one.steps == two.steps == 4 and seen[-1] == (4, 4)
     a, b = (load_file(str(tmp_path / name / "adapter_model.safetensors")) for name in ("one", "two"))
     gap = max(np.linalg.norm(a[k] - b[k]) / np.linalg.norm(a[k]) for k in a if "lora_B" in k)
     assert gap < 1e-3, gap
-    assert json.loads((tmp_path / "two" / "loraforge.json").read_text())["training"]["processes"] == 2
+    training = json.loads((tmp_path / "two" / "loraforge.json").read_text())["training"]
+    assert training["processes"] == 2 and training["fsdp"] == fsdp
 
 
 def test_a_training_stopped_in_one_process_resumes_in_two(tmp_path):
