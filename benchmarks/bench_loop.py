@@ -2,11 +2,13 @@
 generated examples, both scored with the base model on human-written requests that no run has seen.
 
     .venv/bin/python benchmarks/bench_loop.py --examples 40 --work /tmp/bench-loop
+    .venv/bin/python benchmarks/bench_loop.py --warm-start --skip-one --work /tmp/bench-loop-warm
 
 The held-out set (benchmarks/data/heldout_human.jsonl) was written by hand for the example tools: casual
 phrasing, typos, requests that need two calls, and requests that need no tool. Every model is scored by
 `loraforge eval` through llama.cpp with the leaderboard's exact-match rules.
-Raw results: benchmarks/results/loop.json (and a copy in the --work folder).
+Raw results: benchmarks/results/loop.json, or loop_warm_start.json with --warm-start (and a copy in the
+--work folder).
 """
 
 from __future__ import annotations
@@ -59,7 +61,11 @@ def main() -> None:
     parser.add_argument(
         "--skip-one", action="store_true", help="score only the loop's adapter and the base (no 1-iteration run)"
     )
+    parser.add_argument(
+        "--warm-start", action="store_true", help="the loop's iterations 2 and 3 start from the best adapter"
+    )
     args = parser.parse_args()
+    results = RESULTS.with_name("loop_warm_start.json") if args.warm_start else RESULTS
     args.work.mkdir(parents=True, exist_ok=True)
     common = ["--tools", str(TOOLS), "--seed", str(args.seed), "--quiet"]
 
@@ -67,7 +73,9 @@ def main() -> None:
     seconds = {"three": None, "one": None}
     if args.three is None:
         seconds["three"] = run(
-            ["run", "--out", str(three), "--examples", str(args.examples), "--iterations", "3"] + common
+            ["run", "--out", str(three), "--examples", str(args.examples), "--iterations", "3"]
+            + common
+            + (["--warm-start"] if args.warm_start else [])
         )
     total = generated(three)
     one = args.work / "one"
@@ -95,12 +103,13 @@ def main() -> None:
         "one_iteration": scores["one"].get("adapter") if "one" in scores else None,
         "seconds": seconds,
         "loop_seconds_by_iteration": json.loads((three / "state.json").read_text()).get("seconds"),
+        "warm_start": args.warm_start,
     }
     result.update(provenance("bench_loop.py"))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    results.parent.mkdir(parents=True, exist_ok=True)
     (args.work / "bench_loop.json").write_text(json.dumps(result, indent=2))
-    RESULTS.with_suffix(".tmp").write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(RESULTS.with_suffix(".tmp"), RESULTS)
+    results.with_suffix(".tmp").write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(results.with_suffix(".tmp"), results)
     print()
     print("| model | exact match | tool-name accuracy | generated examples |")
     print("|---|---|---|---|")
@@ -113,7 +122,7 @@ def main() -> None:
             print(f"| {name} | {metrics['exact_match']:.3f} | {metrics['tool_name_accuracy']:.3f} | {count} |")
         else:
             print(f"| {name} | no adapter promoted | | {count} |")
-    print(f"\n{result['human_heldout_rows']} human-written requests; raw results in {RESULTS}")
+    print(f"\n{result['human_heldout_rows']} human-written requests; raw results in {results}")
 
 
 if __name__ == "__main__":
