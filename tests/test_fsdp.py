@@ -4,6 +4,7 @@ learns, and their checkpoint resumes on another process count."""
 import json
 import os
 import socket
+import time
 
 import pytest
 import torch.multiprocessing as mp
@@ -37,19 +38,31 @@ def _process(rank: int, world: int, port: int, out: str, settings: dict, stop_af
         calls.append(1)
         return 0 < stop_after <= len(calls)
 
+    model = tiny_model()
     try:
-        result = lora.train_lora(tiny_model(), 0, examples(), config(**settings), out, should_stop=should_stop)
+        result = lora.train_lora(model, 0, examples(), config(**settings), out, should_stop=should_stop)
+        # After training, between passes, this process holds only its shard of a layer's weights.
+        weight = model.model.layers[0].mlp.up_proj.weight
+        local = weight.to_local() if hasattr(weight, "to_local") else weight
         if rank == 0:
             with open(os.path.join(out, "result.json"), "w") as f:
-                json.dump({"steps": result.steps, "resumed_from_step": result.resumed_from_step}, f)
+                record = {"steps": result.steps, "resumed_from_step": result.resumed_from_step}
+                json.dump({**record, "rows": [local.shape[0], weight.shape[0]]}, f)
     except lora.StopRequested:
         pass
     finally:
         dist.destroy_process_group()
 
 
-def in_two_processes(out, settings: dict, stop_after: int = 0) -> None:
-    mp.spawn(_process, args=(2, _free_port(), str(out), settings, stop_after), nprocs=2, join=True)
+def in_two_processes(out, settings: dict, stop_after: int = 0, timeout: float = 300) -> None:
+    """Train in two processes; a collective that does not line up fails the test instead of hanging it."""
+    context = mp.spawn(_process, args=(2, _free_port(), str(out), settings, stop_after), nprocs=2, join=False)
+    deadline = time.monotonic() + timeout
+    while not context.join(timeout=1):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            raise AssertionError(f"two-process training still running after {timeout} s (a deadlock?)")
 
 
 def weights(folder):
@@ -72,6 +85,7 @@ def test_two_sharded_processes_learn_what_one_process_learns(tmp_path):
     in_two_processes(tmp_path / "two", dict(fsdp=True, **SAME))
     two = json.loads((tmp_path / "two" / "result.json").read_text())
     assert two["steps"] == one.steps == 3 * 2  # 9 training rows, batches of 4: 3 batches, 2 steps an epoch
+    assert two["rows"] == [32, 64]  # half of the layer's 64 rows
     assert gap(weights(tmp_path / "one"), weights(tmp_path / "two")) < 1e-3
     assert json.loads((tmp_path / "two" / "adapter_config.json").read_text())["r"] == 4
     assert not (tmp_path / "two" / "checkpoint.pt").exists()
@@ -86,7 +100,8 @@ def test_a_sharded_checkpoint_resumes_on_the_same_and_on_another_process_count(t
     in_two_processes(out, dict(fsdp=True, **SAME), stop_after=2)
     assert (out / "checkpoint.pt").is_file() and not (out / "adapter_model.safetensors").exists()
     in_two_processes(out, dict(fsdp=True, **SAME))
-    assert json.loads((out / "result.json").read_text()) == {"steps": reference.steps, "resumed_from_step": 2}
+    resumed = json.loads((out / "result.json").read_text())
+    assert (resumed["steps"], resumed["resumed_from_step"]) == (reference.steps, 2)
     assert gap(weights(tmp_path / "ref"), weights(out)) < 1e-3
 
     out = tmp_path / "other"
@@ -94,7 +109,8 @@ def test_a_sharded_checkpoint_resumes_on_the_same_and_on_another_process_count(t
     resumed = lora.train_lora(tiny_model(), 0, examples(), config(fsdp=True, **SAME), out, log_path=out / "log")
     # 2 of the first epoch's 3 batches were done; one process takes a batch a step, 3 steps an epoch.
     assert resumed.resumed_from_step == 2 and resumed.steps == 3 * 3
-    assert {"step": 2, "resumed_with_processes": "2 -> 1"} in [json.loads(x) for x in (out / "log").open()]
+    log = [json.loads(line) for line in (out / "log").open()]
+    assert {"step": 2, "resumed_with_processes": "2 -> 1"} in log
     assert (out / "adapter_model.safetensors").is_file() and not (out / "checkpoint.pt").exists()
 
 

@@ -101,7 +101,7 @@ class TrainConfig:
             "help": "Shard the base model's decoder layers across the training processes (torch FSDP2) "
             "instead of a whole copy in each: for a model that does not fit on one device. Each micro-batch "
             "then runs its whole prompt (no shared-prompt saving). A checkpoint resumes on any process count, "
-            "not across this setting. No effect with one process."
+            "not across this setting. With one process nothing is sharded."
         },
     )
     max_batch_tokens: int = field(

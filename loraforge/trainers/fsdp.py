@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from loraforge.errors import LoraforgeError
+from loraforge.errors import ConfigError, LoraforgeError
 
 
 def decoder_layers(model: Any) -> list[Any]:
@@ -87,12 +87,29 @@ def shard(model: Any, device: str, world: int) -> Sharded:
     """Shard `model`'s decoder layers over the `world` processes of the current process group (none when
     `world` is 1: the layers stay whole, and states still cross as by name)."""
     layers = decoder_layers(model)
-    if world > 1:
-        from torch.distributed.device_mesh import init_device_mesh
+    if world == 1:
+        return Sharded(model, layers, world)
+    try:
         from torch.distributed.fsdp import fully_shard
+        from torch.distributed.tensor import DTensor
+    except ImportError as error:
+        raise ConfigError(
+            f"training.fsdp needs torch's FSDP2 (torch 2.6 or newer): {error}.",
+            fix="Upgrade torch, or train with training.fsdp false.",
+        ) from error
+    from torch.distributed.device_mesh import init_device_mesh
 
-        mesh = init_device_mesh(device.split(":")[0], (world,))
-        for layer in layers:
-            fully_shard(layer, mesh=mesh)
-        model.to(device)  # what stays whole (embeddings, norm, head); the shards are on the device already
+    mesh = init_device_mesh(device.split(":")[0], (world,))
+    for layer in layers:
+        # Each layer is its own FSDP root (the model is not wrapped), and torch keeps a root's weights
+        # gathered from forward to backward unless told otherwise: free them after each pass.
+        fully_shard(layer, mesh=mesh, reshard_after_forward=True)
+    model.to(device)  # what stays whole (embeddings, norm, head); the shards are on the device already
+    outside = [name for name, p in model.named_parameters() if p.requires_grad and not isinstance(p, DTensor)]
+    if outside:
+        raise ConfigError(
+            f"training.fsdp shards the decoder layers only, and {outside[0]} (trained) is outside them: its "
+            "gradients would not be exchanged.",
+            fix="Target modules inside the decoder layers, or train with training.fsdp false.",
+        )
     return Sharded(model, layers, world)

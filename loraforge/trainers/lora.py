@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -295,6 +296,8 @@ def checkpoint_mismatch(saved: dict[str, Any], current: dict[str, Any]) -> str:
     """Why a checkpoint cannot be resumed by this training ("" when it can): the settings that define the
     result and differ. Runtime settings may change."""
     keys = sorted((set(saved) | set(current)) - set(RUNTIME_SETTINGS))
+    # A setting newer than the checkpoint had its default when the checkpoint was written.
+    saved = {**{k: v for k, v in asdict(TrainConfig()).items() if k not in saved}, **saved}
     changed = [k for k in keys if saved.get(k) != current.get(k)]
     return ", ".join(f"{k} {saved.get(k)!r} -> {current.get(k)!r}" for k in changed)
 
@@ -374,15 +377,18 @@ def piece_positions(rows: list[Encoded], min_prefix: int = 16, prefix_cost: floa
     return int(prefix * prefix_cost) + len(rows) * (width - prefix)
 
 
-def within_budget(pieces: list[list[Encoded]], budget: int, prefix_cost: float = 1.0) -> list[list[Encoded]]:
-    """Split micro-batches until the positions one forward pass holds (a shared prefix counted once) fit
-    the budget; a single row always passes. Counting a shared prefix once matters: a prompt listing many
-    tools is most of every row, and splitting its rows apart would compute it once per row."""
+def within_budget(
+    pieces: list[list[Encoded]], budget: int, prefix_cost: float = 1.0, min_prefix: int = 16
+) -> list[list[Encoded]]:
+    """Split micro-batches until the positions one forward pass holds (a shared prefix of `min_prefix`
+    tokens or more counted once) fit the budget; a single row always passes. Counting a shared prefix once
+    matters: a prompt listing many tools is most of every row, and splitting its rows apart would compute it
+    once per row."""
     out: list[list[Encoded]] = []
     for piece in pieces:
         current: list[Encoded] = []
         for row in piece:
-            if current and piece_positions(current + [row], prefix_cost=prefix_cost) > budget:
+            if current and piece_positions(current + [row], min_prefix, prefix_cost) > budget:
                 out.append(current)
                 current = []
             current.append(row)
@@ -461,8 +467,6 @@ def loss_module(model: Any, config: TrainConfig, prefix_cache: PrefixCache | Non
 
     With `config.fsdp` the sharded layers exchange gradients themselves (trainers/fsdp.py), and every row
     runs whole: a shared prefix would make a process's count of layer passes depend on its own rows."""
-    import sys
-
     import torch
 
     sharded = config.fsdp and world > 1
@@ -616,9 +620,11 @@ def train_lora(
     if init_adapter is not None:
         start_from(model, init_adapter, config)  # a checkpoint of this training, if any, overrides it below
     shards = fsdp.shard(model, device, world) if config.fsdp else None
+    sharded = shards is not None and world > 1  # every row then runs whole (see loss_module)
     budget = token_budget(model, config, device)
-    if shards is not None:  # the same micro-batches on every process, so the same collectives
+    if sharded:  # the same micro-batches on every process, so the same collectives
         budget = int(across(budget, world, device, op="min"))
+    min_prefix = sys.maxsize if sharded else 16
     # Before an aLoRA's invocation the adapter is off: shared prompts are base computation, kept across steps.
     prefix_cache = PrefixCache() if config.adapter == "alora" else None
     prefix_cost = 1.0 if config.prefix_gradients else FROZEN_PREFIX_COST
@@ -680,7 +686,11 @@ def train_lora(
         averaged across them in the last backward pass; (summed loss, supervised tokens, positions)."""
         group_tokens = sum(e.supervised for b in group for e in b)
         mine = group[rank::world]
-        pieces = [p for b in mine for p in within_budget(split_batch(b, at.split), budget, prefix_cost)]
+        pieces = [
+            piece
+            for batch in mine
+            for piece in within_budget(split_batch(batch, at.split), budget, prefix_cost, min_prefix)
+        ]
         # The epoch's last step can leave a process without a batch: it joins with weight 0. Sharded, every
         # process runs as many micro-batches as the busiest one, since each layer pass is a collective.
         work = [(piece, 1.0) for piece in pieces] or [(group[0][:1], 0.0)]
@@ -700,7 +710,7 @@ def train_lora(
                     loss, n = compute_loss(ids, labels, mask)
                 (loss * (weight / max(1, group_tokens) * world)).backward()
             if weight:
-                positions += positions_run(ids, mask) if shards is None else ids.numel()
+                positions += positions_run(ids, mask, min_prefix)
                 loss_sum, tokens = loss_sum + loss.item(), tokens + n
         return loss_sum, tokens, positions
 
@@ -719,7 +729,8 @@ def train_lora(
                     loss_sum, tokens, positions = forward_backward(group)
                     break
                 except (RuntimeError, MemoryError) as error:
-                    if not is_out_of_memory(error) or at.split >= config.batch_size:
+                    # Sharded, the other processes wait in this one's collective: no retry can line up.
+                    if not is_out_of_memory(error) or at.split >= config.batch_size or sharded:
                         raise
                     # Halve the micro-batch, keep the effective batch: the same examples per step.
                     optimizer.zero_grad(set_to_none=True)
@@ -760,7 +771,9 @@ def train_lora(
         # End of an epoch: validate, keep the best adapter so far, stop early when it stopped improving.
         at.epoch, at.batch = at.epoch + 1, 0
         if val:
-            val_loss = evaluate_loss(model, val, config, pad_id, device, amp, prefix_cache, budget)
+            val_loss = evaluate_loss(model, val, config, pad_id, device, amp, prefix_cache, budget if sharded else None)
+            if sharded:  # one decision on every process: keeping the best weights is a collective
+                val_loss = across(val_loss, world, device)
             log({"step": at.step, "epoch": at.epoch, "val_loss": val_loss})
             if val_loss < at.best_val:
                 best = shards.weights() if shards is not None else lora_state(model)
