@@ -39,7 +39,7 @@ setup-encoders: setup
 	$(BIN)/python -c "from loraforge.encoders.model import resolve_encoder; print(resolve_encoder(None))"
 
 run: setup
-	$(BIN)/loraforge run --tools examples/assistant-tools.yaml --out runs/demo --examples 40 $(RUN_ARGS)
+	$(BIN)/loraforge run --tools examples/assistant-tools.yaml --out runs/demo --examples 40 --warm-start $(RUN_ARGS)
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(TEST_ARGS)
