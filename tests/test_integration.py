@@ -36,7 +36,7 @@ def tiny_run(tmp_path_factory):
         examples=24,
         iterations=1,
         seed=1,
-        training=TrainConfig(epochs=3, batch_size=4, learning_rate=1e-3),
+        training=TrainConfig(epochs=2, batch_size=4, learning_rate=1e-3),
     )
     final = asyncio.run(Orchestrator(config, UI(quiet=True)).run())
     return out, final
