@@ -457,7 +457,9 @@ def agree(flag: bool, world: int, device: str = "cpu") -> bool:
     return bool(across(1.0 if flag else 0.0, world, device))
 
 
-def loss_module(model: Any, config: TrainConfig, prefix_cache: PrefixCache | None, device: str, world: int) -> Any:
+def loss_module(
+    model: Any, config: TrainConfig, prefix_cache: PrefixCache | None, device: str, world: int, min_prefix: int = 16
+) -> Any:
     """`supervised_loss` of `model` as a module: `module(ids, labels, mask)` -> (summed loss, tokens).
 
     On several processes it is wrapped in torch's DistributedDataParallel, which averages the adapter's
@@ -465,11 +467,10 @@ def loss_module(model: Any, config: TrainConfig, prefix_cache: PrefixCache | Non
     tensor by tensor). The loss calls the backbone in pieces (a shared prefix, then the rows' tails), so it
     is the loss, not the model, that DDP wraps: DDP only synchronises passes through its own forward.
 
-    With `config.fsdp` the sharded layers exchange gradients themselves (trainers/fsdp.py), and every row
-    runs whole: a shared prefix would make a process's count of layer passes depend on its own rows."""
+    With `config.fsdp` the sharded layers exchange gradients themselves (trainers/fsdp.py), and the caller
+    makes every row run whole (`min_prefix`): a shared prefix would make a process's count of layer passes
+    depend on its own rows."""
     import torch
-
-    sharded = config.fsdp and world > 1
 
     class SupervisedLoss(torch.nn.Module):
         def __init__(self) -> None:
@@ -482,13 +483,13 @@ def loss_module(model: Any, config: TrainConfig, prefix_cache: PrefixCache | Non
                 ids,
                 labels,
                 mask,
-                min_prefix=sys.maxsize if sharded else 16,
+                min_prefix=min_prefix,
                 prefix_gradients=config.prefix_gradients,
                 prefix_cache=prefix_cache,
             )
 
     module = SupervisedLoss()
-    if world == 1 or sharded:
+    if world == 1 or config.fsdp:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
@@ -615,12 +616,12 @@ def train_lora(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     val, train_set, skipped = split_rows(train, config)
+    sharded = config.fsdp and world > 1  # every row then runs whole (see loss_module)
     # A model to shard stays on the CPU until its layers are cut up: whole, it may not fit on the device.
-    model = with_lora(model, config, "cpu" if config.fsdp and world > 1 else device, adapter_extra)
+    model = with_lora(model, config, "cpu" if sharded else device, adapter_extra)
     if init_adapter is not None:
         start_from(model, init_adapter, config)  # a checkpoint of this training, if any, overrides it below
     shards = fsdp.shard(model, device, world) if config.fsdp else None
-    sharded = shards is not None and world > 1  # every row then runs whole (see loss_module)
     budget = token_budget(model, config, device)
     if sharded:  # the same micro-batches on every process, so the same collectives
         budget = int(across(budget, world, device, op="min"))
@@ -679,7 +680,7 @@ def train_lora(
             position = dict(vars(at))
             save_checkpoint(out_dir, {"config": asdict(config), "world": world, "position": position, **state})
 
-    compute_loss = loss_module(model, config, prefix_cache, device, world)
+    compute_loss = loss_module(model, config, prefix_cache, device, world, min_prefix)
 
     def forward_backward(group: list[list[Encoded]]) -> tuple[float, int, int]:
         """Gradients of this process's share of a step's batches, accumulated and, on several processes,
