@@ -595,7 +595,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from loraforge.trainers.job import run_training
     from loraforge.ui import UI
 
-    ui = UI(quiet=args.quiet)
+    lead = int(os.environ.get("RANK", "0")) == 0  # under torchrun, the first process reports and exports
+    ui = UI(quiet=args.quiet or not lead)
     if args.outfile.exists() and not args.outfile.is_dir():
         raise LoraforgeError(
             f"--outfile {args.outfile} is a file; train writes a folder (the PEFT adapter and adapter.gguf).",
@@ -635,8 +636,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0  # under torchrun, the first process reports and exports
+    if not lead:
+        return 0
     if result.resumed_from_step:
         print(f"resumed from step {result.resumed_from_step}")
     if result.dropped_checkpoint:
