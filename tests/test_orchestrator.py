@@ -494,18 +494,20 @@ def test_a_hand_edited_state_file_is_refused_by_name(tmp_path, state, said):
 def test_a_warm_start_trains_from_the_best_adapter_on_new_rows_and_a_replay(tmp_path, tiny_gguf, monkeypatch):
     """With warm_start, iteration 2 and 3 start from the best adapter (iteration 1: iteration 2 is not
     promoted) and train on their new rows, the task's own rows (labeled tasks have them) and half as many
-    earlier rows; the real train phase hands that adapter to the trainer."""
+    earlier rows; the real train phase hands that adapter to the trainer. The held-out loss is still
+    falling each time, yet the warm-started iterations keep the configured epochs: they continue a training."""
     import loraforge.trainers.job as job
 
-    started_from = {}
+    started_from, epochs = {}, {}
 
     def fake_training(rows, base, config, out_dir, **kwargs):
         started_from[Path(out_dir).name] = kwargs.get("init_adapter")
+        epochs[Path(out_dir).name] = config.epochs
         result = {"steps": 1, "best_val_loss": None, "final_train_loss": 0.5, "seconds": 1.0}
         result["config"] = {"r": config.r, "alpha": config.alpha, "adapter": config.adapter, "epochs": config.epochs}
         result["config"].update(learning_rate=config.learning_rate, dropout=config.dropout)
         (Path(out_dir) / "train_result.json").write_text(json.dumps(result))
-        write_jsonl(Path(out_dir) / "train_log.jsonl", [{"step": 1, "loss": 0.5}])
+        write_jsonl(Path(out_dir) / "train_log.jsonl", [{"step": 1, "loss": 0.5, "val_loss": 0.9}, {"val_loss": 0.7}])
 
     monkeypatch.setattr(job, "run_training", fake_training)
 
@@ -519,6 +521,9 @@ def test_a_warm_start_trains_from_the_best_adapter_on_new_rows_and_a_replay(tmp_
     run = tmp_path / "run"
     assert [h["promoted"] for h in read_jsonl(run / "history.jsonl")] == [True, False, True]
     assert started_from == {"iteration_1": None, "iteration_2": run / "iteration_1", "iteration_3": run / "iteration_1"}
+    configured = loop.config.training.epochs
+    assert epochs == {"iteration_1": configured, "iteration_2": configured, "iteration_3": configured}
+    assert any(d["rule"] == "underfitting" for d in read_jsonl(run / "history.jsonl")[0]["decisions"])
     seeds = [json.dumps(r, sort_keys=True) for r in loop.task.seed_rows()]  # none for tools; labeled rows have them
     heldout = {json.dumps(r, sort_keys=True) for r in read_jsonl(run / "heldout.jsonl")}
     pool = [json.dumps(r, sort_keys=True) for r in read_jsonl(run / "iteration_1" / "train.jsonl")]

@@ -115,6 +115,20 @@ def test_underfitting_adds_epochs_then_rank():
     assert nxt.epochs == 6 and nxt.r == 32
 
 
+def test_a_warm_started_next_iteration_keeps_the_configured_epochs_and_rank():
+    # Held-out loss still falling: from scratch, the epochs would go up; a warm start continues the training.
+    ev = evidence(val_losses=[0.9, 0.7], warm_epochs=3)
+    nxt, decisions = strategy.next_plan(plan(epochs=3, r=16), ev, strategy.StrategyConfig())
+    assert "underfitting" in rules(decisions) and nxt.epochs == 3 and nxt.r == 16
+    # Epochs raised by an earlier from-scratch iteration come back to the configured ones, saying so.
+    nxt, decisions = strategy.next_plan(plan(epochs=6, r=16), ev, strategy.StrategyConfig())
+    assert "warm_start_epochs" in rules(decisions) and nxt.epochs == 3 and nxt.r == 16
+    # Overfitting still cuts below them.
+    ev = evidence(train_losses=[1.0, 0.2], val_losses=[0.5, 0.4, 0.55], warm_epochs=3)
+    nxt, decisions = strategy.next_plan(plan(epochs=3), ev, strategy.StrategyConfig())
+    assert rules(decisions)[-1] == "overfitting" and nxt.epochs == 2
+
+
 def test_plateau_decays_learning_rate_and_poor_answers_cool_the_teacher():
     ev = evidence(iteration=2, scores=[0.5, 0.51], judge_score=4.0)
     nxt, decisions = strategy.next_plan(plan(learning_rate=1e-3), ev, strategy.StrategyConfig(patience=3))

@@ -665,12 +665,17 @@ class Orchestrator:
             time_budget_s=budget * 60 if budget else None,
             phase_rates=eta.rates(self.state.phase_seconds, self.state.phase_sizes),
             next_rows=self._next_rows(iteration) if budget else None,  # read only when a budget needs it
+            warm_epochs=self.config.training.epochs if self._warm_next() else None,
         )
+
+    def _warm_next(self) -> bool:
+        """Whether the next iteration will start from the best adapter (with the shape it has now)."""
+        return self.config.warm_start and self.state.best_iteration is not None
 
     def _next_rows(self, iteration: int) -> NextRows:
         """What iteration + 1 would train on besides its new rows, and per new row: with a warm start (once an
         adapter has been promoted) the task's own rows and the replay share, else every earlier row."""
-        if self.config.warm_start and self.state.best_iteration is not None:
+        if self._warm_next():
             return NextRows(len(self.task.seed_rows()), 1 + self.config.replay_share)
         return NextRows(len(self._earlier_rows(iteration + 1)))
 

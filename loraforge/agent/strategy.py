@@ -102,6 +102,9 @@ class Evidence:
     # both, the next plan is sized to the time left (budget.py) instead of stopping on an average iteration
     phase_rates: dict[str, float] = field(default_factory=dict)
     next_rows: budget.NextRows | None = None
+    # the configured epochs when the next iteration warm-starts from the best adapter (warm_start on and one
+    # promoted), else None: a warm start continues that adapter's training instead of raising the epochs
+    warm_epochs: int | None = None
 
 
 def first_plan(examples: int, generation: GenerationPlan, training: Any) -> IterationPlan:
@@ -192,7 +195,9 @@ def fit_decisions(plan: IterationPlan, ev: Evidence) -> list[Decision]:
             )
         )
     elif len(ev.val_losses) >= 2 and _trend(ev.val_losses) < -0.03:
-        if plan.epochs < 6:
+        if ev.warm_epochs is not None:
+            action = "no more epochs: the next iteration continues training the best adapter (warm start)"
+        elif plan.epochs < 6:
             plan.epochs += 1
             action = f"epochs -> {plan.epochs}"
         else:
@@ -203,6 +208,16 @@ def fit_decisions(plan: IterationPlan, ev: Evidence) -> list[Decision]:
                 "underfitting",
                 action,
                 f"held-out loss still falling at the end ({ev.val_losses[-2]:.3f} -> {ev.val_losses[-1]:.3f})",
+            )
+        )
+    if ev.warm_epochs is not None and plan.epochs > ev.warm_epochs:
+        old_epochs, plan.epochs = plan.epochs, ev.warm_epochs
+        decisions.append(
+            Decision(
+                "warm_start_epochs",
+                f"epochs {old_epochs} -> {plan.epochs}",
+                "the next iteration continues from the best adapter on new rows and a replay: the configured "
+                "epochs, ended sooner by early stopping, instead of the ones raised for training from scratch",
             )
         )
     return decisions
