@@ -103,6 +103,12 @@ def main() -> None:
         "one_iteration": scores["one"].get("adapter") if "one" in scores else None,
         "seconds": seconds,
         "loop_seconds_by_iteration": json.loads((three / "state.json").read_text()).get("seconds"),
+        "phase_seconds_by_iteration": json.loads((three / "state.json").read_text()).get("phase_seconds"),
+        "epochs_by_iteration": {
+            str(h["iteration"]): json.loads((three / f"iteration_{h['iteration']}" / "plan.json").read_text())["epochs"]
+            for h in history
+            if (three / f"iteration_{h['iteration']}" / "plan.json").is_file()
+        },
         "warm_start": args.warm_start,
     }
     result.update(provenance("bench_loop.py"))
