@@ -213,10 +213,11 @@ def test_export_fidelity_passes_and_catches_a_missing_permutation(tiny_run, tmp_
     import shutil
 
     from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
 
-    from loraforge.evaluators.fidelity import check_fidelity
+    from loraforge.evaluators.fidelity import check_fidelity, peft_references
     from loraforge.gguf_info import read_gguf_info
-    from loraforge.models.loading import load_base_model
+    from loraforge.models.loading import hf_folder_for
     from loraforge.trainers.export_gguf import export_adapter
     from loraforge.trainers.formatting import prompt_ids
 
@@ -242,15 +243,16 @@ def test_export_fidelity_passes_and_catches_a_missing_permutation(tiny_run, tmp_
             weights[name] = weights[name] * 5
     save_file(weights, weights_path)
     base = default_model_path()
-    _, tokenizer = load_base_model(base)
+    tokenizer = AutoTokenizer.from_pretrained(str(hf_folder_for(base)))
     fmt = ChatFormat(builtin_template())
     rows = read_jsonl(out / "iteration_1" / "heldout.jsonl")[:4] + read_jsonl(out / "iteration_1" / "train.jsonl")[:4]
     prompts = [prompt_ids(fmt, tokenizer, r["messages"][:1], r["tools"]) for r in rows]
+    references = peft_references(folder, base, prompts, 16)  # PEFT's side, the same for both exports
     scores = {}
     for permute in (True, False):
         gguf = tmp_path / f"permute_{permute}.gguf"
         export_adapter(folder, read_gguf_info(base), gguf, permute_qk=permute)
-        scores[permute] = check_fidelity(folder, base, gguf, prompts, tokenizer.eos_token_id)
+        scores[permute] = check_fidelity(folder, base, gguf, prompts, tokenizer.eos_token_id, references=references)
     assert not scores[False]["passed"], scores
     assert scores[False]["logprob_error"] > scores[False]["logprob_error_limit"], scores
     assert scores[True]["logprob_error"] < scores[False]["logprob_error"] / 2, scores

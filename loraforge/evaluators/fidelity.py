@@ -194,11 +194,20 @@ def compare(
 
 
 def check_fidelity(
-    adapter_dir: Path, base: Path, gguf: Path, prompts: list[list[int]], eos: int, new_tokens: int = 16
+    adapter_dir: Path,
+    base: Path,
+    gguf: Path,
+    prompts: list[list[int]],
+    eos: int,
+    new_tokens: int = 16,
+    references: list[Reference] | None = None,
 ) -> dict[str, Any]:
+    """Whether llama.cpp with `gguf` reproduces PEFT's adapter on `prompts`. `references`, PEFT's side from
+    `peft_references` on the same prompts, spares loading and running the model again for a second export."""
     import asyncio
 
-    references = peft_references(adapter_dir, base, prompts, new_tokens)
+    if references is None:
+        references = peft_references(adapter_dir, base, prompts, new_tokens)
     tokens = [r.tokens for r in references]
     side = asyncio.run(llama_side(base, gguf, prompts, tokens, new_tokens))
     margins = [[ref.margin(k, t) for k, t in enumerate(pred)] for ref, pred in zip(references, side.forced)]
