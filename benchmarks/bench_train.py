@@ -18,7 +18,13 @@ The same work on both sides:
 A third side, loraforge-shuffled, is loraforge with batches drawn at random as TRL draws them, instead of
 rows that share a tools list batched together: it shows what that batching costs in held-out loss. A fourth,
 loraforge-frozen-prompt, is loraforge with `prefix_gradients: false`: the tools list that a batch shares runs
-once without gradients, and the adapter learns from the positions after it only.
+once without gradients, and the adapter learns from the positions after it only. A fifth, loraforge-bf16,
+is loraforge with the loop's default `dtype: auto`: bf16 autocast on a CPU that has it (the result records the
+dtype). loraforge-bf16 against loraforge-shuffled is the loop's training today against the loop's training
+before rows were batched by tools list and before autocast:
+
+    .venv/bin/python benchmarks/bench_train.py --sides loraforge loraforge-shuffled loraforge-bf16 \
+        --out benchmarks/results/train_loop.json
 
 Trials alternate the order of the sides (TRL, loraforge, shuffled; then the reverse), each in its own process
 so that peak memory is its own. Trial i seeds every side with i (the LoRA initialisation and the data
@@ -52,7 +58,8 @@ RESULTS = ROOT / "benchmarks" / "results" / "train.json"
 # loraforge-shuffled is loraforge with batches drawn at random (`batching: shuffled`), as TRL draws them: it
 # separates what batching rows by shared prompt costs in held-out loss from the rest of the trainer.
 # loraforge-frozen-prompt runs the shared prompt without gradients (`prefix_gradients: false`).
-SIDES = ("trl", "loraforge", "loraforge-shuffled", "loraforge-frozen-prompt")
+# loraforge-bf16 is loraforge with `dtype: auto` (the loop's default): bf16 autocast where the CPU has it.
+SIDES = ("trl", "loraforge", "loraforge-shuffled", "loraforge-frozen-prompt", "loraforge-bf16")
 
 
 def split_examples(tools) -> tuple[list, list]:
@@ -134,11 +141,13 @@ def heldout_loss(peft_model, tokenizer, heldout, args) -> float:
     return evaluate_loss(peft_model, encode(tokenizer, heldout), config, tokenizer.pad_token_id, "cpu", None)
 
 
-def side_loraforge(args, batching: str = "shared-prompt", prefix_gradients: bool = True) -> dict:
+def side_loraforge(
+    args, batching: str = "shared-prompt", prefix_gradients: bool = True, dtype: str = "float32"
+) -> dict:
     from peft import PeftModel
 
     from loraforge.trainers.config import TrainConfig
-    from loraforge.trainers.lora import train_lora
+    from loraforge.trainers.lora import autocast_dtype, train_lora
 
     folder, model, tokenizer, train, heldout = setup(args)
     head = model.get_input_embeddings().weight.numel()  # tied to the LM head
@@ -153,7 +162,7 @@ def side_loraforge(args, batching: str = "shared-prompt", prefix_gradients: bool
         batch_size=args.batch_size,
         warmup_steps=0,
         val_fraction=0.0,
-        dtype="float32",
+        dtype=dtype,
         threads=args.threads,
         seed=args.seed,
         batching=batching,
@@ -177,6 +186,7 @@ def side_loraforge(args, batching: str = "shared-prompt", prefix_gradients: bool
         "positions_run": result.positions_run,
         "head_parameters": head,
         "body_parameters": body,
+        "autocast": str(autocast_dtype(dtype, "cpu")),
     }
 
 
@@ -300,51 +310,66 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)  # set per trial
     parser.add_argument("--work", default="/tmp/loraforge-bench-train")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--sides", nargs="+", choices=SIDES, default=list(SIDES), help="the sides to run (default: all of them)"
+    )
     args = parser.parse_args()
     if args.side:
         if args.side == "trl":
             result = side_trl(args)
         else:
             batching = "shuffled" if args.side == "loraforge-shuffled" else "shared-prompt"
-            result = side_loraforge(args, batching, prefix_gradients=args.side != "loraforge-frozen-prompt")
+            dtype = "auto" if args.side == "loraforge-bf16" else "float32"
+            result = side_loraforge(args, batching, args.side != "loraforge-frozen-prompt", dtype)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print("RESULT " + json.dumps(result))
         return
-    argv = sys.argv[1:]
-    trials: dict[str, list[dict]] = {side: [] for side in SIDES}
+    argv = [a for a in sys.argv[1:] if a not in ("--sides", *SIDES)]
+    chosen = [side for side in SIDES if side in args.sides]
+    trials: dict[str, list[dict]] = {side: [] for side in chosen}
     for trial in range(args.trials):
-        for side in SIDES if trial % 2 == 0 else SIDES[::-1]:
+        for side in chosen if trial % 2 == 0 else chosen[::-1]:
             trials[side].append(run_side(side, argv + ["--seed", str(trial)]))
             print(f"trial {trial + 1} {side}", json.dumps(trials[side][-1]), flush=True)
     peak = matmul_peak(args.threads)
-    # A frozen base costs about 4 flops per parameter per position it runs (forward, and the backward to
-    # activations). The body runs at every position computed (a shared prefix once per batch, padding
-    # included); loraforge runs the LM head only at supervised positions.
-    fastest = min(trials["loraforge"], key=lambda t: t["seconds"])
-    body, head = fastest["body_parameters"], fastest["head_parameters"]
-    flops = 4 * (body * fastest["positions_run"] + head * fastest["supervised_tokens"])
-    achieved = flops / fastest["seconds"] / 1e9
     sides = {side: summarise(runs) for side, runs in trials.items()}
+
+    def ratio(faster: str, slower: str) -> float | None:
+        """Median supervised tokens per second of one side over another's, when both ran."""
+        if faster not in sides or slower not in sides:
+            return None
+        return sides[faster]["supervised_tokens_per_s_median"] / sides[slower]["supervised_tokens_per_s_median"]
+
     summary = {
         **provenance("bench_train.py"),
         "args": {k: v for k, v in vars(args).items() if k not in ("side", "out")},
         "versions": versions(),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-        "speedup_median": sides["loraforge"]["supervised_tokens_per_s_median"]
-        / sides["trl"]["supervised_tokens_per_s_median"],
-        "speedup_min_seconds": sides["trl"]["seconds_min"] / sides["loraforge"]["seconds_min"],
-        "speedup_shuffled_median": sides["loraforge-shuffled"]["supervised_tokens_per_s_median"]
-        / sides["trl"]["supervised_tokens_per_s_median"],
-        "speedup_frozen_prompt_median": sides["loraforge-frozen-prompt"]["supervised_tokens_per_s_median"]
-        / sides["trl"]["supervised_tokens_per_s_median"],
-        "frozen_prompt_over_default_median": sides["loraforge-frozen-prompt"]["supervised_tokens_per_s_median"]
-        / sides["loraforge"]["supervised_tokens_per_s_median"],
+        "speedup_median": ratio("loraforge", "trl"),
+        "speedup_min_seconds": sides["trl"]["seconds_min"] / sides["loraforge"]["seconds_min"]
+        if {"trl", "loraforge"} <= set(sides)
+        else None,
+        "speedup_shuffled_median": ratio("loraforge-shuffled", "trl"),
+        "speedup_frozen_prompt_median": ratio("loraforge-frozen-prompt", "trl"),
+        "frozen_prompt_over_default_median": ratio("loraforge-frozen-prompt", "loraforge"),
+        # The loop's training today (rows batched by shared tools list, bf16 autocast where the CPU has it)
+        # against the loop's training before either lever (rows drawn at random, fp32).
+        "shared_prompt_over_shuffled_median": ratio("loraforge", "loraforge-shuffled"),
+        "bf16_over_fp32_median": ratio("loraforge-bf16", "loraforge"),
+        "loop_today_over_shuffled_fp32_median": ratio("loraforge-bf16", "loraforge-shuffled"),
         "matmul_peak_gflops": peak,
-        "loraforge_effective_gflops": achieved,
-        "loraforge_fraction_of_peak": achieved / peak,
         "summary": sides,
         "trials": trials,
     }
+    if "loraforge" in trials:
+        # A frozen base costs about 4 flops per parameter per position it runs (forward, and the backward to
+        # activations). The body runs at every position computed (a shared prefix once per batch, padding
+        # included); loraforge runs the LM head only at supervised positions.
+        fastest = min(trials["loraforge"], key=lambda t: t["seconds"])
+        body, head = fastest["body_parameters"], fastest["head_parameters"]
+        flops = 4 * (body * fastest["positions_run"] + head * fastest["supervised_tokens"])
+        achieved = flops / fastest["seconds"] / 1e9
+        summary.update(loraforge_effective_gflops=achieved, loraforge_fraction_of_peak=achieved / peak)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     temporary = args.out.with_suffix(".tmp")
     temporary.write_text(json.dumps(summary, indent=2) + "\n")
