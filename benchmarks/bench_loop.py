@@ -64,8 +64,9 @@ def main() -> None:
     parser.add_argument(
         "--warm-start", action="store_true", help="the loop's iterations 2 and 3 start from the best adapter"
     )
+    parser.add_argument("--out", type=Path, help="raw results file (default: results/loop.json, loop_warm_start.json)")
     args = parser.parse_args()
-    results = RESULTS.with_name("loop_warm_start.json") if args.warm_start else RESULTS
+    results = args.out or (RESULTS.with_name("loop_warm_start.json") if args.warm_start else RESULTS)
     args.work.mkdir(parents=True, exist_ok=True)
     common = ["--tools", str(TOOLS), "--seed", str(args.seed), "--quiet"]
 
