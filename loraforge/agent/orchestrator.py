@@ -669,7 +669,8 @@ class Orchestrator:
         )
 
     def _warm_next(self) -> bool:
-        """Whether the next iteration will start from the best adapter (with the shape it has now)."""
+        """Whether the next iteration will start from the best adapter: warm starts on and one promoted (an
+        adapter of another shape is refused then, and that iteration trains from scratch, saying so)."""
         return self.config.warm_start and self.state.best_iteration is not None
 
     def _next_rows(self, iteration: int) -> NextRows:
