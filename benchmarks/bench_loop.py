@@ -95,6 +95,7 @@ def main() -> None:
 
     scores = {name: evaluate(folder, args.work / f"eval_{name}") for name, folder in runs.items()}
     history = [json.loads(line) for line in (three / "history.jsonl").read_text().splitlines() if line.strip()]
+    state = json.loads((three / "state.json").read_text())
     result = {
         "generated_examples": {"three": total, "one": generated(one) if "one" in runs else None},
         "iterations_run": len([h for h in history if "promoted" in h]),
@@ -103,12 +104,12 @@ def main() -> None:
         "three_iterations": scores["three"].get("adapter"),
         "one_iteration": scores["one"].get("adapter") if "one" in scores else None,
         "seconds": seconds,
-        "loop_seconds_by_iteration": json.loads((three / "state.json").read_text()).get("seconds"),
-        "phase_seconds_by_iteration": json.loads((three / "state.json").read_text()).get("phase_seconds"),
+        "loop_seconds_by_iteration": state.get("seconds"),
+        "phase_seconds_by_iteration": state.get("phase_seconds"),
         "epochs_by_iteration": {
-            str(h["iteration"]): json.loads((three / f"iteration_{h['iteration']}" / "plan.json").read_text())["epochs"]
-            for h in history
-            if (three / f"iteration_{h['iteration']}" / "plan.json").is_file()
+            plan.parent.name.removeprefix("iteration_"): json.loads(plan.read_text())["epochs"]
+            for plan in sorted(three.glob("iteration_*/plan.json"))
+            if plan.parent.name.removeprefix("iteration_") in state.get("seconds", {})
         },
         "warm_start": args.warm_start,
     }

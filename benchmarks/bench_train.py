@@ -324,7 +324,7 @@ def main() -> None:
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print("RESULT " + json.dumps(result))
         return
-    argv = [a for a in sys.argv[1:] if a not in ("--sides", *SIDES)]
+    argv = sys.argv[1:]  # each side's process parses the same flags, plus its own --side and --seed
     chosen = [side for side in SIDES if side in args.sides]
     trials: dict[str, list[dict]] = {side: [] for side in chosen}
     for trial in range(args.trials):
