@@ -286,15 +286,18 @@ def test_a_prefix_without_gradients_weighs_less_in_the_budget():
     assert lora.within_budget([rows], budget=budget, prefix_cost=lora.FROZEN_PREFIX_COST) == [rows]
 
 
-def test_batches_group_by_prompt_then_by_length():
-    """Rows with one tools prompt and tails of many lengths: each batch takes neighbours in length, so
-    little of the per-row part is padding; rows of another prompt never join them."""
+def test_batches_group_by_prompt_then_by_length_bucket():
+    """Rows with one tools prompt and tails of many lengths: each batch takes rows of one length bucket, so
+    little of the per-row part is padding; rows of another prompt never join them; and inside a bucket the
+    seed decides which rows go together (sorted by exact length, a batch held rows of one tool and style)."""
     rng = random.Random(1)
-    a_prompt, b_prompt = [rng.randrange(3, 60) for _ in range(100)], [rng.randrange(3, 60) for _ in range(100)]
+    a_prompt, b_prompt = [rng.randrange(3, 60) for _ in range(200)], [rng.randrange(3, 60) for _ in range(200)]
+    bucket = lora.LENGTH_BUCKET
     rows = []
     for prompt in (a_prompt, b_prompt):
-        for _ in range(16):
-            body = [rng.randrange(3, 60) for _ in range(rng.randrange(2, 60))]
+        # 8 rows in each of two length buckets, every length different.
+        for total in [4 * bucket + 4 * i for i in range(8)] + [5 * bucket + 4 * i for i in range(8)]:
+            body = [rng.randrange(3, 60) for _ in range(total - len(prompt) - 3)]
             ids = prompt + body + [1, 5, 2]
             rows.append(Encoded(ids, [IGNORE] * (len(ids) - 2) + [5, 2]))
     batches = lora.length_batches(rows, 4, random.Random(0))
@@ -306,9 +309,14 @@ def test_batches_group_by_prompt_then_by_length():
     assert len(lora.length_batches(odd, 4, random.Random(0))) == 8
     for batch in batches:
         assert len({tuple(e.input_ids[:100]) for e in batch}) == 1
-    lengths = sorted(len(e.input_ids) for e in rows[:16])
-    a_batches = sorted((b for b in batches if b[0].input_ids[:100] == a_prompt), key=lambda b: len(b[0].input_ids))
-    assert [sorted(len(e.input_ids) for e in b) for b in a_batches] == [lengths[i : i + 4] for i in range(0, 16, 4)]
+        assert len({len(e.input_ids) // bucket for e in batch}) == 1
+    # Inside a bucket the rows mix: over a few seeds, some batch is not a run of neighbours in length.
+    def neighbours(batch: list[Encoded]) -> bool:
+        same = sorted(len(e.input_ids) for e in rows if e.input_ids[:100] == batch[0].input_ids[:100])
+        lengths = sorted(len(e.input_ids) for e in batch)
+        return any(same[i : i + 4] == lengths for i in range(0, len(same), 4))
+
+    assert not all(neighbours(b) for seed in range(5) for b in lora.length_batches(rows, 4, random.Random(seed)))
 
 
 def test_a_resume_may_change_runtime_settings_but_not_what_is_trained(tmp_path):

@@ -73,6 +73,10 @@ def autocast_dtype(dtype: str, device: str):
     return None
 
 
+# Rows whose lengths fall in the same bucket of this many tokens are batched in random order (length_batches).
+LENGTH_BUCKET = 64
+
+
 def prefix_key(example: Encoded) -> list[int]:
     """The prompt before the first trained token: rows that share it batch well together."""
     first = next((i for i, label in enumerate(example.labels) if label != IGNORE), len(example.labels))
@@ -83,8 +87,11 @@ def length_batches(examples: list[Encoded], batch_size: int, rng: random.Random)
     """Batches of rows that share their prompt prefix and have similar lengths, in random order.
 
     Sorting by prompt tokens puts rows with the same system prompt (the same tools) side by side, so each
-    batch computes that prefix once (see `supervised_loss`). Inside such a run of rows, sorting by length
-    keeps the padding of the part after the prefix small: that part runs per row, with gradients.
+    batch computes that prefix once (see `supervised_loss`). Inside such a run of rows, grouping by length
+    keeps the padding of the part after the prefix small: that part runs per row, with gradients. The
+    grouping is coarse (`LENGTH_BUCKET` tokens) and random inside a bucket: sorted by exact length, a batch
+    held rows of one tool and one style, and bench_train measured a 4.5% higher held-out loss than random
+    batches; with buckets the loss equals theirs at about the same speed as exact sorting.
     """
     order = sorted(examples, key=lambda e: (prefix_key(e), rng.random()))
     runs: list[list[Encoded]] = []
@@ -94,7 +101,7 @@ def length_batches(examples: list[Encoded], batch_size: int, rng: random.Random)
         else:
             runs.append([example])
     for run in runs:
-        run.sort(key=lambda e: (len(e.input_ids), rng.random()))
+        run.sort(key=lambda e: (len(e.input_ids) // LENGTH_BUCKET, rng.random()))
     # One sequence cut into equal batches: every epoch has ceil(rows / batch_size) of them, which the step
     # count, the schedule and a resume's position all rely on.
     order = [example for run in runs for example in run]
