@@ -310,6 +310,7 @@ def test_batches_group_by_prompt_then_by_length_bucket():
     for batch in batches:
         assert len({tuple(e.input_ids[:100]) for e in batch}) == 1
         assert len({len(e.input_ids) // bucket for e in batch}) == 1
+
     # Inside a bucket the rows mix: over a few seeds, some batch is not a run of neighbours in length.
     def neighbours(batch: list[Encoded]) -> bool:
         same = sorted(len(e.input_ids) for e in rows if e.input_ids[:100] == batch[0].input_ids[:100])
