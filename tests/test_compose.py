@@ -58,6 +58,15 @@ def test_values_take_the_frame_that_tells_their_role():
     assert compose.frame_kind("shuffle", values.model_param("shuffle", {"type": "boolean"}), True) is None
 
 
+def test_titles_come_quoted_and_unquoted():
+    """People rarely quote a title: an adapter that saw only quoted ones does not learn where one ends."""
+    event = values.model_tool({t.name: t for t in load_tools("examples/api-tools.json")}["create_calendar_event"])
+    phrases = [compose.value_phrase("title", event["title"], "Dentist", random.Random(s)) for s in range(40)]
+    assert all("Dentist" in p for p in phrases)
+    quoted = sum('"Dentist"' in p for p in phrases)
+    assert 0 < quoted < len(phrases), phrases
+
+
 def test_an_action_is_asked_for_with_its_verb_and_a_lookup_as_a_question():
     tools = {t.name: t for t in load_tools("examples/api-tools.json")}
     money, forecast = tools["transfer_money"], tools["get_weather_forecast"]

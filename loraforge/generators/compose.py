@@ -37,7 +37,9 @@ _FRAMES: dict[str, tuple[str, ...]] = {
     "enum": ("{s}", "{s}", "{s} please"),
     "message": ('saying "{v}"', 'that says "{v}"', "saying {v}", ': "{v}"'),
     "memo": ("for {v}", "for {v}", '("{v}")', "it's for {v}"),
-    "title": ('called "{v}"', 'titled "{v}"', 'about "{v}"', '"{v}"'),
+    # Half of them unquoted ("add Dentist on March 14th"): people rarely quote a title, and an adapter that
+    # saw only quoted ones copies the rest of the request into the title when no quotes mark its end.
+    "title": ('called "{v}"', 'titled "{v}"', 'about "{v}"', '"{v}"', "called {v}", "titled {v}", "{v}", "{v}"),
     "label": ('called "{v}"', 'named "{v}"', "for {v}"),
     "task": ("to {v}", "{v}"),
     "items": ("with {s}", "using {s}", "{s}"),
