@@ -774,6 +774,12 @@ def train_lora(
                 checkpoint_now()
                 last_save = time.perf_counter()
             if stopping:
+                if world > 1:
+                    import torch.distributed as dist
+
+                    # The checkpoint is whole on disk before any process leaves: a process that sent its
+                    # last shard and tore its process group down could abort the lead mid-receive.
+                    dist.barrier()
                 raise StopRequested(f"training stopped at step {at.step}; checkpoint saved")
 
         # End of an epoch: validate, keep the best adapter so far, stop early when it stopped improving.
