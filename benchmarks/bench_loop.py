@@ -107,9 +107,9 @@ def main() -> None:
         "loop_seconds_by_iteration": state.get("seconds"),
         "phase_seconds_by_iteration": state.get("phase_seconds"),
         "epochs_by_iteration": {
-            plan.parent.name.removeprefix("iteration_"): json.loads(plan.read_text())["epochs"]
-            for plan in sorted(three.glob("iteration_*/plan.json"))
-            if plan.parent.name.removeprefix("iteration_") in state.get("seconds", {})
+            n: json.loads((three / f"iteration_{n}" / "plan.json").read_text())["epochs"]
+            for n in state.get("seconds", {})
+            if (three / f"iteration_{n}" / "plan.json").is_file()
         },
         "warm_start": args.warm_start,
     }

@@ -464,6 +464,14 @@ def agree(flag: bool, world: int, device: str = "cpu") -> bool:
     return bool(across(1.0 if flag else 0.0, world, device))
 
 
+def wait_for_all(world: int) -> None:
+    """Block until every training process gets here (nothing to wait for in a single process)."""
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
 def loss_module(
     model: Any, config: TrainConfig, prefix_cache: PrefixCache | None, device: str, world: int, min_prefix: int = 16
 ) -> Any:
@@ -774,12 +782,9 @@ def train_lora(
                 checkpoint_now()
                 last_save = time.perf_counter()
             if stopping:
-                if world > 1:
-                    import torch.distributed as dist
-
-                    # The checkpoint is whole on disk before any process leaves: a process that sent its
-                    # last shard and tore its process group down could abort the lead mid-receive.
-                    dist.barrier()
+                # The checkpoint is whole on disk before any process leaves: a process that sent its last
+                # shard and tore its process group down could abort the lead mid-receive.
+                wait_for_all(world)
                 raise StopRequested(f"training stopped at step {at.step}; checkpoint saved")
 
         # End of an epoch: validate, keep the best adapter so far, stop early when it stopped improving.
@@ -806,10 +811,7 @@ def train_lora(
     if lead:
         save_adapter(model, out_dir, whole)
         remove_checkpoint(out_dir)
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()  # the adapter is on disk before any process moves on
+    wait_for_all(world)  # the adapter is on disk before any process moves on
     return TrainResult(
         steps=at.step,
         best_val_loss=None if at.best_val == math.inf else at.best_val,
