@@ -279,7 +279,8 @@ def test_eval_command_on_a_twenty_row_file(tiny_run, tmp_path):
             "--adapter",
             str(out / "iteration_1"),
         ]
-        + ["--out", str(target), "--quiet"],
+        # The loop's own answer limit (eval_max_tokens): the base answers in text up to it, at a cost.
+        + ["--out", str(target), "--quiet", "--max-tokens", "128"],
         capture_output=True,
         text=True,
         timeout=900,
@@ -406,7 +407,7 @@ def test_eval_command_on_the_llama_cpp_python_engine(tiny_run, tmp_path):
     done = subprocess.run(
         CLI
         + ["eval", "--data", str(out / "iteration_1" / Artifact.HELDOUT.value), "--adapter", str(out / "iteration_1")]
-        + ["--out", str(target), "--engine", "llama-cpp-python", "--quiet"],
+        + ["--out", str(target), "--engine", "llama-cpp-python", "--quiet", "--max-tokens", "128"],
         capture_output=True,
         text=True,
         timeout=900,

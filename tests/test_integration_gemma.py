@@ -86,7 +86,8 @@ def test_gemma3_student_trains_exports_proves_and_beats_its_base(gemma, tmp_path
     done = subprocess.run(
         [sys.executable, "-m", "loraforge", "eval", "--data", str(data)]
         + ["--tools", "examples/assistant-tools.yaml", "--adapter", str(it), "--model", str(gemma)]
-        + ["--out", str(scored), "--quiet"],
+        # The loop's own answer limit (eval_max_tokens): the base answers every request in text up to it.
+        + ["--out", str(scored), "--quiet", "--max-tokens", "128"],
         capture_output=True,
         text=True,
         timeout=1800,
