@@ -59,7 +59,9 @@ RESULTS = ROOT / "benchmarks" / "results" / "train.json"
 # separates what batching rows by shared prompt costs in held-out loss from the rest of the trainer.
 # loraforge-frozen-prompt runs the shared prompt without gradients (`prefix_gradients: false`).
 # loraforge-bf16 is loraforge with `dtype: auto` (the loop's default): bf16 autocast where the CPU has it.
-SIDES = ("trl", "loraforge", "loraforge-shuffled", "loraforge-frozen-prompt", "loraforge-bf16")
+# loraforge-dropout is loraforge-bf16 with LoRA dropout 0.05 (the loop's default before it was set to 0).
+SIDES = ("trl", "loraforge", "loraforge-shuffled", "loraforge-frozen-prompt", "loraforge-bf16", "loraforge-dropout")
+DROPOUT = 0.05
 
 
 def split_examples(tools) -> tuple[list, list]:
@@ -142,7 +144,7 @@ def heldout_loss(peft_model, tokenizer, heldout, args) -> float:
 
 
 def side_loraforge(
-    args, batching: str = "shared-prompt", prefix_gradients: bool = True, dtype: str = "float32"
+    args, batching: str = "shared-prompt", prefix_gradients: bool = True, dtype: str = "float32", dropout: float = 0.0
 ) -> dict:
     from peft import PeftModel
 
@@ -156,7 +158,7 @@ def side_loraforge(
     config = TrainConfig(
         r=16,
         alpha=32,
-        dropout=0.0,
+        dropout=dropout,
         epochs=args.epochs,
         learning_rate=args.lr,
         batch_size=args.batch_size,
@@ -319,8 +321,9 @@ def main() -> None:
             result = side_trl(args)
         else:
             batching = "shuffled" if args.side == "loraforge-shuffled" else "shared-prompt"
-            dtype = "auto" if args.side == "loraforge-bf16" else "float32"
-            result = side_loraforge(args, batching, args.side != "loraforge-frozen-prompt", dtype)
+            dtype = "auto" if args.side in ("loraforge-bf16", "loraforge-dropout") else "float32"
+            dropout = DROPOUT if args.side == "loraforge-dropout" else 0.0
+            result = side_loraforge(args, batching, args.side != "loraforge-frozen-prompt", dtype, dropout)
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print("RESULT " + json.dumps(result))
         return
@@ -357,6 +360,7 @@ def main() -> None:
         "shared_prompt_over_shuffled_median": ratio("loraforge", "loraforge-shuffled"),
         "bf16_over_fp32_median": ratio("loraforge-bf16", "loraforge"),
         "loop_today_over_shuffled_fp32_median": ratio("loraforge-bf16", "loraforge-shuffled"),
+        "no_dropout_over_dropout_median": ratio("loraforge-bf16", "loraforge-dropout"),
         "matmul_peak_gflops": peak,
         "summary": sides,
         "trials": trials,
