@@ -26,6 +26,12 @@ before rows were batched by tools list and before autocast:
     .venv/bin/python benchmarks/bench_train.py --sides loraforge loraforge-shuffled loraforge-bf16 \
         --out benchmarks/results/train_loop.json
 
+A sixth, loraforge-dropout, is loraforge-bf16 with LoRA dropout 0.05, the loop's default until it was set to 0
+on this measurement:
+
+    .venv/bin/python benchmarks/bench_train.py --sides loraforge-bf16 loraforge-dropout --epochs 3 \
+        --out benchmarks/results/train_dropout.json
+
 Trials alternate the order of the sides (TRL, loraforge, shuffled; then the reverse), each in its own process
 so that peak memory is its own. Trial i seeds every side with i (the LoRA initialisation and the data
 order), so that the held-out losses show how much a seed alone moves them. Reported per side: minimum and
