@@ -66,8 +66,15 @@ RESULTS = ROOT / "benchmarks" / "results" / "train.json"
 # loraforge-frozen-prompt runs the shared prompt without gradients (`prefix_gradients: false`).
 # loraforge-bf16 is loraforge with `dtype: auto` (the loop's default): bf16 autocast where the CPU has it.
 # loraforge-dropout is loraforge-bf16 with LoRA dropout 0.05 (the loop's default before it was set to 0).
-SIDES = ("trl", "loraforge", "loraforge-shuffled", "loraforge-frozen-prompt", "loraforge-bf16", "loraforge-dropout")
-DROPOUT = 0.05
+# Each loraforge side is side_loraforge's defaults (shared prompt, fp32, no dropout) with these changes.
+LORAFORGE_SIDES: dict[str, dict] = {
+    "loraforge": {},
+    "loraforge-shuffled": {"batching": "shuffled"},
+    "loraforge-frozen-prompt": {"prefix_gradients": False},
+    "loraforge-bf16": {"dtype": "auto"},
+    "loraforge-dropout": {"dtype": "auto", "dropout": 0.05},
+}
+SIDES = ("trl", *LORAFORGE_SIDES)
 
 
 def split_examples(tools) -> tuple[list, list]:
@@ -326,10 +333,7 @@ def main() -> None:
         if args.side == "trl":
             result = side_trl(args)
         else:
-            batching = "shuffled" if args.side == "loraforge-shuffled" else "shared-prompt"
-            dtype = "auto" if args.side in ("loraforge-bf16", "loraforge-dropout") else "float32"
-            dropout = DROPOUT if args.side == "loraforge-dropout" else 0.0
-            result = side_loraforge(args, batching, args.side != "loraforge-frozen-prompt", dtype, dropout)
+            result = side_loraforge(args, **LORAFORGE_SIDES[args.side])
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print("RESULT " + json.dumps(result))
         return
